@@ -1,0 +1,63 @@
+# gpufleet — developer and CI entry points. Run as root on Debian 12.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
+export ANSIBLE_FORCE_COLOR := 0
+export PY_COLORS := 0
+LAB_NODES ?= 2
+
+.PHONY: help host-deps venv lint unit integration molecule test demo demo-down clean
+
+help:
+	@echo "make demo       build the local lab fleet (2 nodes) and run playbooks/site.yml on it"
+	@echo "make demo-down  remove the lab containers (the cached image stays)"
+	@echo "make test       lint + unit + integration + Molecule scenarios (what CI runs)"
+
+host-deps:
+	@bash scripts/host-deps.sh
+
+.collections/ansible_collections/gpufleet/cluster:
+	@mkdir -p .collections/ansible_collections/gpufleet
+	@ln -sfn ../../.. .collections/ansible_collections/gpufleet/cluster
+
+$(VENV)/.stamp: pyproject.toml
+	@bash scripts/host-deps.sh python
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.stamp .collections/ansible_collections/gpufleet/cluster
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/ansible-lint --profile production
+
+unit: venv
+	$(BIN)/pytest tests/unit -q
+
+integration: venv host-deps
+	$(BIN)/pytest tests/integration -q
+
+molecule: venv host-deps
+	cd molecule && ../$(BIN)/python ../scripts/molecule-all.py
+
+test: lint unit integration molecule
+
+demo: venv host-deps
+	$(BIN)/gpufleet lab up --nodes $(LAB_NODES)
+	$(BIN)/ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml
+	@echo
+	@echo "The lab is still up: 'gpufleet lab status', 'docker exec -it gpufleet-lab-node1 bash', 'make demo-down'."
+
+demo-down: venv
+	$(BIN)/gpufleet lab down
+
+clean:
+	rm -rf $(VENV) .collections dist build

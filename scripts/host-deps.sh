@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install and start what gpufleet's demo and tests need on a Debian 12 host (run as root):
+#   host-deps.sh python   -> only what `python3 -m venv` needs
+#   host-deps.sh          -> that, plus docker.io (daemon started) and debootstrap for the lab
+set -euo pipefail
+
+need_apt=()
+apt_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  need_apt+=(python3-venv python3-pip)
+fi
+if [[ "${1:-all}" != "python" ]]; then
+  command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+  command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
+  apt_installed iproute2 || need_apt+=(iproute2)
+fi
+
+if ((${#need_apt[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "gpufleet: missing host packages: ${need_apt[*]} — run as root, or: sudo apt-get install ${need_apt[*]}" >&2
+    exit 1
+  fi
+  echo "gpufleet: installing host packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+[[ "${1:-all}" == "python" ]] && exit 0
+
+if ! docker info >/dev/null 2>&1; then
+  if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+    echo "gpufleet: starting docker.service"
+    systemctl start docker
+  else
+    echo "gpufleet: no systemd here; starting dockerd in the background (log: /var/log/gpufleet-dockerd.log)"
+    nohup dockerd >/var/log/gpufleet-dockerd.log 2>&1 &
+  fi
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 1
+  done
+  if ! docker info >/dev/null 2>&1; then
+    echo "gpufleet: the docker daemon did not come up within 60 s; see /var/log/gpufleet-dockerd.log" >&2
+    exit 1
+  fi
+fi
+echo "gpufleet: host ready (docker $(docker version --format '{{.Server.Version}}' 2>/dev/null), debootstrap $(dpkg-query -W -f='${Version}' debootstrap 2>/dev/null))"

@@ -1,0 +1,256 @@
+"""Bring the lab fleet up and down, report it, and write its Ansible inventory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from gpufleet.errors import GpufleetError
+from gpufleet.lab import docker as dk
+from gpufleet.lab.image import IMAGE, ensure_image
+
+LAB_LABEL = "io.gpufleet.lab"
+ROLE_LABEL = "io.gpufleet.role"
+DEFAULT_NAME = "lab"
+DEFAULT_INVENTORY = Path("inventories/lab/hosts.yml")
+INVENTORY_MARK = "# Written by 'gpufleet lab up'"
+# systemd in a container without --privileged (which fails here: CAP_SYS_RESOURCE is not in
+# the bounding set). Containers still cannot load kernel modules: a property of the lab.
+RUN_FLAGS = (
+    "--cap-add",
+    "SYS_ADMIN",
+    "--cgroupns=host",
+    "--volume",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--stop-signal",
+    "SIGRTMIN+3",
+)
+
+
+class LabError(GpufleetError):
+    pass
+
+
+def _say(msg: str) -> None:
+    print(f"gpufleet lab: {msg}", file=sys.stderr, flush=True)
+
+
+def validate_name(name: str) -> str:
+    if not name or not all(c.isalnum() or c == "-" for c in name) or name.startswith("-"):
+        raise LabError(f"invalid lab name {name!r}: use letters, digits and '-' (e.g. 'lab', 'ci-1')")
+    return name
+
+
+def container_name(lab: str, host: str) -> str:
+    return f"gpufleet-{lab}-{host}"
+
+
+def network_name(lab: str) -> str:
+    return f"gpufleet-{lab}"
+
+
+def wanted_hosts(nodes: int, bastion: bool) -> list[tuple[str, str]]:
+    if nodes < 0 or nodes > 32:
+        raise LabError(f"--nodes {nodes} is out of range: the lab runs 0 to 32 nodes")
+    hosts = [(f"node{i}", "node") for i in range(1, nodes + 1)]
+    if bastion:
+        hosts.insert(0, ("bastion", "bastion"))
+    return hosts
+
+
+def lab_containers(lab: str) -> list[dict]:
+    return dk.containers(f"{LAB_LABEL}={lab}")
+
+
+def _wait_for_systemd(name: str, timeout: float = 90.0) -> str:
+    deadline = time.monotonic() + timeout
+    state = "unknown"
+    while time.monotonic() < deadline:
+        proc = subprocess.run(
+            ["docker", "exec", name, "systemctl", "is-system-running"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        state = proc.stdout.strip() or "unknown"
+        if state in ("running", "degraded"):
+            return state
+        time.sleep(1)
+    raise LabError(
+        f"{name}: systemd did not finish booting within {timeout:.0f} s (state '{state}'); "
+        f"look with 'docker logs {name}' and 'docker exec {name} systemctl --failed'"
+    )
+
+
+def up(
+    nodes: int = 2,
+    bastion: bool = False,
+    name: str = DEFAULT_NAME,
+    inventory: Path | None = DEFAULT_INVENTORY,
+) -> dict:
+    validate_name(name)
+    hosts = wanted_hosts(nodes, bastion)
+    dk.require_daemon()
+    image = ensure_image()
+    net = network_name(name)
+    if dk.inspect("network", net) is None:
+        dk.docker("network", "create", "--label", f"{LAB_LABEL}={name}", net)
+    existing = {c["Name"].lstrip("/"): c for c in lab_containers(name)}
+    wanted = {container_name(name, h): (h, role) for h, role in hosts}
+    for cname in sorted(set(existing) - set(wanted)):
+        _say(f"removing {cname} (not part of a {nodes}-node lab)")
+        dk.docker("rm", "-f", cname)
+    for cname, (host, role) in wanted.items():
+        info = existing.get(cname)
+        if info and info["State"]["Running"]:
+            _say(f"{cname} already running")
+            continue
+        if info:
+            _say(f"starting {cname}")
+            dk.docker("start", cname)
+            continue
+        _say(f"creating {cname}")
+        dk.docker(
+            "run",
+            "--detach",
+            "--name",
+            cname,
+            "--hostname",
+            host,
+            "--network",
+            net,
+            "--label",
+            f"{LAB_LABEL}={name}",
+            "--label",
+            f"{ROLE_LABEL}={role}",
+            *RUN_FLAGS,
+            image,
+        )
+    for cname in wanted:
+        state = _wait_for_systemd(cname)
+        _say(f"{cname}: systemd {state}")
+    result = {
+        "name": name,
+        "hosts": [{"host": h, "role": r, "container": container_name(name, h)} for h, r in hosts],
+    }
+    if inventory is not None:
+        write_inventory(name, hosts, Path(inventory))
+        _say(f"inventory written to {inventory}")
+        result["inventory"] = str(inventory)
+    return result
+
+
+def inventory_data(lab: str, hosts: list[tuple[str, str]]) -> dict:
+    groups: dict[str, dict] = {"gpu_nodes": {"hosts": {}}, "bastion": {"hosts": {}}}
+    for host, role in hosts:
+        group = "bastion" if role == "bastion" else "gpu_nodes"
+        groups[group]["hosts"][host] = {"ansible_host": container_name(lab, host)}
+    return {
+        "all": {
+            "vars": {
+                "ansible_connection": "community.docker.docker",
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "gpufleet_lab": lab,
+            },
+            "children": {k: v for k, v in groups.items() if v["hosts"]},
+        }
+    }
+
+
+def render_inventory(lab: str, hosts: list[tuple[str, str]]) -> str:
+    header = (
+        f"{INVENTORY_MARK} (lab '{lab}'); rewritten on every 'lab up'.\n"
+        "# Hosts are docker containers reached with community.docker.docker; group_vars/ beside\n"
+        "# this file holds the lab's settings.\n"
+    )
+    return header + yaml.safe_dump(inventory_data(lab, hosts), sort_keys=False)
+
+
+def write_inventory(lab: str, hosts: list[tuple[str, str]], path: Path) -> None:
+    if path.exists() and INVENTORY_MARK not in path.read_text(errors="replace").split("\n", 1)[0]:
+        raise LabError(
+            f"{path} exists and was not written by gpufleet; it is left untouched. "
+            "Pass --inventory PATH to write the lab inventory elsewhere."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(render_inventory(lab, hosts))
+    tmp.replace(path)
+
+
+def current_hosts(lab: str) -> list[tuple[str, str]]:
+    hosts = []
+    for c in lab_containers(lab):
+        labels = c["Config"].get("Labels") or {}
+        cname = c["Name"].lstrip("/")
+        host = cname.removeprefix(f"gpufleet-{lab}-")
+        hosts.append((host, labels.get(ROLE_LABEL, "node")))
+    return sorted(hosts, key=lambda hr: (hr[1] != "bastion", len(hr[0]), hr[0]))
+
+
+def down(name: str = DEFAULT_NAME, inventory: Path | None = DEFAULT_INVENTORY) -> list[str]:
+    validate_name(name)
+    dk.require_daemon()
+    removed = []
+    for c in lab_containers(name):
+        cname = c["Name"].lstrip("/")
+        dk.docker("rm", "-f", cname)
+        removed.append(cname)
+        _say(f"removed {cname}")
+    net = network_name(name)
+    info = dk.inspect("network", net)
+    if info and (info.get("Labels") or {}).get(LAB_LABEL) == name:
+        dk.docker("network", "rm", net)
+    if inventory is not None:
+        path = Path(inventory)
+        if path.exists():
+            first = path.read_text(errors="replace").split("\n", 1)[0]
+            if INVENTORY_MARK in first and f"(lab '{name}')" in first:
+                path.unlink()
+                _say(f"removed {path}")
+    if not removed:
+        _say(f"no containers of lab '{name}' were running")
+    return removed
+
+
+def status(name: str = DEFAULT_NAME) -> list[dict]:
+    validate_name(name)
+    dk.require_daemon()
+    rows = []
+    for host, role in current_hosts(name):
+        cname = container_name(name, host)
+        info = dk.inspect("container", cname) or {}
+        running = (info.get("State") or {}).get("Running", False)
+        systemd = "-"
+        if running:
+            proc = subprocess.run(
+                ["docker", "exec", cname, "systemctl", "is-system-running"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            systemd = proc.stdout.strip() or "unknown"
+        nets = (info.get("NetworkSettings") or {}).get("Networks") or {}
+        ip = next((n.get("IPAddress") for n in nets.values() if n.get("IPAddress")), "-")
+        rows.append(
+            {
+                "host": host,
+                "role": role,
+                "container": cname,
+                "state": (info.get("State") or {}).get("Status", "missing"),
+                "systemd": systemd,
+                "ip": ip,
+                "image": IMAGE,
+            }
+        )
+    return rows

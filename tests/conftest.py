@@ -1,0 +1,23 @@
+"""Make the repository importable as the collection ``gpufleet.cluster``.
+
+Ansible plugins import each other as ``ansible_collections.gpufleet.cluster...``. Inside the
+repository that namespace is provided by ``.collections/ansible_collections/gpufleet/cluster``,
+a link back to the repository root (``make venv`` creates it; so does this file, idempotently).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+COLLECTIONS = REPO / ".collections"
+LINK = COLLECTIONS / "ansible_collections" / "gpufleet" / "cluster"
+
+if not LINK.exists():
+    LINK.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(os.path.relpath(REPO, LINK.parent), LINK)
+
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
+
+FIXTURES = REPO / "tests" / "fixtures"
