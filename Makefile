@@ -11,7 +11,7 @@ export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 LAB_NODES ?= 2
 
-.PHONY: help host-deps venv lint unit integration molecule test demo demo-down clean
+.PHONY: help host-deps venv lab-image lint unit integration molecule test demo demo-down clean
 
 help:
 	@echo "make demo       build the local lab fleet (2 nodes) and run playbooks/site.yml on it"
@@ -42,11 +42,14 @@ lint: venv
 unit: venv
 	$(BIN)/pytest tests/unit -q
 
-integration: venv host-deps
+integration: lab-image
 	$(BIN)/pytest tests/integration -q
 
-molecule: venv host-deps
-	cd molecule && ../$(BIN)/python ../scripts/molecule-all.py
+lab-image: venv host-deps
+	$(BIN)/gpufleet lab image
+
+molecule: lab-image
+	$(BIN)/molecule test --all
 
 test: lint unit integration molecule
 

@@ -12,7 +12,7 @@ name: gpufleet
 short_description: gpufleet knowledge as filters
 description:
   - C(debian_mirror), C(driver_problems), C(driver_plan), C(driver_version_match), C(driver_version_problem),
-    C(dkms_status), C(dkms_missing_kernels), C(driver_activation).
+    C(dkms_status), C(dkms_missing_kernels), C(driver_activation), C(upstream_version).
 author: gpufleet developers
 """
 
@@ -52,11 +52,19 @@ def driver_version_problem(available, pinned, branch, package):
     """'' when ``available`` has what is asked for, else a message listing what it has."""
     if driver_version_match(available, pinned, branch):
         return ""
-    have = ", ".join(sorted(set(available), key=nvidia_driver.version_key)) or "nothing"
+    # nvidia_driver_version takes the upstream part only ('535.261.03', not '535.261.03-1'): name
+    # both, so the value to set can be copied from the message.
+    have = (
+        ", ".join(
+            f"{nvidia_driver.upstream_version(v)} ({v})"
+            for v in sorted(set(available), key=nvidia_driver.version_key)
+        )
+        or "nothing"
+    )
     wanted = f"nvidia_driver_version '{pinned}'" if pinned else f"nvidia_driver_branch '{branch}'"
     return (
         f"{wanted} is not available from the configured source: {package} has {have}; "
-        "set nvidia_driver_version (and nvidia_driver_branch) to one of those"
+        "set nvidia_driver_version (and nvidia_driver_branch) to one of those upstream versions"
     )
 
 

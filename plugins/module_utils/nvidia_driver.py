@@ -42,8 +42,13 @@ _DEBIAN = {
     "proprietary": ["nvidia-kernel-dkms"],
     "open": ["nvidia-open-kernel-dkms"],
     # Headless compute stack (no X server): management library, CUDA driver, tools, GSP firmware.
-    "userspace": ["nvidia-smi", "libcuda1", "libnvidia-ml1", "firmware-nvidia-gsp", "nvidia-modprobe"],
+    # All built from src:nvidia-graphics-drivers, so they carry the driver version and are pinned to it.
+    "userspace": ["nvidia-smi", "libcuda1", "libnvidia-ml1", "firmware-nvidia-gsp"],
     "desktop": ["nvidia-driver"],
+    # Separate source packages (contrib) with their own version numbers (bookworm: nvidia-modprobe
+    # 535.161.07-1~deb12u1 / 535.309.01-0+deb12u1, nvidia-persistenced 535.171.04-1~deb12u1), so
+    # never installed as "=<driver version>".
+    "tools": ["nvidia-modprobe"],
     "persistenced": ["nvidia-persistenced"],
     "dkms_module": {"proprietary": "nvidia-current", "open": "nvidia-current-open"},
 }
@@ -90,8 +95,10 @@ def check_inputs(distribution, version, major, source, flavor, branch, pinned_ve
         )
     if nvswitch_count and resolved == "debian":
         problems.append(
-            f"{nvswitch_count} NVSwitch device(s) found: they need NVIDIA Fabric Manager, which Debian does "
-            "not package; set nvidia_driver_source: cuda_repo, or nvidia_driver_fabricmanager: false to skip"
+            # cuda_repo is not offered on Debian (SOURCES), so it must not be suggested here.
+            f"{nvswitch_count} NVSwitch device(s) found: they need NVIDIA Fabric Manager, which no "
+            "Debian source provides; set nvidia_driver_fabricmanager: false to skip it, or use Ubuntu "
+            "or a RHEL-family OS, where the ubuntu, cuda_repo and rhel_module sources install it"
         )
     return problems
 
@@ -121,9 +128,13 @@ def driver_plan(source, distribution, flavor, branch, headless=True, persistence
         kernel = _DEBIAN[flavor]
         userspace = _DEBIAN["userspace"] if headless else _DEBIAN["desktop"] + _DEBIAN["userspace"]
         plan["versioned"] = kernel + userspace
-        plan["packages"] = plan["versioned"] + (_DEBIAN["persistenced"] if persistenced else [])
+        plan["packages"] = (
+            plan["versioned"] + _DEBIAN["tools"] + (_DEBIAN["persistenced"] if persistenced else [])
+        )
         plan["dkms_module"] = _DEBIAN["dkms_module"][flavor]
-        plan["peermem_module"] = "nvidia-current-peermem"
+        # Debian's dkms.conf renames every module to "$PACKAGE_NAME-<name>": nvidia-current-peermem,
+        # nvidia-current-open-peermem.
+        plan["peermem_module"] = plan["dkms_module"] + "-peermem"
         # Every binary package built from src:nvidia-graphics-drivers carries the driver version.
         plan["pin_packages"] = [
             "nvidia-*",

@@ -22,7 +22,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from gpufleet.lab import fleet
     from gpufleet.lab.image import ensure_image
 
-    inventory = None if getattr(args, "no_inventory", False) else Path(args.inventory)
+    inventory = None
+    if getattr(args, "inventory", None) and not args.no_inventory:
+        inventory = Path(args.inventory)
     if args.lab_cmd == "up":
         result = fleet.up(nodes=args.nodes, bastion=args.bastion, name=args.name, inventory=inventory)
         rows = fleet.status(args.name)

@@ -46,7 +46,8 @@ def _say(msg: str) -> None:
 
 
 def validate_name(name: str) -> str:
-    if not name or not all(c.isalnum() or c == "-" for c in name) or name.startswith("-"):
+    # ASCII only: str.isalnum() also accepts letters such as 'ä', which docker refuses in names.
+    if not name or not all((c.isascii() and c.isalnum()) or c == "-" for c in name) or name.startswith("-"):
         raise LabError(f"invalid lab name {name!r}: use letters, digits and '-' (e.g. 'lab', 'ci-1')")
     return name
 
@@ -100,6 +101,8 @@ def up(
 ) -> dict:
     validate_name(name)
     hosts = wanted_hosts(nodes, bastion)
+    if inventory is not None:
+        check_inventory_writable(Path(inventory))
     dk.require_daemon()
     image = ensure_image()
     net = network_name(name)
@@ -176,12 +179,17 @@ def render_inventory(lab: str, hosts: list[tuple[str, str]]) -> str:
     return header + yaml.safe_dump(inventory_data(lab, hosts), sort_keys=False)
 
 
-def write_inventory(lab: str, hosts: list[tuple[str, str]], path: Path) -> None:
+def check_inventory_writable(path: Path) -> None:
+    """Refuse, before anything is created, to overwrite an inventory gpufleet did not write."""
     if path.exists() and INVENTORY_MARK not in path.read_text(errors="replace").split("\n", 1)[0]:
         raise LabError(
             f"{path} exists and was not written by gpufleet; it is left untouched. "
             "Pass --inventory PATH to write the lab inventory elsewhere."
         )
+
+
+def write_inventory(lab: str, hosts: list[tuple[str, str]], path: Path) -> None:
+    check_inventory_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(render_inventory(lab, hosts))

@@ -1,0 +1,78 @@
+"""Real state after the nvidia_driver role converged on a lab container (Debian 12)."""
+
+import json
+
+PINNED = "535.261.03-1"
+PINNED_PACKAGES = ["nvidia-kernel-dkms", "nvidia-smi", "libcuda1", "libnvidia-ml1", "firmware-nvidia-gsp"]
+
+
+def test_pinned_driver_packages_installed(host):
+    for name in PINNED_PACKAGES:
+        pkg = host.package(name)
+        assert pkg.is_installed, name
+        assert pkg.version == PINNED, f"{name} is {pkg.version}, expected {PINNED}"
+
+
+def test_no_x_server_in_headless_install(host):
+    assert not host.package("xserver-xorg-core").is_installed
+
+
+def test_apt_pin_holds_version_against_newer_candidate(host):
+    pref = host.file("/etc/apt/preferences.d/gpufleet-nvidia-driver.pref")
+    assert pref.exists
+    assert f"Pin: version {PINNED}" in pref.content_string
+    # A newer 535 build is published (security archive); the pin must keep apt from moving to it.
+    sim = host.run("apt-get -s -o Debug::NoLocking=1 dist-upgrade")
+    assert sim.rc == 0, sim.stderr
+    moving = [line for line in sim.stdout.splitlines() if line.startswith("Inst ") and "nvidia" in line]
+    assert moving == [], moving
+
+
+def test_dkms_built_module_for_installed_headers(host):
+    kernels = host.run("ls -d /lib/modules/*/build").stdout.split()
+    assert kernels, "no kernel headers installed"
+    status = host.check_output("dkms status")
+    for build in kernels:
+        kernel = build.split("/")[3]
+        assert f"nvidia-current/535.261.03, {kernel}, x86_64: installed" in status, status
+        ko = host.run(f"ls /lib/modules/{kernel}/updates/dkms/")
+        assert "nvidia-current.ko" in ko.stdout, ko.stdout
+
+
+def test_non_free_components_added_on_same_mirror(host):
+    src = host.file("/etc/apt/sources.list.d/gpufleet-nvidia-driver.sources")
+    assert src.exists
+    assert "Components: contrib non-free non-free-firmware" in src.content_string
+    own = host.file("/etc/apt/sources.list.d/debian.sources").content_string
+    uri = next(line.split()[1] for line in own.splitlines() if line.startswith("URIs:"))
+    assert f"URIs: {uri}" in src.content_string
+
+
+def test_nouveau_blacklisted(host):
+    conf = host.file("/etc/modprobe.d/gpufleet-blacklist-nouveau.conf")
+    assert conf.exists
+    assert "blacklist nouveau" in conf.content_string
+    assert "options nouveau modeset=0" in conf.content_string
+
+
+def test_persistenced_enabled(host):
+    assert host.service("nvidia-persistenced").is_enabled
+
+
+def test_no_peermem_without_infiniband(host):
+    assert not host.file("/etc/modules-load.d/gpufleet-nvidia-peermem.conf").exists
+
+
+def test_local_fact_reports_container_and_no_reboot(host):
+    fact = json.loads(host.file("/etc/ansible/facts.d/gpufleet_nvidia_driver.fact").content_string)
+    assert fact["in_container"] is True
+    assert fact["activation"] == "none"
+    assert "container" in fact["activation_reason"]
+    assert fact["package_version"] == PINNED
+    assert fact["dkms_module"] == "nvidia-current"
+
+
+def test_no_reboot_attempted(host):
+    before = host.file("/var/tmp/molecule-pid1-start").content_string.strip()
+    now = host.check_output("ps -o lstart= -p 1").strip()
+    assert before == now, f"PID 1 restarted: {before!r} -> {now!r}"

@@ -1,0 +1,267 @@
+"""The lab's pure parts: names, host lists, the inventory it writes, the image recipe and mirror,
+and the messages when docker is missing or its daemon is down. Nothing here starts a container."""
+
+import stat
+
+import pytest
+import yaml
+
+from gpufleet.errors import GpufleetError
+from gpufleet.lab import docker as dk
+from gpufleet.lab import fleet, image
+
+# --- names and hosts ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["lab", "ci-1", "Lab2", "a"])
+def test_valid_names(name):
+    assert fleet.validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "-lab", "lab_1", "lab.1", "lab 1", "lab/1", "läb", "lab;rm"])
+def test_invalid_names(name):
+    with pytest.raises(fleet.LabError, match="invalid lab name") as exc:
+        fleet.validate_name(name)
+    assert "'lab'" in str(exc.value)
+    assert isinstance(exc.value, GpufleetError)
+
+
+def test_container_and_network_names():
+    assert fleet.container_name("ci-1", "node3") == "gpufleet-ci-1-node3"
+    assert fleet.network_name("ci-1") == "gpufleet-ci-1"
+
+
+def test_wanted_hosts_nodes_only():
+    assert fleet.wanted_hosts(2, False) == [("node1", "node"), ("node2", "node")]
+
+
+def test_wanted_hosts_bastion_first():
+    assert fleet.wanted_hosts(3, True) == [
+        ("bastion", "bastion"),
+        ("node1", "node"),
+        ("node2", "node"),
+        ("node3", "node"),
+    ]
+
+
+def test_wanted_hosts_limits():
+    assert fleet.wanted_hosts(0, True) == [("bastion", "bastion")]
+    assert fleet.wanted_hosts(0, False) == []
+    assert len(fleet.wanted_hosts(32, False)) == 32
+
+
+@pytest.mark.parametrize("nodes", [-1, 33, 100])
+def test_wanted_hosts_out_of_range(nodes):
+    with pytest.raises(fleet.LabError, match=f"--nodes {nodes} is out of range: the lab runs 0 to 32 nodes"):
+        fleet.wanted_hosts(nodes, False)
+
+
+# --- inventory ----------------------------------------------------------------------------------
+
+
+def test_render_inventory_parses_to_groups():
+    text = fleet.render_inventory("ci-1", fleet.wanted_hosts(2, True))
+    assert text.splitlines()[0].startswith(fleet.INVENTORY_MARK)
+    assert "(lab 'ci-1')" in text.splitlines()[0]
+    data = yaml.safe_load(text)
+    top = data["all"]
+    assert top["vars"]["ansible_connection"] == "community.docker.docker"
+    assert top["vars"]["ansible_python_interpreter"] == "/usr/bin/python3"
+    assert top["vars"]["gpufleet_lab"] == "ci-1"
+    assert set(top["children"]) == {"gpu_nodes", "bastion"}
+    assert top["children"]["gpu_nodes"]["hosts"] == {
+        "node1": {"ansible_host": "gpufleet-ci-1-node1"},
+        "node2": {"ansible_host": "gpufleet-ci-1-node2"},
+    }
+    assert top["children"]["bastion"]["hosts"] == {"bastion": {"ansible_host": "gpufleet-ci-1-bastion"}}
+
+
+def test_render_inventory_without_bastion_has_no_empty_group():
+    data = yaml.safe_load(fleet.render_inventory("lab", fleet.wanted_hosts(1, False)))
+    assert set(data["all"]["children"]) == {"gpu_nodes"}
+
+
+def test_write_inventory_creates_parent_and_file(tmp_path):
+    path = tmp_path / "inventories" / "lab" / "hosts.yml"
+    fleet.write_inventory("lab", fleet.wanted_hosts(2, False), path)
+    assert path.read_text() == fleet.render_inventory("lab", fleet.wanted_hosts(2, False))
+    assert not path.with_suffix(".yml.tmp").exists()
+
+
+def test_write_inventory_refuses_a_foreign_file_and_leaves_it_byte_identical(tmp_path):
+    path = tmp_path / "hosts.yml"
+    original = b"# my production inventory\r\nall:\n  hosts:\n    gpu01: {}\n\xff\n"
+    path.write_bytes(original)
+    with pytest.raises(fleet.LabError) as exc:
+        fleet.write_inventory("lab", fleet.wanted_hosts(2, False), path)
+    assert "was not written by gpufleet" in str(exc.value)
+    assert "--inventory" in str(exc.value)
+    assert path.read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hosts.yml"]
+
+
+def test_write_inventory_refuses_when_the_mark_is_not_on_the_first_line(tmp_path):
+    path = tmp_path / "hosts.yml"
+    original = f"all: {{}}\n{fleet.INVENTORY_MARK} (lab 'lab')\n"
+    path.write_text(original)
+    with pytest.raises(fleet.LabError):
+        fleet.write_inventory("lab", fleet.wanted_hosts(1, False), path)
+    assert path.read_text() == original
+
+
+def test_write_inventory_overwrites_its_own(tmp_path):
+    path = tmp_path / "hosts.yml"
+    fleet.write_inventory("lab", fleet.wanted_hosts(2, False), path)
+    fleet.write_inventory("lab", fleet.wanted_hosts(3, True), path)
+    data = yaml.safe_load(path.read_text())
+    assert set(data["all"]["children"]["gpu_nodes"]["hosts"]) == {"node1", "node2", "node3"}
+    assert set(data["all"]["children"]["bastion"]["hosts"]) == {"bastion"}
+
+
+# --- image recipe -------------------------------------------------------------------------------
+
+MIRRORS = {"main": "http://deb.debian.org/debian", "security": "http://deb.debian.org/debian-security"}
+
+
+def test_recipe_hash_is_stable():
+    first = image.recipe_hash(image.recipe(dict(MIRRORS)))
+    assert first == image.recipe_hash(image.recipe(dict(MIRRORS)))
+    assert len(first) == 16
+    int(first, 16)
+
+
+def test_recipe_hash_changes_with_packages(monkeypatch):
+    before = image.recipe_hash(image.recipe(MIRRORS))
+    monkeypatch.setattr(image, "PACKAGES", (*image.PACKAGES, "strace"))
+    assert image.recipe_hash(image.recipe(MIRRORS)) != before
+
+
+def test_recipe_hash_changes_with_setup(monkeypatch):
+    before = image.recipe_hash(image.recipe(MIRRORS))
+    monkeypatch.setattr(image, "SETUP_SCRIPT", image.SETUP_SCRIPT + "true\n")
+    assert image.recipe_hash(image.recipe(MIRRORS)) != before
+
+
+def test_recipe_hash_changes_with_mirrors():
+    before = image.recipe_hash(image.recipe(MIRRORS))
+    assert image.recipe_hash(image.recipe({**MIRRORS, "main": "http://ftp.de.debian.org/debian"})) != before
+    assert image.recipe_hash(image.recipe({**MIRRORS, "security": None})) != before
+
+
+def test_sources_file_carries_both_mirrors_and_the_keyring():
+    text = image.sources_file(MIRRORS)
+    assert "URIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\n" in text
+    assert "URIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n" in text
+    assert text.count("Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg") == 2
+    assert "trusted" not in text
+    assert "debian-security" not in image.sources_file({"main": MIRRORS["main"], "security": None})
+
+
+# --- host_mirror --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def apt_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("GPUFLEET_LAB_MIRROR", raising=False)
+    monkeypatch.delenv("GPUFLEET_LAB_SECURITY_MIRROR", raising=False)
+    root = tmp_path / "etc" / "apt"
+    (root / "sources.list.d").mkdir(parents=True)
+    return root
+
+
+def test_host_mirror_reads_deb822(apt_dir):
+    (apt_dir / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://deb.debian.org/debian\n"
+        "Suites: bookworm bookworm-updates\nComponents: main\n\n"
+        "Types: deb\nURIs: http://deb.debian.org/debian-security\n"
+        "Suites: bookworm-security\nComponents: main\n"
+    )
+    assert image.host_mirror(str(apt_dir)) == MIRRORS
+
+
+def test_host_mirror_reads_one_line_and_ignores_other_extensions(apt_dir):
+    (apt_dir / "sources.list").write_text("deb http://ftp.de.debian.org/debian/ bookworm main\n")
+    # Files apt itself ignores (e.g. renamed away) must not be read.
+    (apt_dir / "sources.list.d" / "old.list.disabled").write_text(
+        "deb http://security.debian.org/debian-security bookworm-security main\n"
+    )
+    assert image.host_mirror(str(apt_dir)) == {"main": "http://ftp.de.debian.org/debian", "security": None}
+
+
+def test_host_mirror_env_overrides(apt_dir, monkeypatch):
+    (apt_dir / "sources.list").write_text("deb http://ftp.de.debian.org/debian bookworm main\n")
+    monkeypatch.setenv("GPUFLEET_LAB_MIRROR", "http://mirror.lab.example/debian")
+    monkeypatch.setenv("GPUFLEET_LAB_SECURITY_MIRROR", "http://mirror.lab.example/debian-security")
+    assert image.host_mirror(str(apt_dir)) == {
+        "main": "http://mirror.lab.example/debian",
+        "security": "http://mirror.lab.example/debian-security",
+    }
+
+
+def test_host_mirror_env_needs_no_apt_sources(apt_dir, monkeypatch):
+    monkeypatch.setenv("GPUFLEET_LAB_MIRROR", "http://mirror.lab.example/debian")
+    assert image.host_mirror(str(apt_dir))["main"] == "http://mirror.lab.example/debian"
+
+
+def test_host_mirror_none_found(apt_dir):
+    (apt_dir / "sources.list").write_text("# nothing here\n")
+    (apt_dir / "sources.list.d" / "nodesource.sources").write_text(
+        "Types: deb\nURIs: https://deb.nodesource.com/node_20.x\nSuites: nodistro\nComponents: main\n"
+    )
+    with pytest.raises(image.ImageError) as exc:
+        image.host_mirror(str(apt_dir))
+    assert "no Debian 'bookworm' mirror found" in str(exc.value)
+    assert "GPUFLEET_LAB_MIRROR" in str(exc.value)
+
+
+# --- docker -------------------------------------------------------------------------------------
+
+
+def fake_docker(bin_dir, body):
+    exe = bin_dir / "docker"
+    exe.write_text("#!/bin/sh\n" + body)
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return exe
+
+
+def test_require_daemon_without_docker(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(dk.DockerError) as exc:
+        dk.require_daemon()
+    assert "docker is not installed" in str(exc.value)
+    assert "apt-get install docker.io" in str(exc.value)
+
+
+def test_docker_command_without_docker(monkeypatch):
+    monkeypatch.setattr(dk.shutil, "which", lambda name: None)
+    with pytest.raises(dk.DockerError, match=r"apt-get install docker\.io"):
+        dk.docker("ps")
+
+
+def test_require_daemon_daemon_down(tmp_path, monkeypatch):
+    fake_docker(
+        tmp_path,
+        "echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+        "Is the docker daemon running?' >&2\nexit 1\n",
+    )
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(dk.DockerError) as exc:
+        dk.require_daemon()
+    msg = str(exc.value)
+    assert "the docker daemon is not reachable" in msg
+    assert "Cannot connect to the Docker daemon" in msg
+    assert "systemctl start docker" in msg
+
+
+def test_require_daemon_returns_server_version(tmp_path, monkeypatch):
+    fake_docker(tmp_path, 'test "$1" = version || exit 2\necho 20.10.24+dfsg1\n')
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert dk.require_daemon() == "20.10.24+dfsg1"
+
+
+def test_docker_failure_carries_stderr(tmp_path, monkeypatch):
+    fake_docker(tmp_path, "echo 'Error: No such container: gpufleet-lab-node9' >&2\nexit 1\n")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(dk.DockerError, match="No such container: gpufleet-lab-node9"):
+        dk.docker("rm", "-f", "gpufleet-lab-node9")
+    assert dk.docker("rm", "-f", "gpufleet-lab-node9", check=False) == ""
