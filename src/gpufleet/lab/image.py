@@ -131,7 +131,9 @@ def ensure_image(rebuild: bool = False) -> str:
     have = current_image_hash()
     if have == want and not rebuild:
         return IMAGE
-    if have:
+    if have == want:
+        _say(f"rebuilding {IMAGE} on request (recipe {want} unchanged)")
+    elif have:
         _say(f"image recipe changed ({have} -> {want}); rebuilding {IMAGE}")
     build(rec, want)
     return IMAGE
