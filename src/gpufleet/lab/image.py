@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,10 @@ systemctl mask getty@tty1.service console-getty.service systemd-firstboot.servic
 : > /etc/machine-id
 rm -f /var/lib/dbus/machine-id
 printf 'APT::Install-Suggests "false";\n' > /etc/apt/apt.conf.d/90gpufleet-lab
+# Trust what the build host trusts (site CAs copied to /usr/local/share/ca-certificates), and make
+# pip use the system store instead of its bundled one, as the host does.
+update-ca-certificates >/dev/null 2>&1
+printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' > /etc/pip.conf
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/*.log
 """
@@ -82,6 +87,33 @@ def host_mirror(apt_dir: str = "/etc/apt") -> dict:
     return {"main": main, "security": security}
 
 
+_PEM = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+def _pems(text: str) -> list[str]:
+    return ["\n".join(line.strip() for line in c.strip().splitlines()) for c in _PEM.findall(text)]
+
+
+def host_extra_cas(
+    bundle: str = "/etc/ssl/certs/ca-certificates.crt", shipped_dir: str = "/usr/share/ca-certificates"
+) -> list[str]:
+    """Certificates the build host trusts beyond Debian's ca-certificates (a site or proxy CA).
+
+    The lab nodes get them too, so HTTPS to the package registries works from the lab exactly as
+    it does from the host. Sorted, so the recipe hash only changes when the set changes."""
+    try:
+        host = _pems(Path(bundle).read_text(errors="replace"))
+    except OSError:
+        return []
+    shipped = set()
+    for path in glob(f"{shipped_dir}/**/*.crt", recursive=True):
+        try:
+            shipped.update(_pems(Path(path).read_text(errors="replace")))
+        except OSError:
+            continue
+    return sorted({c for c in host if c not in shipped})
+
+
 def sources_file(mirrors: dict) -> str:
     stanzas = [
         f"Types: deb\nURIs: {mirrors['main']}\nSuites: {SUITE} {SUITE}-updates\nComponents: main\n"
@@ -103,6 +135,7 @@ def recipe(mirrors: dict) -> dict:
         "packages": list(PACKAGES),
         "sources": sources_file(mirrors),
         "setup": SETUP_SCRIPT,
+        "extra_cas": host_extra_cas(),
         "format": 1,
     }
 
@@ -176,6 +209,10 @@ def build(rec: dict, digest: str) -> None:
         (root / "etc/apt/sources.list").write_text("# see sources.list.d/debian.sources\n")
         (root / "etc/apt/sources.list.d").mkdir(parents=True, exist_ok=True)
         (root / "etc/apt/sources.list.d/debian.sources").write_text(rec["sources"])
+        local_cas = root / "usr/local/share/ca-certificates"
+        local_cas.mkdir(parents=True, exist_ok=True)
+        for n, pem in enumerate(rec.get("extra_cas") or []):
+            (local_cas / f"gpufleet-host-{n}.crt").write_text(pem + "\n")
         subprocess.run(["chroot", str(root), "/bin/sh", "-c", rec["setup"]], check=True)
         _say(f"[3/3] importing into docker as {IMAGE}")
         changes = [
