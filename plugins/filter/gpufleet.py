@@ -5,7 +5,14 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.gpufleet.cluster.plugins.module_utils import apt_sources, nvidia_driver
+from ansible_collections.gpufleet.cluster.plugins.module_utils import (
+    apt_sources,
+    compat,
+    cuda_toolkit,
+    nccl_tuning,
+    nvidia_driver,
+    preflight,
+)
 
 DOCUMENTATION = r"""
 name: gpufleet
@@ -13,6 +20,10 @@ short_description: gpufleet knowledge as filters
 description:
   - C(debian_mirror), C(driver_problems), C(driver_plan), C(driver_version_match), C(driver_version_problem),
     C(dkms_status), C(dkms_missing_kernels), C(driver_activation), C(upstream_version).
+  - C(cuda_toolkit_plan), C(cuda_home_links), C(nvcc_release), C(cuda_hello_results), C(cuda_problems).
+  - C(nccl_role_plan), C(nccl_interfaces), C(nccl_conf_text), C(nccl_values), C(nccl_hca_problems).
+  - C(cudnn_plan), C(stack_problems), C(secure_boot_state), C(secure_boot_problems), C(disk_problems),
+    C(preflight_report).
 author: gpufleet developers
 """
 
@@ -86,6 +97,77 @@ def upstream_version(package_version):
     return nvidia_driver.upstream_version(package_version)
 
 
+def cuda_toolkit_plan(source, distribution, major, versions, default, driver_branch="", arch="x86_64"):
+    return cuda_toolkit.toolkit_plan(source, distribution, major, versions, default, driver_branch, arch)
+
+
+def cuda_problems(versions, default, branch, driver_version="", architectures=()):
+    return compat.cuda_problems(versions, default, branch, driver_version, architectures)
+
+
+def nccl_role_plan(
+    source, distribution, version, cuda, ib, interfaces, peermem=False, topo_file="", overrides=None
+):
+    return nccl_tuning.role_plan(
+        source, distribution, version, cuda, ib, interfaces, peermem, topo_file, overrides
+    )
+
+
+def nccl_conf_text(settings):
+    return nccl_tuning.render(settings)
+
+
+def cudnn_plan(source, distribution, version, cuda):
+    return cuda_toolkit.cudnn_plan(source, distribution, version, cuda)
+
+
+def stack_problems(inputs):
+    return compat.stack_problems(inputs)
+
+
+def secure_boot_state(efivar_b64="", mokutil_output=""):
+    import base64
+
+    raw = base64.b64decode(efivar_b64) if efivar_b64 else None
+    return preflight.secure_boot_state(raw, mokutil_output)
+
+
+def disk_problems(components, mounts, reserve_mib=1024):
+    return preflight.disk_problems(components, preflight.free_by_mount(mounts), reserve_mib)
+
+
+def cuda_home_links(homes):
+    return cuda_toolkit.home_links(homes)
+
+
+def nvcc_release(text):
+    return cuda_toolkit.nvcc_release(text)
+
+
+def cuda_hello_results(runs, gpus):
+    return cuda_toolkit.hello_results(runs, gpus)
+
+
+def nccl_interfaces(facts):
+    return nccl_tuning.interfaces_from_facts(facts)
+
+
+def nccl_values(settings):
+    return nccl_tuning.values(settings)
+
+
+def nccl_hca_problems(ib, requested):
+    return nccl_tuning.hca_problems(ib, requested)
+
+
+def secure_boot_problems(state, modules_signed):
+    return preflight.secure_boot_problems(state, modules_signed)
+
+
+def preflight_report(problems, host):
+    return preflight.report(problems, host)
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -98,4 +180,20 @@ class FilterModule:
             "dkms_missing_kernels": dkms_missing_kernels,
             "driver_activation": driver_activation,
             "upstream_version": upstream_version,
+            "cuda_toolkit_plan": cuda_toolkit_plan,
+            "cuda_home_links": cuda_home_links,
+            "nvcc_release": nvcc_release,
+            "cuda_hello_results": cuda_hello_results,
+            "cuda_problems": cuda_problems,
+            "nccl_role_plan": nccl_role_plan,
+            "nccl_interfaces": nccl_interfaces,
+            "nccl_conf_text": nccl_conf_text,
+            "nccl_values": nccl_values,
+            "nccl_hca_problems": nccl_hca_problems,
+            "cudnn_plan": cudnn_plan,
+            "stack_problems": stack_problems,
+            "secure_boot_state": secure_boot_state,
+            "secure_boot_problems": secure_boot_problems,
+            "disk_problems": disk_problems,
+            "preflight_report": preflight_report,
         }

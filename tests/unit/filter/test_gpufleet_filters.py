@@ -9,7 +9,7 @@ from ansible_collections.gpufleet.cluster.plugins.filter import gpufleet as flt
 DEB_MAIN = "535.261.03-1"
 DEB_SECURITY = "535.309.01-0+deb12u1"
 
-# The filter names the role's tasks call (roles/nvidia_driver/tasks/*.yml).
+# The filter names the roles' tasks call (roles/*/tasks/*.yml).
 ROLE_FILTERS = {
     "debian_mirror",
     "driver_problems",
@@ -20,6 +20,23 @@ ROLE_FILTERS = {
     "dkms_missing_kernels",
     "driver_activation",
     "upstream_version",
+    # cuda_toolkit, nccl and preflight roles
+    "cuda_toolkit_plan",
+    "cuda_home_links",
+    "nvcc_release",
+    "cuda_hello_results",
+    "cuda_problems",
+    "nccl_role_plan",
+    "nccl_interfaces",
+    "nccl_conf_text",
+    "nccl_values",
+    "nccl_hca_problems",
+    "cudnn_plan",
+    "stack_problems",
+    "secure_boot_state",
+    "secure_boot_problems",
+    "disk_problems",
+    "preflight_report",
 }
 
 
