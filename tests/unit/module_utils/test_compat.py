@@ -487,7 +487,7 @@ def test_bad_stack_lists_everything_in_order():
         "driver",
         "cuda_toolkit_versions",
         "cuda_toolkit_versions",
-        "cudnn_version",
+        "cuda_toolkit_cudnn_version",
         "nccl_version",
         "trtllm_version",
     ]
