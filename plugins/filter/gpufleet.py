@@ -132,8 +132,9 @@ def secure_boot_state(efivar_b64="", mokutil_output=""):
     return preflight.secure_boot_state(raw, mokutil_output)
 
 
-def disk_problems(components, mounts, reserve_mib=1024):
-    return preflight.disk_problems(components, preflight.free_by_mount(mounts), reserve_mib)
+def disk_problems(components, df_output, reserve_mib=1024):
+    """``df_output``: the text of ``df -Pm / /usr /var /opt`` on the host."""
+    return preflight.disk_problems(components, preflight.parse_df(df_output), reserve_mib)
 
 
 def cuda_home_links(homes):

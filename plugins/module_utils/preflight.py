@@ -80,10 +80,15 @@ def disk_problems(components, free_by_mount, reserve_mib=1024):
     number. With separate mounts the need is checked against the smallest of them, which can
     only over-ask, never let an install run out of space half way.
     """
+    if reserve_mib is not None and int(reserve_mib) < 0:
+        return []
     need = disk_needed_mib(components) + reserve_mib
     relevant = {m: f for m, f in free_by_mount.items() if m in ("/", "/usr", "/var", "/opt")}
     if not relevant:
-        return []
+        return [
+            "could not read the free disk of /, /usr, /var or /opt (df -Pm gave nothing); check that df "
+            "works on the host, or set preflight_disk_reserve_mib: -1 to skip this check"
+        ]
     mount, free = min(relevant.items(), key=lambda kv: kv[1])
     if free >= need:
         return []
@@ -93,6 +98,20 @@ def disk_problems(components, free_by_mount, reserve_mib=1024):
         f"{reserve_mib} MiB reserve); free space, or skip components (gpufleet_install_cuda_toolkit, "
         "gpufleet_install_nccl, ...), or lower preflight_disk_reserve_mib"
     ]
+
+
+def parse_df(text):
+    """``df -Pm PATH...`` (POSIX format, MiB blocks) -> {mount point: free MiB}.
+
+    Used instead of Ansible's mount facts, which leave out the root file system of a container
+    (an overlay) and so would let preflight pass without checking anything."""
+    out = {}
+    for line in (text or "").splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 6 or not fields[3].isdigit():
+            continue
+        out[" ".join(fields[5:])] = int(fields[3])
+    return out
 
 
 def free_by_mount(mounts):

@@ -35,7 +35,7 @@ def test_disk_needed_and_refused():
 def test_disk_uses_the_smallest_relevant_mount():
     (problem,) = pf.disk_problems(["cuda_toolkit_cuda_repo"], {"/": 100000, "/var": 2000, "/home": 10})
     assert "on /var" in problem
-    assert pf.disk_problems(["nccl"], {"/home": 1}) == []
+    assert "could not read the free disk" in pf.disk_problems(["nccl"], {"/home": 1})[0]
 
 
 def test_free_by_mount_from_ansible_facts():
@@ -54,3 +54,36 @@ def test_report_lists_every_problem_and_says_nothing_changed():
         "  1. a; set x",
         "  2. b; set y",
     ]
+
+
+# Recorded in a lab container (overlay root, which Ansible's mount facts leave out).
+DF_CONTAINER = """Filesystem     1048576-blocks  Used Available Capacity Mounted on
+overlay                258020 26806     77093      26% /
+overlay                258020 26806     77093      26% /
+overlay                258020 26806     77093      26% /
+overlay                258020 26806     77093      26% /
+"""
+DF_SEPARATE_VAR = """Filesystem     1048576-blocks  Used Available Capacity Mounted on
+/dev/nvme0n1p2          95000 40000     50000      45% /
+/dev/nvme0n1p2          95000 40000     50000      45% /
+/dev/mapper/vg-var       9000  6000      3000      67% /var
+df: /opt: No such file or directory
+"""
+
+
+def test_parse_df():
+    assert pf.parse_df(DF_CONTAINER) == {"/": 77093}
+    assert pf.parse_df(DF_SEPARATE_VAR) == {"/": 50000, "/var": 3000}
+    assert pf.parse_df("") == {}
+
+
+def test_disk_check_in_a_container_and_with_a_small_var():
+    assert pf.disk_problems(["nccl"], pf.parse_df(DF_CONTAINER)) == []
+    (problem,) = pf.disk_problems(["cuda_toolkit_debian"], pf.parse_df(DF_SEPARATE_VAR))
+    assert "not enough free disk on /var: 3000 MiB free" in problem
+
+
+def test_unreadable_disk_is_a_problem_not_a_pass_and_can_be_skipped():
+    (problem,) = pf.disk_problems(["nccl"], {})
+    assert "could not read the free disk" in problem
+    assert pf.disk_problems(["nccl"], {}, reserve_mib=-1) == []
