@@ -1,0 +1,263 @@
+# Copyright: gpufleet developers
+# Apache-2.0
+"""NVIDIA XID errors: find them in a kernel log and say what each one means for the host.
+
+Stdlib only, so Ansible can ship it to hosts. ``parse_kernel_log`` turns ``dmesg`` / ``journalctl -k``
+/ syslog text into events; ``classify`` folds events into one summary per GPU (PCI address) with
+deduplicated counts and the worst class and action seen. No function raises on bad input: lines that
+are not XID lines are skipped, and an XID missing from the table is reported as class ``unknown``
+(never dropped, never called harmless).
+
+Each row has a class (whose fault: ``hardware``, ``driver``, ``application``; ``unknown`` is kept
+for XIDs not in the table) and an action (how urgent), ordered
+``MONITOR`` < ``RESET_GPU`` < ``REBOOT`` < ``ISOLATE``:
+
+- MONITOR: nothing to do now; count it and watch for repeats.
+- RESET_GPU: drain the GPU's work, then reset that GPU (``nvidia-smi -r``) when convenient.
+- REBOOT: drain the node and reboot it (a GPU reset is not enough or not reliable).
+- ISOLATE: take the node out of service for hardware inspection / RMA.
+
+Sources (each row cites its own; documents named here once):
+
+- [AZ] Azure/azurehpc-health-checks ``customTests/azure_gpu_xid.nhc``: ``XID_EC="48 56 57 58 62 63 64
+  65 68 69 73 74 79 80 81 92 119 120"`` fail the node (also in facts.md, "Health checks").
+- [GCM] facebookresearch/gcm ``health_checks check-syslogs xid``: 13 31 43 45 63 68 92 109 are
+  non-critical (WARN, application-level) (facts.md, "Health checks";
+  https://facebookresearch.github.io/gcm/docs/GCM_Health_Checks/health_checks/check-syslogs/xid).
+- [CAT] NVIDIA, "Analyzing Xid Errors with the Xid Catalog", Table 1 "Xids",
+  https://docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html
+- [MEM] NVIDIA, "A100 GPU Memory Error Management", "User Visible Statistics",
+  https://docs.nvidia.com/deploy/a100-gpu-mem-error-mgmt/user-visible-statistics.html (XID 48, 63,
+  64, 94, 95).
+- [R555] the "Xid error listing" of https://docs.nvidia.com/deploy/xid-errors/index.html as of
+  driver r555 (Sep 24, 2024), read here through the verbatim copy in leptonai/gpud
+  ``pkg/nvidia-query/xid/xid.go`` (names and "possible causes" columns).
+- Rows marked "name not re-read" carry the name of NVIDIA's listing as commonly quoted; that row
+  of the listing was not re-read while this table was written. Their class and action rest on
+  [AZ]/[GCM] only.
+
+The overlap of [AZ] and [GCM] (63, 68, 92) is resolved by splitting the two questions: [AZ] answers
+"whose fault" (hardware), [GCM] answers "how urgent" (not critical). So 63 (row remap recorded; it
+takes effect at the next GPU reset, [MEM]) is hardware / RESET_GPU; 92 (high rate of corrected
+single-bit errors) is hardware / MONITOR; 68 (NVDEC0 exception: [R555] names hardware, driver and
+user application as possible causes) is hardware / RESET_GPU, because an LLM-serving fleet does not
+feed NVDEC user streams and a reset, not isolation, is the proportionate first step.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+HARDWARE = "hardware"
+APPLICATION = "application"
+DRIVER = "driver"
+UNKNOWN = "unknown"
+
+MONITOR = "MONITOR"
+RESET_GPU = "RESET_GPU"
+REBOOT = "REBOOT"
+ISOLATE = "ISOLATE"
+
+# Worst last. "unknown" ranks above "application": an XID we cannot place may be a hardware fault.
+CLASS_ORDER = (APPLICATION, UNKNOWN, DRIVER, HARDWARE)
+ACTION_ORDER = (MONITOR, RESET_GPU, REBOOT, ISOLATE)
+
+
+def _row(cls, meaning, action):
+    return {"class": cls, "meaning": meaning, "action": action}
+
+
+XID_TABLE = {
+    # --- driver-only causes per [R555] (only "driver error" is marked); gpud also reboots -------
+    9: _row(DRIVER, "Driver error programming GPU", REBOOT),  # [R555]
+    12: _row(DRIVER, "Driver error handling GPU exception", REBOOT),  # [R555]
+    38: _row(DRIVER, "Driver firmware error", REBOOT),  # [R555]
+    # --- application-level per [GCM] --------------------------------------------------------------
+    13: _row(APPLICATION, "Graphics Engine Exception", MONITOR),  # [GCM]; name [CAT] (RESTART_APP)
+    31: _row(APPLICATION, "GPU memory page fault", MONITOR),  # [GCM]; name not re-read
+    43: _row(APPLICATION, "GPU stopped processing", MONITOR),  # [GCM]; name [R555]
+    45: _row(APPLICATION, "Preemptive cleanup, due to previous errors", MONITOR),  # [GCM]; not re-read
+    109: _row(APPLICATION, "Context Switch Timeout Error", MONITOR),  # [GCM]; name not re-read
+    # --- hardware per [AZ] -------------------------------------------------------------------------
+    48: _row(HARDWARE, "Double Bit ECC Error (uncorrectable ECC error)", RESET_GPU),  # [AZ]; [MEM]
+    56: _row(HARDWARE, "Display Engine error", RESET_GPU),  # [AZ]; name not re-read
+    57: _row(HARDWARE, "Error programming video memory interface", ISOLATE),  # [AZ]; not re-read
+    58: _row(HARDWARE, "Unstable video memory interface detected", ISOLATE),  # [AZ]; not re-read
+    62: _row(HARDWARE, "Internal micro-controller halt", RESET_GPU),  # [AZ]; [R555] "Reset GPU(s)"
+    63: _row(HARDWARE, "ECC page retirement or row remapping recording event", RESET_GPU),  # [AZ][GCM]
+    64: _row(HARDWARE, "ECC page retirement or row remapper recording failure", REBOOT),  # [AZ]; [R555]
+    65: _row(HARDWARE, "Video processor exception", RESET_GPU),  # [AZ]; name [R555]
+    68: _row(HARDWARE, "NVDEC0 Exception", RESET_GPU),  # [AZ][GCM]; name [R555]
+    69: _row(HARDWARE, "Graphics Engine class error", REBOOT),  # [AZ]; name [R555]
+    73: _row(HARDWARE, "NVENC2 Error", RESET_GPU),  # [AZ]; name [R555]
+    74: _row(HARDWARE, "NVLINK Error", REBOOT),  # [AZ]; [R555] "GPU reset or node reboot is needed"
+    79: _row(HARDWARE, "GPU has fallen off the bus", ISOLATE),  # [AZ]; name [R555]
+    80: _row(HARDWARE, "Corrupted data sent to GPU", REBOOT),  # [AZ]; name not re-read
+    81: _row(HARDWARE, "VGA Subsystem Error", REBOOT),  # [AZ]; name not re-read
+    92: _row(HARDWARE, "High single-bit ECC error rate", MONITOR),  # [AZ][GCM]; name not re-read
+    94: _row(HARDWARE, "Contained ECC error", RESET_GPU),  # [MEM]; [R555] "reset ... when convenient"
+    95: _row(HARDWARE, "Uncontained ECC error", REBOOT),  # [MEM]; [R555] MIG off: reboot immediately
+    119: _row(HARDWARE, "GSP RPC Timeout", REBOOT),  # [AZ]; name [R555]
+    120: _row(HARDWARE, "GSP Error", REBOOT),  # [AZ]; name [R555]
+}
+
+UNKNOWN_ROW = _row(UNKNOWN, "not in gpufleet's XID table", MONITOR)
+
+# "NVRM: Xid (PCI:0000:3b:00): 79, pid=..., ..." ; older drivers omit "PCI:" ; MIG adds " GPU-I:05".
+_XID = re.compile(
+    r"NVRM: Xid \((?:PCI:)?(?P<pci>[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2})(?:\.\d)?[^)]*\):"
+    r"\s*(?P<xid>\d+)\s*,?\s*(?P<rest>.*)$"
+)
+_PID = re.compile(r"^pid=(?:'(?P<q>[^']*)'|(?P<p>[^,\s]+)),\s*")
+_NAME = re.compile(r"^name=(?P<name>[^,]*),\s*")
+# journalctl -o short-iso / short-iso-precise: 2024-05-18T19:02:39+0000 / ...39.123456+00:00
+_ISO = re.compile(r"^(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?)\s")
+# dmesg --ctime / -T: [Sun Feb 23 16:24:18 2025]
+_CTIME = re.compile(r"\[(?P<ts>[A-Z][a-z]{2} [A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2} \d{4})\]")
+# dmesg default: [ 5107.644336]
+_UPTIME = re.compile(r"\[\s*(?P<up>\d+\.\d+)\]")
+
+
+def _parse_iso(text):
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    elif re.search(r"[+-]\d{4}$", text):
+        text = text[:-2] + ":" + text[-2:]
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _timestamps(line, prefix):
+    """(datetime or None, uptime seconds or None) found before the XID text on one line."""
+    when = None
+    match = _ISO.match(line)
+    if match:
+        when = _parse_iso(match.group("ts"))
+    if when is None:
+        match = _CTIME.search(prefix)
+        if match:
+            try:
+                when = datetime.strptime(" ".join(match.group("ts").split()), "%a %b %d %H:%M:%S %Y")
+            except ValueError:
+                when = None
+    match = _UPTIME.search(prefix)
+    return when, (float(match.group("up")) if match else None)
+
+
+def _before(since, when, uptime):
+    """True when the event is placed before ``since``; False when after or not comparable."""
+    if isinstance(since, datetime):
+        return when is not None and (when.tzinfo is None) == (since.tzinfo is None) and when < since
+    if isinstance(since, (int, float)) and not isinstance(since, bool):
+        return uptime is not None and uptime < since
+    return False
+
+
+def parse_kernel_log(text, since=None):
+    """XID events in kernel log text, in log order.
+
+    Each event: ``{"xid": int, "pci": "0000:3b:00", "pid": int or None, "process": str or None,
+    "message": str, "timestamp": ISO 8601 str or None, "uptime": float or None}``. ``timestamp`` comes
+    from ``journalctl -o short-iso[-precise]`` (with its offset) or ``dmesg --ctime`` (local time,
+    no offset); ``uptime`` from ``dmesg``'s ``[12345.678]``. Syslog's ``May 18 19:02:39`` has no year
+    and is not used.
+
+    ``since``: a ``datetime`` keeps events at or after it (compared only with timestamps of the same
+    kind, offset-aware or naive); a number keeps events whose ``uptime`` is at or after it. An event
+    that cannot be compared with ``since`` is kept: a time window never hides an XID it cannot place.
+    """
+    events = []
+    if not isinstance(text, str):
+        return events
+    for raw in text.splitlines():
+        line = raw.strip()
+        match = _XID.search(line)
+        if not match:
+            continue
+        when, uptime = _timestamps(line, line[: match.start()])
+        if _before(since, when, uptime):
+            continue
+        rest = match.group("rest").strip()
+        pid = process = None
+        pid_match = _PID.match(rest)
+        if pid_match:
+            value = pid_match.group("q") if pid_match.group("q") is not None else pid_match.group("p")
+            pid = int(value) if value.isdigit() else None
+            rest = rest[pid_match.end() :]
+            name_match = _NAME.match(rest)
+            if name_match:
+                name = name_match.group("name").strip()
+                process = None if name in ("", "<unknown>") else name
+                rest = rest[name_match.end() :]
+        events.append(
+            {
+                "xid": int(match.group("xid")),
+                "pci": match.group("pci").lower(),
+                "pid": pid,
+                "process": process,
+                "message": rest.strip(),
+                "timestamp": when.isoformat() if when is not None else None,
+                "uptime": uptime,
+            }
+        )
+    return events
+
+
+def lookup(xid):
+    """The table row for an XID number (a copy), or the ``unknown`` row; ``xid`` added."""
+    row = dict(XID_TABLE.get(xid, UNKNOWN_ROW)) if isinstance(xid, int) else dict(UNKNOWN_ROW)
+    row["xid"] = xid
+    return row
+
+
+def worse_class(a, b):
+    return a if CLASS_ORDER.index(a) >= CLASS_ORDER.index(b) else b
+
+
+def worse_action(a, b):
+    return a if ACTION_ORDER.index(a) >= ACTION_ORDER.index(b) else b
+
+
+def classify(events):
+    """One summary per GPU, keyed and sorted by PCI address.
+
+    ``{pci: {"pci", "events": total, "xids": [{"xid", "count", "class", "meaning", "action",
+    "first", "last", "message"}...] (by XID number), "worst_class", "worst_action"}}``. Repeats of
+    the same XID on the same GPU are counted, not listed: ``first``/``last`` are the timestamps
+    (or uptimes) of the first and last repeat, ``message`` the first one's text. Events that are not
+    dicts with an int ``xid`` are skipped.
+    """
+    devices = {}
+    for event in events or ():
+        if not isinstance(event, dict) or not isinstance(event.get("xid"), int):
+            continue
+        pci = event.get("pci") or UNKNOWN
+        when = event.get("timestamp") if event.get("timestamp") is not None else event.get("uptime")
+        device = devices.setdefault(pci, {"pci": pci, "events": 0, "_xids": {}})
+        device["events"] += 1
+        entry = device["_xids"].get(event["xid"])
+        if entry is None:
+            entry = lookup(event["xid"])
+            entry.update({"count": 0, "first": when, "last": when, "message": event.get("message")})
+            device["_xids"][event["xid"]] = entry
+        entry["count"] += 1
+        entry["last"] = when
+    summary = {}
+    for pci in sorted(devices):
+        device = devices[pci]
+        xids = [device["_xids"][number] for number in sorted(device["_xids"])]
+        worst_cls, worst_act = CLASS_ORDER[0], ACTION_ORDER[0]
+        for entry in xids:
+            worst_cls = worse_class(entry["class"], worst_cls)
+            worst_act = worse_action(entry["action"], worst_act)
+        summary[pci] = {
+            "pci": pci,
+            "events": device["events"],
+            "xids": xids,
+            "worst_class": worst_cls,
+            "worst_action": worst_act,
+        }
+    return summary
