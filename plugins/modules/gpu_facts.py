@@ -202,16 +202,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.gpufleet.cluster.plugins.module_utils.gpu_inventory import (
     build_facts,
     detect_container,
-    output_tail,
 )
 from ansible_collections.gpufleet.cluster.plugins.module_utils.nvidia_smi import (
     NvidiaSmiParseError,
     parse_nvidia_smi_xml,
 )
 from ansible_collections.gpufleet.cluster.plugins.module_utils.pci import scan_nvswitches, scan_pci
-
-C_LOCALE = {"LANG": "C", "LC_ALL": "C"}
-TIMEOUT_EXIT = 124  # coreutils timeout(1): the command timed out
+from ansible_collections.gpufleet.cluster.plugins.module_utils.tool_run import run_tool
 
 
 def find_nvidia_smi(module):
@@ -226,16 +223,9 @@ def find_nvidia_smi(module):
 
 def query_nvidia_smi(module, nvidia_smi):
     """Return ``(report, error)``: the parsed report, or None and the reason nvidia-smi gave none."""
-    command = [nvidia_smi, "-q", "-x"]
-    timeout = module.params["timeout"]
-    timeout_bin = module.get_bin_path("timeout") if timeout else None
-    if timeout_bin:
-        command = [timeout_bin, "-k", "5", str(timeout), *command]
-    rc, out, err = module.run_command(command, environ_update=C_LOCALE)
-    if timeout_bin and rc == TIMEOUT_EXIT:
-        return None, output_tail(err, out, f"nvidia-smi did not answer within {timeout} seconds")
-    if rc != 0:
-        return None, output_tail(err, out) or f"nvidia-smi -q -x exited with status {rc}"
+    out, error = run_tool(module, [nvidia_smi, "-q", "-x"], module.params["timeout"], "nvidia-smi")
+    if error is not None:
+        return None, error
     try:
         return parse_nvidia_smi_xml(out), None
     except NvidiaSmiParseError as exc:

@@ -179,16 +179,13 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.gpufleet.cluster.plugins.module_utils.gpu_inventory import (
     detect_container,
-    output_tail,
 )
 from ansible_collections.gpufleet.cluster.plugins.module_utils.infiniband import (
     parse_ibstat,
     read_sysfs,
     summarize,
 )
-
-C_LOCALE = {"LANG": "C", "LC_ALL": "C"}
-TIMEOUT_EXIT = 124  # coreutils timeout(1): the command timed out
+from ansible_collections.gpufleet.cluster.plugins.module_utils.tool_run import run_tool
 
 
 def query_ibstat(module):
@@ -196,16 +193,9 @@ def query_ibstat(module):
     ibstat = module.get_bin_path("ibstat")
     if not ibstat:
         return None, None
-    command = [ibstat]
-    timeout = module.params["timeout"]
-    timeout_bin = module.get_bin_path("timeout") if timeout else None
-    if timeout_bin:
-        command = [timeout_bin, "-k", "5", str(timeout), *command]
-    rc, out, err = module.run_command(command, environ_update=C_LOCALE)
-    if timeout_bin and rc == TIMEOUT_EXIT:
-        return None, output_tail(err, out, f"ibstat did not answer within {timeout} seconds")
-    if rc != 0:
-        return None, output_tail(err, out) or f"ibstat exited with status {rc}"
+    out, error = run_tool(module, [ibstat], module.params["timeout"], "ibstat")
+    if error is not None:
+        return None, error
     return parse_ibstat(out), None
 
 

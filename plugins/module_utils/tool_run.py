@@ -1,0 +1,27 @@
+# Copyright: gpufleet developers
+# Apache-2.0
+"""Running a host tool from a module, written once: C locale, and coreutils ``timeout`` so a tool
+that hangs on broken hardware (nvidia-smi on a GPU that fell off the bus, ibstat on a wedged HCA)
+cannot hang the play."""
+
+from __future__ import annotations
+
+from ansible_collections.gpufleet.cluster.plugins.module_utils.gpu_inventory import output_tail
+
+C_LOCALE = {"LANG": "C", "LC_ALL": "C"}
+TIMEOUT_EXIT = 124  # coreutils timeout(1): the command timed out
+
+
+def run_tool(module, command, timeout, name=None):
+    """Run ``command`` (argv list). Returns ``(out, error)``: stdout, or None and why there is none
+    (timed out, or non-zero exit with the tail of its output)."""
+    name = name or command[0]
+    timeout_bin = module.get_bin_path("timeout") if timeout else None
+    if timeout_bin:
+        command = [timeout_bin, "-k", "5", str(timeout), *command]
+    rc, out, err = module.run_command(command, environ_update=C_LOCALE)
+    if timeout_bin and rc == TIMEOUT_EXIT:
+        return None, output_tail(err, out, f"{name} did not answer within {timeout} seconds")
+    if rc != 0:
+        return None, output_tail(err, out) or f"{name} exited with status {rc}"
+    return out, None
