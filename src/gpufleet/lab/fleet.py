@@ -164,6 +164,9 @@ def inventory_data(lab: str, hosts: list[tuple[str, str]]) -> dict:
                 "ansible_connection": "community.docker.docker",
                 "ansible_python_interpreter": "/usr/bin/python3",
                 "gpufleet_lab": lab,
+                # Lab containers have no GPU: gpufleet verify expects none, so its GPU checks
+                # report "no GPU present" as skips instead of failing the count.
+                "gpufleet_expected_gpus": 0,
             },
             "children": {k: v for k, v in groups.items() if v["hosts"]},
         }

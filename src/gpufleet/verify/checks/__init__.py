@@ -1,0 +1,1 @@
+"""The checks ``gpufleet verify`` runs, as pytest tests (see ``gpufleet.verify.plugin``)."""

@@ -1,0 +1,263 @@
+"""``gpufleet verify``: the checks on every inventory host in parallel, one verdict per host.
+
+Each host is verified by its own pytest process (``-p gpufleet.verify.plugin``) against the
+inventory through testinfra's ``ansible://`` backend, so one slow or unreachable host never holds
+up or hides the others. Results come back as JSON files and are folded into one report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from gpufleet import __version__, _collection
+from gpufleet.errors import GpufleetError
+
+_collection.ensure_importable()
+
+from ansible_collections.gpufleet.cluster.plugins.module_utils import baselines, health  # noqa: E402
+
+from gpufleet.verify import settings  # noqa: E402
+
+HOST_TIMEOUT_S = {"quick": 600, "full": 3600, "burnin": 4 * 3600}
+_PYTEST_INI = "[pytest]\naddopts =\n"
+
+
+class VerifyError(GpufleetError):
+    pass
+
+
+def inventory_hosts(inventory: str, limit: str | None = None) -> dict[str, dict]:
+    """{host: hostvars} for the inventory (group_vars applied), via ``ansible-inventory --list``."""
+    if not Path(inventory).exists():
+        raise VerifyError(
+            f"inventory {inventory} does not exist; pass -i with an inventory file or directory"
+        )
+    cmd = [_ansible_tool("ansible-inventory"), "-i", inventory, "--list"]
+    if limit:
+        cmd += ["--limit", limit]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    if proc.returncode != 0:
+        raise VerifyError(f"ansible-inventory could not read {inventory}: {proc.stderr.strip()[-1000:]}")
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError as exc:
+        raise VerifyError(f"ansible-inventory printed no JSON for {inventory}: {exc}") from exc
+    hostvars = (data.get("_meta") or {}).get("hostvars") or {}
+    names: list[str] = []
+
+    def walk(group: str, seen: set) -> None:
+        if group in seen:
+            return
+        seen.add(group)
+        entry = data.get(group) or {}
+        for h in entry.get("hosts", []):
+            if h not in names:
+                names.append(h)
+        for child in entry.get("children", []):
+            walk(child, seen)
+
+    walk("all", set())
+    if not names:
+        where = f" matching --limit {limit}" if limit else ""
+        raise VerifyError(f"inventory {inventory} has no hosts{where}")
+    return {h: dict(hostvars.get(h) or {}, inventory_hostname=h) for h in names}
+
+
+def _ansible_tool(name: str) -> str:
+    beside = Path(sys.executable).with_name(name)
+    return str(beside) if beside.exists() else name
+
+
+def load_baselines_file(path: str | None) -> dict:
+    """Validated overrides from a YAML/JSON file; errors name the file and the field."""
+    if not path:
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise VerifyError(f"baselines file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise VerifyError(f"baselines file {path} is not valid YAML: {exc}") from exc
+    if isinstance(data, dict) and set(data) == {"baselines"}:
+        data = data["baselines"]
+    try:
+        return baselines.load_overrides(data)
+    except ValueError as exc:
+        raise VerifyError(f"baselines file {path}: {exc}") from exc
+
+
+def host_overrides(hosts: dict[str, dict], file_overrides: dict) -> dict[str, dict]:
+    """Per-host overrides: the host's ``gpufleet_baselines`` then the file on top, all validated."""
+    result = {}
+    for host, hv in hosts.items():
+        try:
+            own = baselines.load_overrides(hv.get("gpufleet_baselines"))
+        except ValueError as exc:
+            raise VerifyError(f"host {host}: gpufleet_baselines: {exc}") from exc
+        merged = {sku: dict(metrics) for sku, metrics in own.items()}
+        for sku, metrics in file_overrides.items():
+            for metric, fields in metrics.items():
+                merged.setdefault(sku, {}).setdefault(metric, {}).update(fields)
+        result[host] = merged
+    return result
+
+
+def _unreachable(host: str, error: str, duration: float) -> dict:
+    return {"host": host, "reachable": False, "error": error, "checks": [], "duration_s": duration}
+
+
+def verify_host(
+    host: str,
+    inventory: str,
+    hostvars: dict,
+    overrides: dict,
+    tier: str,
+    workdir: Path,
+    timeout_s: int | None = None,
+) -> dict:
+    """Run the checks on one host in its own pytest process; the raw host results."""
+    started = time.monotonic()
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in host)
+    out = workdir / f"{safe}.json"
+    vars_file = workdir / f"{safe}.vars.json"
+    base_file = workdir / f"{safe}.baselines.json"
+    vars_file.write_text(json.dumps(hostvars, default=str))
+    base_file.write_text(json.dumps(overrides))
+    ini = workdir / "pytest.ini"
+    cmd = [
+        sys.executable, "-m", "pytest", "-c", str(ini), "--rootdir", str(workdir),
+        "-p", "no:cacheprovider", "-p", "gpufleet.verify.plugin", "-q", "-rN", "--no-header",
+        "--pyargs", "gpufleet.verify.checks",
+        "--hosts", f"ansible://{host}", "--ansible-inventory", inventory,
+        "--gpufleet-tier", tier, "--gpufleet-out", str(out),
+        "--gpufleet-hostvars", str(vars_file), "--gpufleet-baselines", str(base_file),
+    ]  # fmt: skip
+    limit = timeout_s or HOST_TIMEOUT_S[tier]
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0")
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=limit, env=env, check=False, cwd=workdir
+        )
+    except subprocess.TimeoutExpired:
+        return _unreachable(host, f"verification did not finish within {limit} s", time.monotonic() - started)
+    if not out.exists():
+        tail = (proc.stdout + proc.stderr).strip()[-1500:]
+        return _unreachable(host, f"verification failed to run (pytest exit {proc.returncode}): {tail}",
+                            time.monotonic() - started)  # fmt: skip
+    data = json.loads(out.read_text())
+    data["host"] = host
+    data.setdefault("duration_s", round(time.monotonic() - started, 3))
+    return data
+
+
+def host_entry(raw: dict) -> dict:
+    """The report's host entry: raw results plus the verdict."""
+    checks = raw.get("checks") or []
+    folded = health.verdict(checks, reachable=raw.get("reachable", True))
+    return {
+        "host": raw["host"],
+        "verdict": folded["verdict"],
+        "action": folded["action"],
+        "failing": folded["failing"],
+        "warning": folded["warning"],
+        "error": raw.get("error"),
+        "duration_s": round(float(raw.get("duration_s") or 0), 3),
+        "gpu_count": raw.get("gpu_count"),
+        "sku": raw.get("sku"),
+        "checks": checks,
+    }
+
+
+def summarize(hosts: list[dict]) -> dict:
+    counts = {v: 0 for v in health.VERDICTS}
+    for h in hosts:
+        counts[h["verdict"]] += 1
+    return counts
+
+
+def run(
+    inventory: str,
+    *,
+    limit: str | None = None,
+    tier: str = "quick",
+    jobs: int = 8,
+    baselines_file: str | None = None,
+    host_timeout_s: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    before: Callable[[dict[str, dict]], None] | None = None,
+) -> dict:
+    """Verify every host; returns the report (see ``gpufleet.verify.report``)."""
+    if tier not in settings.TIERS:
+        raise VerifyError(f"unknown tier {tier!r}; choose one of {', '.join(settings.TIERS)}")
+    if jobs < 1:
+        raise VerifyError("--jobs must be at least 1")
+    file_overrides = load_baselines_file(baselines_file)
+    hosts = inventory_hosts(inventory, limit)
+    overrides = host_overrides(hosts, file_overrides)
+    if before:
+        before(hosts)
+    started_at = datetime.now(UTC)
+    started = time.monotonic()
+    say = progress or (lambda _msg: None)
+    say(f"verifying {len(hosts)} host(s), tier {tier}, {min(jobs, len(hosts))} at a time")
+    results: dict[str, dict] = {}
+    lock = threading.Lock()
+    with tempfile.TemporaryDirectory(prefix="gpufleet-verify-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "pytest.ini").write_text(_PYTEST_INI)
+        with ThreadPoolExecutor(max_workers=min(jobs, len(hosts))) as pool:
+            futures = {
+                pool.submit(
+                    verify_host, h, inventory, hosts[h], overrides[h], tier, workdir, host_timeout_s
+                ): h
+                for h in hosts
+            }
+            for future in as_completed(futures):
+                host = futures[future]
+                try:
+                    raw = future.result()
+                except Exception as exc:  # a bug must not hide the other hosts' results
+                    raw = _unreachable(host, f"verification crashed: {type(exc).__name__}: {exc}", 0.0)
+                entry = host_entry(raw)
+                with lock:
+                    results[host] = entry
+                    n = len(results)
+                extra = (
+                    f" ({', '.join(entry['failing'] or entry['warning'])})"
+                    if entry["verdict"] != "healthy"
+                    else ""
+                )
+                if entry["verdict"] == health.UNREACHABLE:
+                    extra = f": {entry['error'][:200]}"
+                say(f"[{n}/{len(hosts)}] {host}: {entry['verdict']}{extra} in {entry['duration_s']:.1f} s")
+    ordered = [results[h] for h in hosts]
+    return {
+        "schema": 1,
+        "tool": "gpufleet verify",
+        "version": __version__,
+        "inventory": inventory,
+        "limit": limit,
+        "tier": tier,
+        "started": started_at.isoformat(timespec="seconds"),
+        "duration_s": round(time.monotonic() - started, 3),
+        "summary": summarize(ordered),
+        "hosts": ordered,
+    }
+
+
+def exit_code(report: dict) -> int:
+    """1 when any host is unhealthy or unreachable, else 0."""
+    bad = report["summary"].get(health.UNHEALTHY, 0) + report["summary"].get(health.UNREACHABLE, 0)
+    return 1 if bad else 0
