@@ -64,3 +64,65 @@ def test_rdma_userspace_installed(host, facts):
     for pkg in ("rdma-core", "infiniband-diags", "ibverbs-utils", "perftest"):
         assert host.package(pkg).is_installed, pkg
     assert "unlimited" in host.file("/etc/security/limits.d/90-gpufleet-rdma.conf").content_string
+
+
+def _inventory(host, tmp_path):
+    """An inventory holding just this node, reached the way the lab reaches its containers."""
+    import yaml
+
+    name = host.backend.host
+    inv = {
+        "all": {
+            "vars": {
+                "ansible_connection": "community.docker.docker",
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "gpufleet_expected_gpus": 0,
+                "nvidia_driver_branch": "535",
+            },
+            "children": {"gpu_nodes": {"hosts": {"node": {"ansible_host": name}}}},
+        }
+    }
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(inv))
+    return path
+
+
+def test_gpufleet_verify_finds_the_provisioned_node_healthy(host, tmp_path):
+    """The software checks pass on the real installed state; the GPU checks say there is no GPU."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    gpufleet = Path(sys.executable).with_name("gpufleet")
+    proc = subprocess.run(
+        [gpufleet, "verify", "-i", _inventory(host, tmp_path), "--json", "-", "-q"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    node = json.loads(proc.stdout)["hosts"][0]
+    assert node["verdict"] == "healthy", node
+    checks = {c["check"]: c for c in node["checks"]}
+    for name in ("driver_package", "cuda_toolkit", "nccl_library", "nccl_conf", "disk_headroom"):
+        assert checks[name]["status"] == "pass", checks[name]
+    assert "2.21.5" in checks["nccl_library"]["summary"]
+    for name in ("driver_loaded", "ecc", "xid", "persistence_mode"):
+        assert checks[name]["status"] == "skip" and checks[name]["summary"].startswith("no GPU present")
+
+
+def test_verify_playbook_wraps_the_same_run(host, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    playbook = Path(__file__).resolve().parents[3] / "playbooks" / "verify.yml"
+    reports = tmp_path / "reports"
+    proc = subprocess.run(
+        [Path(sys.executable).with_name("ansible-playbook"), "-i", _inventory(host, tmp_path), playbook,
+         "-e", f"gpufleet_verify_report_dir={reports}"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "healthy" in proc.stdout
+    report = json.loads((reports / "verify.json").read_text())
+    assert report["summary"]["healthy"] == 1
+    assert (reports / "verify.junit.xml").is_file() and (reports / "gpufleet_verify.prom").is_file()
