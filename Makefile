@@ -14,7 +14,7 @@ LAB_NODES ?= 2
 .PHONY: help host-deps venv lab-image lint unit integration molecule test demo demo-down clean
 
 help:
-	@echo "make demo       build the local lab fleet (2 nodes) and run playbooks/site.yml on it"
+	@echo "make demo       build the local lab fleet (2 nodes), run playbooks/site.yml on it, then gpufleet verify"
 	@echo "make demo-down  remove the lab containers (the cached image stays)"
 	@echo "make test       lint + unit + integration + Molecule scenarios (what CI runs)"
 
@@ -56,7 +56,11 @@ test: lint unit integration molecule
 demo: venv host-deps
 	$(BIN)/gpufleet lab up --nodes $(LAB_NODES)
 	$(BIN)/ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml
+	@mkdir -p reports/lab
+	$(BIN)/gpufleet verify -i inventories/lab/hosts.yml --json reports/lab/verify.json \
+		--junit reports/lab/verify.junit.xml --prometheus reports/lab/gpufleet_verify.prom
 	@echo
+	@echo "Verify reports: reports/lab/ (JSON, JUnit XML, Prometheus textfile)."
 	@echo "The lab is still up: 'gpufleet lab status', 'docker exec -it gpufleet-lab-node1 bash', 'make demo-down'."
 
 demo-down: venv
