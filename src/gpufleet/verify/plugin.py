@@ -122,6 +122,7 @@ def state(request, host, hostvars, gpufleet_results):
         {baselines.sku_for(g.get("name")) or g.get("name") or "unknown" for g in gpus.get("gpus", [])}
     )
     gpufleet_results["sku"] = ", ".join(skus) if skus else None
+    gpufleet_results["ib_active_ports"] = list((data.get("ib") or {}).get("active_ports") or [])
     gpufleet_results["collect_errors"] = data.get("errors") or {}
     gpufleet_results["collect_s"] = data.get("collect_s")
     gpufleet_results["_state"] = data

@@ -212,7 +212,7 @@ def run(
     started = time.monotonic()
     say = progress or (lambda _msg: None)
     say(f"verifying {len(hosts)} host(s), tier {tier}, {min(jobs, len(hosts))} at a time")
-    results: dict[str, dict] = {}
+    raws: dict[str, dict] = {}
     lock = threading.Lock()
     with tempfile.TemporaryDirectory(prefix="gpufleet-verify-") as tmp:
         workdir = Path(tmp)
@@ -232,16 +232,25 @@ def run(
                     raw = _unreachable(host, f"verification crashed: {type(exc).__name__}: {exc}", 0.0)
                 entry = host_entry(raw)
                 with lock:
-                    results[host] = entry
-                    n = len(results)
-                extra = (
-                    f" ({', '.join(entry['failing'] or entry['warning'])})"
-                    if entry["verdict"] != "healthy"
-                    else ""
-                )
+                    raws[host] = raw
+                    n = len(raws)
                 if entry["verdict"] == health.UNREACHABLE:
                     extra = f": {entry['error'][:200]}"
+                elif entry["verdict"] != health.HEALTHY:
+                    extra = f" ({', '.join(entry['failing'] or entry['warning'])})"
+                else:
+                    extra = ""
                 say(f"[{n}/{len(hosts)}] {host}: {entry['verdict']}{extra} in {entry['duration_s']:.1f} s")
+    if settings.tier_includes(tier, "full"):
+        from gpufleet.verify import fabric
+
+        def get_host(name: str):
+            import testinfra
+
+            return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
+
+        fabric.run_pairs(raws, hosts, overrides, get_host, progress=say)
+    results = {h: host_entry(raws[h]) for h in hosts}
     ordered = [results[h] for h in hosts]
     return {
         "schema": 1,
