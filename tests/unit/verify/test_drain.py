@@ -505,3 +505,41 @@ def test_kubernetes_timeouts_and_missing_nodes_reported_per_node(kube, tmp_path)
     assert out["drained"] == ["gpu02"]
     assert "timed out after 1 s" in out["errors"]["gpu01"]
     assert "NotFound" in out["errors"]["gpu42"]
+
+
+def test_cli_drains_then_returns_only_fit_nodes_it_drained(slurm, tmp_path, monkeypatch, capsys):
+    """gpufleet verify --drain slurm: unhealthy stays drained, an admin's drain is never touched."""
+    from gpufleet import cli
+    from gpufleet.verify import runner
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "scontrol").symlink_to(slurm.exe)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    verdicts = {"gpu01": "healthy", "gpu02": "unhealthy", "gpu03": "healthy"}
+
+    def fake_run(inventory, **kw):  # stands in for the fleet run: the drain wiring is under test
+        kw["before"]({h: {} for h in verdicts})
+        for host in ("gpu01", "gpu02"):
+            assert slurm.node(host)["state"].endswith("DRAIN"), host
+        hosts = [
+            {"host": h, "verdict": v, "action": None, "error": None, "duration_s": 1.0, "gpu_count": 8,
+             "sku": "H100 SXM", "checks": []}
+            for h, v in verdicts.items()
+        ]  # fmt: skip
+        return {"schema": 1, "tool": "gpufleet verify", "version": "0", "inventory": inventory,
+                "tier": "quick", "started": "2026-11-21T10:00:00+00:00", "duration_s": 1.0, "hosts": hosts,
+                "summary": runner.summarize(hosts)}  # fmt: skip
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    state_file = tmp_path / "drain-state.json"
+    rc = cli.main(
+        ["verify", "-i", "inv", "--drain", "slurm", "--drain-state", str(state_file), "--json", "-"]
+    )
+    assert rc == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["drain"]["undrained"] == ["gpu01"]
+    assert "gpu02" in report["drain"]["kept"]
+    assert "DRAIN" not in slurm.node("gpu01")["state"]
+    assert slurm.node("gpu02")["state"].endswith("DRAIN")
+    assert slurm.node("gpu03")["reason"] == "bad PSU, ticket 4711"  # the admin's drain, untouched
