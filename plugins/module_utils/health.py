@@ -208,8 +208,9 @@ def _labels(items):
     return ", ".join(_label(g) for g in items)
 
 
-def _no_gpu(check, gpus):
-    """The skip result for a GPU check on a host without GPUs, else None."""
+def no_gpu(check, gpus):
+    """The skip result for a GPU check on a host without GPUs, else None (used by the verify
+    checks and probes too, so the reason reads the same everywhere)."""
     gpus = gpus or {}
     if int(gpus.get("gpu_count") or 0) > 0:
         return None
@@ -233,7 +234,7 @@ def _no_smi(check, gpus):
 
 
 def _gate(check, gpus):
-    return _no_gpu(check, gpus) or _no_smi(check, gpus)
+    return no_gpu(check, gpus) or _no_smi(check, gpus)
 
 
 def _int(value):
@@ -340,7 +341,7 @@ def driver_loaded(gpus, branch=None, version=None):
     checks the VBIOS is the same across GPUs). A driver version nvidia-smi did not report warns.
     """
     check = "driver_loaded"
-    skip = _no_gpu(check, gpus)
+    skip = no_gpu(check, gpus)
     if skip:
         return skip
     items = _gpus(gpus)
@@ -1205,7 +1206,7 @@ def fabric_manager(gpus, services):
     GPUs; a reboot brings both up in order); activating warns MONITOR. No NVSwitch skips.
     """
     check = "fabric_manager"
-    skip = _no_gpu(check, gpus)
+    skip = no_gpu(check, gpus)
     if skip:
         return skip
     switches = int((gpus or {}).get("nvswitch_count") or 0)
@@ -1533,7 +1534,7 @@ def container_runtime(gpus, docker_info_json):
         }
     ]
     version = info.get("ServerVersion")
-    skip = _no_gpu(check, gpus)
+    skip = no_gpu(check, gpus)
     if skip:
         skip["summary"] += f"; docker {version} answers"
         skip["details"] = details

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 from ansible_collections.gpufleet.cluster.plugins.module_utils import baselines, health, probe_output
 
+from gpufleet.verify import probing
+
 CHECK = "probe_ib_write_bw"
 TITLE = "ib_write_bw between host pairs"
 DURATION_S = 5
@@ -74,24 +76,10 @@ def judge(host: str, peer: str, measured: list[dict], sku: str | None, overrides
             action=health.ISOLATE, details=details,
         )  # fmt: skip
     worst = min(measured, key=lambda m: m["gbps"])
-    judged = baselines.judge(sku, "ib_write_bw_gbps", worst["gbps"], overrides)
-    status = judged["status"]
-    summary = f"{worst['port']} with {peer}: {judged['reason']}"
-    if status == "skip":
-        summary = (
-            f"{worst['port']} with {peer}: measured {worst['gbps']:g} Gb/s, not judged: {judged['reason']}"
-        )
-    return health.result(
-        CHECK,
-        status,
-        summary,
-        measured=worst["gbps"],
-        expected=judged["expected"],
-        unit="Gb/s",
-        source=judged["source"],
-        action=health.ISOLATE if status == "fail" else health.MONITOR,
-        details=details,
-    )
+    return probing.judged_result(
+        CHECK, sku, "ib_write_bw_gbps", worst["gbps"], overrides, unit="Gb/s", fail_action=health.ISOLATE,
+        details=details, prefix=f"{worst['port']} with {peer}: ",
+    )  # fmt: skip
 
 
 def run_pairs(

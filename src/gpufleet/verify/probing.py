@@ -85,23 +85,32 @@ def judge_probe(name: str, attempts: list[dict], sku: str | None, overrides: dic
             unit=meta["unit"],
             details=details,
         )
-    judged = baselines.judge(sku, metric, best["value"], overrides)
-    status = {"pass": health.PASS, "warn": health.WARN, "fail": health.FAIL, "skip": health.SKIP}[
-        judged["status"]
-    ]
+    suffix = f" (best of {len(attempts)} runs)" if len(attempts) > 1 else ""
+    return judged_result(
+        check, sku, metric, best["value"], overrides, unit=meta["unit"], suffix=suffix,
+        fail_action=health.RESET_GPU, details=[*details, {"data": best.get("data")}],
+    )  # fmt: skip
+
+
+def judged_result(check, sku, metric, value, overrides, *, unit, fail_action, details, prefix="", suffix=""):
+    """A measurement judged against its per-SKU baseline as a health result (probes and ib_write_bw).
+
+    pass/warn/fail as ``baselines.judge`` says (``fail_action`` on fail, MONITOR on warn); no
+    baseline for the SKU is a skip that still reports the measured value — never a pass.
+    """
+    judged = baselines.judge(sku, metric, value, overrides)
+    status = judged["status"]
     summary = judged["reason"]
     if status == health.SKIP:
-        summary = f"measured {best['value']:g} {meta['unit']}, not judged: {judged['reason']}"
-    if len(attempts) > 1:
-        summary += f" (best of {len(attempts)} runs)"
+        summary = f"measured {value:g} {unit}, not judged: {judged['reason']}"
     return health.result(
         check,
         status,
-        summary,
-        measured=best["value"],
+        f"{prefix}{summary}{suffix}",
+        measured=value,
         expected=judged["expected"],
-        unit=judged["unit"] or meta["unit"],
+        unit=judged["unit"] or unit,
         source=judged["source"],
-        action=health.RESET_GPU if status == health.FAIL else health.MONITOR,
-        details=[*details, {"data": best.get("data")}],
+        action=fail_action if status == health.FAIL else health.MONITOR,
+        details=details,
     )

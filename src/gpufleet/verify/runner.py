@@ -71,7 +71,10 @@ def inventory_hosts(inventory: str, limit: str | None = None) -> dict[str, dict]
     walk("all", set())
     if not names:
         where = f" matching --limit {limit}" if limit else ""
-        raise VerifyError(f"inventory {inventory} has no hosts{where}")
+        said = " ".join(proc.stderr.split())[-600:]
+        raise VerifyError(
+            f"inventory {inventory} has no hosts{where}" + (f" (ansible-inventory: {said})" if said else "")
+        )
     return {h: dict(hostvars.get(h) or {}, inventory_hostname=h) for h in names}
 
 

@@ -19,20 +19,14 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils import health, nc
 from gpufleet.verify.settings import hostvar  # noqa: E402
 
 
-def _no_gpu(name, gpus):
-    """The skip every GPU-only check gives on a host without GPUs."""
-    where = " (container: no GPU here)" if gpus.get("in_container") else ""
-    return health.result(name, health.SKIP, f"no GPU present{where}")
-
-
 def _facts(state, name):
     return (state.get("local_facts") or {}).get(name)
 
 
 def _xid(state, v, _o):
-    gpus = state["gpus"] or {}
-    if not gpus.get("gpu_count"):
-        return _no_gpu("xid", gpus)
+    skip = health.no_gpu("xid", state["gpus"])
+    if skip:
+        return skip
     if state.get("kernel_log") is None:
         err = state["errors"].get("kernel_log", "no output")
         return health.result(

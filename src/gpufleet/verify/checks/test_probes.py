@@ -51,9 +51,9 @@ def test_probe(probe, host, state, hostvars, baseline_overrides, record, request
             started=started,
         )
 
-    if meta.get("needs_gpu", True) and not gpus.get("gpu_count"):
-        where = " (container: no GPU here)" if gpus.get("in_container") else ""
-        return done(health.result(check, health.SKIP, f"no GPU present{where}"))
+    skip = health.no_gpu(check, gpus) if meta.get("needs_gpu", True) else None
+    if skip:
+        return done(skip)
     if probe == "inference" and not hostvars.get("gpufleet_verify_inference_url"):
         return done(
             health.result(check, health.SKIP, "no endpoint configured (gpufleet_verify_inference_url)")
