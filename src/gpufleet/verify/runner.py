@@ -207,6 +207,8 @@ def run(
     if jobs < 1:
         raise VerifyError("--jobs must be at least 1")
     file_overrides = load_baselines_file(baselines_file)
+    # Each host's pytest runs in a work directory of its own: give it the inventory by absolute path.
+    inventory = os.path.abspath(inventory)
     hosts = inventory_hosts(inventory, limit)
     overrides = host_overrides(hosts, file_overrides)
     if before:
