@@ -7,6 +7,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 from ansible_collections.gpufleet.cluster.plugins.module_utils import (
     apt_sources,
+    bundle,
     compat,
     cuda_toolkit,
     nccl_tuning,
@@ -24,6 +25,7 @@ description:
   - C(nccl_role_plan), C(nccl_interfaces), C(nccl_conf_text), C(nccl_values), C(nccl_hca_problems).
   - C(cudnn_plan), C(stack_problems), C(secure_boot_state), C(secure_boot_problems), C(disk_problems),
     C(preflight_report).
+  - C(pgp_fingerprint).
 author: gpufleet developers
 """
 
@@ -169,6 +171,26 @@ def preflight_report(problems, host):
     return preflight.report(problems, host)
 
 
+def pgp_fingerprint(key):
+    """Fingerprint of the primary key in an OpenPGP public key: armored text (a lookup('file') of a
+    .asc), binary bytes, or the base64 of the binary key (what ansible.builtin.slurp returns)."""
+    if isinstance(key, str) and "-----BEGIN PGP " not in key:
+        import base64
+        import binascii
+
+        try:
+            key = base64.b64decode("".join(key.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise AnsibleFilterError(
+                "pgp_fingerprint expects an armored OpenPGP key (-----BEGIN PGP PUBLIC KEY BLOCK-----) "
+                "or the base64 of a binary one (slurp's content)"
+            ) from None
+    try:
+        return bundle.pgp_fingerprint(key)
+    except bundle.BundleError as exc:
+        raise AnsibleFilterError(f"pgp_fingerprint: {exc}") from None
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -197,4 +219,5 @@ class FilterModule:
             "secure_boot_problems": secure_boot_problems,
             "disk_problems": disk_problems,
             "preflight_report": preflight_report,
+            "pgp_fingerprint": pgp_fingerprint,
         }
