@@ -14,6 +14,9 @@ if [[ "${1:-all}" != "python" ]]; then
   command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
   command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
   apt_installed iproute2 || need_apt+=(iproute2)
+  # gpg signs offline bundles; gpgv and dpkg-deb check and index them.
+  command -v gpg >/dev/null 2>&1 || need_apt+=(gnupg)
+  command -v gpgv >/dev/null 2>&1 || need_apt+=(gpgv)
   # promtool (from Debian's prometheus package) validates gpufleet verify's textfile output in the tests.
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 fi

@@ -1,0 +1,226 @@
+"""Wheels, container images and pinned files for a bundle; each step skips what is already there."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from gpufleet.bundle import BundleBuildError
+from gpufleet.bundle.progress import Bar
+
+
+def _pip(*args: str, quiet: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=quiet,
+        text=True,
+        check=False,
+    )
+
+
+def _target_args(wheels: dict) -> list[str]:
+    py = wheels["python"].replace(".", "")
+    args = [
+        "--only-binary",
+        ":all:",
+        "--python-version",
+        wheels["python"],
+        "--implementation",
+        "cp",
+        "--abi",
+        f"cp{py}",
+    ]
+    for plat in wheels["platform"]:
+        args += ["--platform", plat]
+    return args
+
+
+def resolve_wheels(wheels: dict) -> list[dict]:
+    """Resolve the requirements and their dependencies for the target (metadata only, nothing
+    kept): a name that does not exist fails here, before anything is downloaded."""
+    with tempfile.TemporaryDirectory(prefix="gpufleet-wheels-") as tmp:
+        report = Path(tmp) / "report.json"
+        proc = _pip(
+            "install", "--dry-run", "--ignore-installed", "--quiet", "--target", str(Path(tmp) / "t"),
+            "--report", str(report), *_target_args(wheels), *wheels["packages"],
+        )  # fmt: skip
+        if proc.returncode != 0:
+            errors = [ln for ln in (proc.stderr or "").splitlines() if ln.startswith("ERROR")]
+            raise BundleBuildError(
+                "pip cannot resolve the profile's wheels for Python "
+                f"{wheels['python']} on {wheels['platform'][0]} (nothing was downloaded):\n  - "
+                + "\n  - ".join(errors or [(proc.stderr or "").strip()[-600:]])
+            )
+        data = json.loads(report.read_text())
+    out = []
+    for item in data.get("install", []):
+        info = item.get("download_info", {})
+        sha = (info.get("archive_info", {}).get("hashes") or {}).get("sha256")
+        url = info.get("url", "")
+        if not sha or not url.endswith(".whl"):
+            raise BundleBuildError(
+                f"pip resolved {item['metadata']['name']} to {url}, which is not a wheel with a sha256"
+            )
+        out.append(
+            {
+                "name": item["metadata"]["name"],
+                "version": item["metadata"]["version"],
+                "file": url.rsplit("/", 1)[-1],
+                "sha256": sha,
+                "requested": bool(item.get("requested")),
+            }
+        )
+    return sorted(out, key=lambda w: w["name"].lower())
+
+
+def requirements_text(resolved: list[dict]) -> str:
+    lines = [
+        "# gpufleet bundle wheelhouse: every wheel pinned by version and sha256.",
+        "# pip install --require-hashes --no-index --find-links <this directory> -r requirements.txt",
+    ]
+    lines += [f"{w['name']}=={w['version']} --hash=sha256:{w['sha256']}" for w in resolved]
+    return "\n".join(lines) + "\n"
+
+
+def download_wheels(wheels: dict, resolved: list[dict], dest: Path) -> None:
+    """pip download, hash-checked, of exactly the resolved set; pip skips wheels already in dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for stale in dest.glob("*.whl"):
+        if stale.name not in {w["file"] for w in resolved}:
+            stale.unlink()
+    (dest / "requirements.txt").write_text(requirements_text(resolved))
+    todo = [w for w in resolved if not (dest / w["file"]).is_file()]
+    if not todo:
+        print(f"wheels   {len(resolved)} wheels already in the bundle", file=sys.stderr)
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as req:
+        req.write(requirements_text(resolved))
+    try:
+        proc = _pip(
+            "download", "--no-deps", "--require-hashes", "--progress-bar", "on", "--dest", str(dest),
+            *_target_args(wheels), "-r", req.name, quiet=False,
+        )  # fmt: skip
+    finally:
+        os.unlink(req.name)
+    if proc.returncode != 0:
+        raise BundleBuildError("pip could not download the wheels (see its output above); re-run to resume")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def image_file(name: str) -> str:
+    return f"images/{_safe(name)}.tar"
+
+
+def image_id(name: str) -> tuple[str | None, int]:
+    proc = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}} {{.Size}}", name],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return None, 0
+    ident, size = proc.stdout.split()
+    return ident, int(size)
+
+
+def ensure_images(images: list[dict]) -> dict[str, tuple[str, int]]:
+    """Every image present locally (pulled when missing); fail naming any that cannot be had."""
+    found, missing = {}, []
+    for img in images:
+        ident, size = image_id(img["name"])
+        if ident is None:
+            pull = subprocess.run(
+                ["docker", "pull", img["name"]], capture_output=True, text=True, check=False
+            )
+            ident, size = image_id(img["name"]) if pull.returncode == 0 else (None, 0)
+            if ident is None:
+                missing.append(
+                    f"{img['name']}: not present locally and 'docker pull' failed: "
+                    f"{pull.stderr.strip()[-200:]}"
+                )
+                continue
+        found[img["name"]] = (ident, size)
+    if missing:
+        raise BundleBuildError("images the profile names cannot be had:\n  - " + "\n  - ".join(missing))
+    return found
+
+
+def save_images(images: list[dict], ids: dict, root: Path, state: dict) -> None:
+    saved = state.setdefault("images", {})
+    for img in images:
+        rel = image_file(img["name"])
+        ident, size = ids[img["name"]]
+        if saved.get(rel) == ident and (root / rel).is_file():
+            continue
+        (root / "images").mkdir(exist_ok=True)
+        tmp = root / (rel + ".partial")
+        bar = Bar("image", size)
+        proc = subprocess.run(
+            ["docker", "save", "--output", str(tmp), img["name"]], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise BundleBuildError(f"docker save {img['name']} failed: {proc.stderr.strip()}")
+        tmp.replace(root / rel)
+        bar.update((root / rel).stat().st_size)
+        bar.close(f", {img['name']}")
+        saved[rel] = ident
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_files(files: list[dict], root: Path) -> None:
+    """Copy or download each pinned file; nothing lands in the bundle unless its sha256 matches."""
+    for f in files:
+        dest = root / "files" / f["name"]
+        if dest.is_file() and _sha256(dest) == f["sha256"]:
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".partial")
+        source = f.get("path") or f["url"]
+        if "path" in f:
+            src = Path(f["path"])
+            if not src.is_file():
+                raise BundleBuildError(f"files: {f['name']}: {src} does not exist")
+            bar = Bar("file", src.stat().st_size)
+            shutil.copyfile(src, tmp)
+            bar.update(tmp.stat().st_size)
+        else:
+            try:
+                with urllib.request.urlopen(f["url"], timeout=60) as resp:  # noqa: S310 - http(s)/file checked by the profile
+                    total = int(resp.headers.get("Content-Length") or 0) or None
+                    bar = Bar("file", total)
+                    with tmp.open("wb") as out:
+                        for block in iter(lambda: resp.read(1 << 20), b""):
+                            out.write(block)
+                            bar.add(len(block))
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise BundleBuildError(f"files: {f['name']}: cannot fetch {f['url']}: {exc}") from None
+        actual = _sha256(tmp)
+        if actual != f["sha256"]:
+            tmp.unlink()
+            raise BundleBuildError(
+                f"files: {f['name']} from {source} has sha256 {actual}, but the profile pins {f['sha256']}; "
+                "it was not added. Check the source, or update the pin if the new file is trusted."
+            )
+        tmp.replace(dest)
+        bar.close(f", {f['name']} (sha256 matches the pin)")

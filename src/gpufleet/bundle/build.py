@@ -1,0 +1,285 @@
+"""``gpufleet bundle build``: profile -> signed bundle directory, resumable and deterministic.
+
+Order: validate the profile, make sure a signing key exists, resolve everything (apt in a lab
+container of the target OS, wheels with pip's resolver, images, pinned files) so a name that does
+not exist fails before anything is downloaded, check the disk, then download, index, sign.
+State lives in ``OUT/.gpufleet-build/`` until the bundle is complete; a re-run resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from gpufleet._collection import ensure_importable
+from gpufleet.bundle import BundleBuildError, aptrepo, artifacts, profile
+from gpufleet.bundle.signing import SigningKey
+
+STATE_DIR = ".gpufleet-build"
+MANAGED = ("apt", "wheels", "images", "files", "keys")
+# Room kept free beyond the known sizes: apt's partial files, indexes, the manifest.
+DISK_MARGIN = 64 * 1000 * 1000
+
+
+def _core():
+    ensure_importable()
+    from ansible_collections.gpufleet.cluster.plugins.module_utils import bundle as core
+
+    return core
+
+
+def say(msg: str) -> None:
+    print(f"gpufleet bundle: {msg}", file=sys.stderr, flush=True)
+
+
+def prepare_out(out: Path, name: str) -> dict:
+    """Load or start the build state; refuse directories that are not this bundle's."""
+    core = _core()
+    state_file = out / STATE_DIR / "state.json"
+    if state_file.is_file():
+        state = json.loads(state_file.read_text())
+        if state.get("name") != name:
+            raise BundleBuildError(
+                f"{out} holds an unfinished build of bundle '{state.get('name')}', not '{name}'; "
+                "choose another -o directory (nothing was touched)"
+            )
+        say(f"resuming the unfinished build in {out}")
+        return state
+    state = {"name": name, "created": int(time.time()), "images": {}}
+    if out.exists() and any(out.iterdir()):
+        manifest = out / core.MANIFEST
+        if not manifest.is_file():
+            raise BundleBuildError(
+                f"{out} is not empty and is not a gpufleet bundle; nothing there was touched. "
+                "Choose an empty or new directory with -o."
+            )
+        old = json.loads(manifest.read_text())
+        if old.get("name") != name:
+            raise BundleBuildError(
+                f"{out} holds bundle '{old.get('name')}', not '{name}'; choose another -o directory "
+                "(use 'gpufleet bundle diff' to compare two bundles)"
+            )
+        say(f"rebuilding bundle '{name}' in place: files that are already there are not fetched again")
+        state["created"] = _created_epoch(old.get("created")) or state["created"]
+        (out / core.SIGNATURE).unlink(missing_ok=True)
+        manifest.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    _save_state(out, state)
+    return state
+
+
+def _created_epoch(text) -> int | None:
+    try:
+        return int(time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone)
+    except (TypeError, ValueError):
+        return None
+
+
+def _save_state(out: Path, state: dict) -> None:
+    d = out / STATE_DIR
+    d.mkdir(exist_ok=True)
+    tmp = d / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+    tmp.replace(d / "state.json")
+
+
+def check_disk(out: Path, need: dict[str, int], free: int | None = None) -> None:
+    total = sum(need.values())
+    free = shutil.disk_usage(out).free if free is None else free
+    if total + DISK_MARGIN > free:
+        from gpufleet.bundle.progress import human
+
+        parts = ", ".join(f"{k} {human(v)}" for k, v in need.items() if v)
+        raise BundleBuildError(
+            f"not enough disk space in {out}: this build still needs about {human(total)} ({parts}; "
+            f"wheel sizes are only known while downloading) plus {human(DISK_MARGIN)} of room, "
+            f"but {human(free)} is free. Free space there or build into another -o directory; "
+            "nothing was downloaded."
+        )
+
+
+def build(profile_path: str | Path, out: str | Path, signing_home=None, key: str | None = None) -> dict:
+    core = _core()
+    prof = profile.load(profile_path)
+    out = Path(out).resolve()
+    state = prepare_out(out, prof["name"])
+    signer = SigningKey(signing_home, key)
+    fpr, _ = signer.ensure(say=say)
+    created = int(os.environ.get("SOURCE_DATE_EPOCH") or state["created"])
+    t0 = time.monotonic()
+
+    apt_wanted: list[dict] = []
+    pool = out / aptrepo.POOL
+    container = None
+    try:
+        if prof["apt"]["packages"]:
+            from gpufleet.lab.image import ensure_image
+
+            pool.mkdir(parents=True, exist_ok=True)
+            say(
+                f"resolving {len(prof['apt']['packages'])} apt packages "
+                f"in a {prof['target']['os']} lab container"
+            )
+            container = aptrepo.BuildContainer(ensure_image(), {str(pool): "/bundle-pool"}).__enter__()
+            aptrepo.enable_components(container, prof["apt"]["components"])
+            apt_wanted = aptrepo.resolve(container, prof["apt"]["packages"])
+            say(f"apt: {len(apt_wanted)} .deb files to carry (the requested packages and their dependencies)")
+        wheels: list[dict] = []
+        if prof["wheels"]["packages"]:
+            say(f"resolving {len(prof['wheels']['packages'])} wheels for Python {prof['wheels']['python']}")
+            wheels = artifacts.resolve_wheels(prof["wheels"])
+            say(f"wheels: {len(wheels)} wheels (with dependencies)")
+        image_ids = artifacts.ensure_images(prof["images"]) if prof["images"] else {}
+        for f in prof["files"]:
+            if "path" in f and not Path(f["path"]).is_file():
+                raise BundleBuildError(f"files: {f['name']}: {f['path']} does not exist")
+
+        wanted_debs = {w["file"] for w in apt_wanted}
+        for stale in pool.glob("*.deb") if pool.is_dir() else []:
+            if stale.name not in wanted_debs:
+                stale.unlink()
+        need = {
+            "apt": sum(w["size"] for w in apt_wanted if not (pool / w["file"]).is_file()),
+            "images": sum(
+                size
+                for name, (ident, size) in image_ids.items()
+                if state["images"].get(artifacts.image_file(name)) != ident
+            ),
+            "files": sum(
+                Path(f["path"]).stat().st_size
+                for f in prof["files"]
+                if "path" in f and not (out / "files" / f["name"]).is_file()
+            ),
+        }
+        check_disk(out, need)
+
+        if apt_wanted:
+            aptrepo.download(container, prof["apt"]["packages"], pool, apt_wanted)
+    finally:
+        if container is not None:
+            container.__exit__(None, None, None)
+
+    if wheels:
+        artifacts.download_wheels(prof["wheels"], wheels, out / "wheels")
+    if prof["images"]:
+        artifacts.save_images(prof["images"], image_ids, out, state)
+        _save_state(out, state)
+    if prof["files"]:
+        artifacts.fetch_files(prof["files"], out)
+    _remove_stale(out, prof, wheels)
+
+    keys = out / "keys"
+    keys.mkdir(exist_ok=True)
+    (out / core.KEYRING).write_bytes(signer.export(armor=False))
+    (out / core.ARMORED_KEY).write_bytes(signer.export(armor=True))
+    if apt_wanted:
+        repo = out / "apt"
+        aptrepo.write_index(repo, created, prof["name"], prof["target"]["arch"])
+        signer.sign(repo / "Release", repo / "InRelease", "clear")
+        signer.sign(repo / "Release", repo / "Release.gpg", "detach")
+
+    manifest = make_manifest(out, prof, fpr, created, apt_wanted, wheels, image_ids)
+    tmp = out / (core.MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    tmp.replace(out / core.MANIFEST)
+    signer.sign(out / core.MANIFEST, out / core.SIGNATURE, "detach")
+    shutil.rmtree(out / STATE_DIR)
+    total = sum(e["size"] for e in manifest["files"])
+    return {
+        "path": str(out),
+        "name": prof["name"],
+        "fingerprint": fpr,
+        "files": len(manifest["files"]),
+        "bytes": total,
+        "seconds": time.monotonic() - t0,
+    }
+
+
+def _remove_stale(out: Path, prof: dict, wheels: list[dict]) -> None:
+    """Files an earlier build of this bundle left that the profile no longer asks for."""
+    keep_images = {artifacts.image_file(i["name"]) for i in prof["images"]}
+    for p in (out / "images").glob("*") if (out / "images").is_dir() else []:
+        if p.relative_to(out).as_posix() not in keep_images:
+            p.unlink()
+    keep_files = {f["name"] for f in prof["files"]}
+    for p in (out / "files").glob("*") if (out / "files").is_dir() else []:
+        if p.name not in keep_files:
+            p.unlink()
+    if not wheels and (out / "wheels").is_dir():
+        shutil.rmtree(out / "wheels")
+    if not prof["apt"]["packages"] and (out / "apt").is_dir():
+        shutil.rmtree(out / "apt")
+
+
+def make_manifest(out: Path, prof: dict, fpr: str, created: int, apt_wanted, wheels, image_ids) -> dict:
+    core = _core()
+    requested_debs = {p.split("=")[0] for p in prof["apt"]["packages"]}
+    uris = {w["file"]: w["uri"] for w in apt_wanted}
+    wheel_by_file = {w["file"]: w for w in wheels}
+    image_by_file = {artifacts.image_file(i["name"]): i for i in prof["images"]}
+    file_by_name = {f["name"]: f for f in prof["files"]}
+    roles = ", ".join(prof["roles"]) or "the fleet"
+    entries = []
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        rel = path.relative_to(out).as_posix()
+        if rel in (core.MANIFEST, core.SIGNATURE) or rel.startswith(STATE_DIR + "/"):
+            continue
+        top = rel.split("/", 1)[0]
+        if top not in MANAGED:
+            raise BundleBuildError(
+                f"{rel} in {out} was not made by this build; move it out of the bundle directory"
+            )
+        if rel.startswith("apt/pool/"):
+            pkg = path.name.split("_", 1)[0]
+            kind, origin = "apt", uris.get(path.name, "apt")
+            purpose = (
+                f"requested for {roles}" if pkg in requested_debs else "dependency of the requested packages"
+            )
+        elif top == "apt":
+            kind, origin, purpose = (
+                "apt-index",
+                "generated",
+                "flat apt repository index, signed with the bundle key",
+            )
+        elif rel.endswith(".whl"):
+            w = wheel_by_file.get(path.name, {})
+            kind, origin = "wheel", f"pip: {w.get('name', path.name)}=={w.get('version', '?')}"
+            purpose = f"requested for {roles}" if w.get("requested") else "dependency of the requested wheels"
+        elif top == "wheels":
+            kind, origin, purpose = "wheel-index", "generated", "pip requirements with sha256 pins"
+        elif top == "images":
+            img = image_by_file[rel]
+            kind, origin, purpose = (
+                "image",
+                f"docker image {img['name']} ({image_ids[img['name']][0]})",
+                img["purpose"],
+            )
+        elif top == "files":
+            f = file_by_name[path.name]
+            kind, origin, purpose = "file", f.get("url") or f["path"], f["purpose"]
+        else:
+            kind, origin, purpose = "key", "gpg --export", "bundle signing public key (pin its fingerprint)"
+        entries.append(
+            {
+                "path": rel,
+                "size": path.stat().st_size,
+                "sha256": core.sha256_file(str(path)),
+                "kind": kind,
+                "origin": origin,
+                "purpose": purpose,
+            }
+        )
+    return {
+        "schema": core.SCHEMA_VERSION,
+        "name": prof["name"],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
+        "target": prof["target"],
+        "signing_key": fpr,
+        "roles": prof["roles"],
+        "profile": prof,
+        "base": None,
+        "files": entries,
+    }
