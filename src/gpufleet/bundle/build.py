@@ -178,14 +178,14 @@ def build(profile_path: str | Path, out: str | Path, signing_home=None, key: str
     if apt_wanted:
         repo = out / "apt"
         aptrepo.write_index(repo, created, prof["name"], prof["target"]["arch"])
-        signer.sign(repo / "Release", repo / "InRelease", "clear")
-        signer.sign(repo / "Release", repo / "Release.gpg", "detach")
+        signer.sign(repo / "Release", repo / "InRelease", "clear", at=created)
+        signer.sign(repo / "Release", repo / "Release.gpg", "detach", at=created)
 
     manifest = make_manifest(out, prof, fpr, created, apt_wanted, wheels, image_ids)
     tmp = out / (core.MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     tmp.replace(out / core.MANIFEST)
-    signer.sign(out / core.MANIFEST, out / core.SIGNATURE, "detach")
+    signer.sign(out / core.MANIFEST, out / core.SIGNATURE, "detach", at=created)
     shutil.rmtree(out / STATE_DIR)
     total = sum(e["size"] for e in manifest["files"])
     return {

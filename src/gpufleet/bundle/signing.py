@@ -47,6 +47,15 @@ class SigningKey:
             raise BundleBuildError(f"gpg {args[0]} failed in {self.home}: {' / '.join(err[-3:])}")
         return proc.stdout
 
+    def created(self) -> int:
+        """Creation time of the signing key (seconds since the epoch)."""
+        fpr = self.fingerprint()
+        for line in self._gpg("--with-colons", "--list-secret-keys", fpr).decode().splitlines():
+            fields = line.split(":")
+            if fields[0] == "sec":
+                return int(fields[5])
+        return 0
+
     def fingerprints(self) -> list[str]:
         if not (self.home / "pubring.kbx").exists() and not (self.home / "pubring.gpg").exists():
             return []
@@ -103,12 +112,17 @@ class SigningKey:
             "--export", "--export-options", "export-minimal", *(["--armor"] if armor else []), fpr
         )
 
-    def sign(self, src: Path, dest: Path, mode: str) -> None:
-        """mode 'detach' (armored detached signature) or 'clear' (InRelease)."""
+    def sign(self, src: Path, dest: Path, mode: str, at: int | None = None) -> None:
+        """mode 'detach' (armored detached signature) or 'clear' (InRelease).
+
+        ``at`` dates the signature (never before the key's creation): with ed25519's deterministic
+        signatures, the same input and date give the same bytes, so rebuilds are reproducible."""
         fpr = self.fingerprint()
+        when = ["--faked-system-time", f"{max(at, self.created())}!"] if at else []
         flag = ["--detach-sign", "--armor"] if mode == "detach" else ["--clearsign"]
         tmp = dest.with_name(dest.name + ".tmp")
         self._gpg(
-            "--yes", "--digest-algo", "SHA512", "--local-user", fpr, *flag, "--output", str(tmp), str(src),
+            "--yes", *when, "--digest-algo", "SHA512", "--local-user", fpr,
+            *flag, "--output", str(tmp), str(src),
         )  # fmt: skip
         tmp.replace(dest)
