@@ -65,6 +65,7 @@ versions:
 
 import glob
 import os
+import re
 import shutil
 import tempfile
 
@@ -81,6 +82,16 @@ def _madison(module, apt_opts, package):
         if len(parts) >= 3 and parts[0] == package and parts[1] not in versions:
             versions.append(parts[1])
     return versions
+
+
+def _host_source_paths(module):
+    """Where this host's apt really reads its sources: apt.conf may move them (gpufleet's offline
+    mode points them at the bastion's bundle), so ask apt-config instead of assuming /etc/apt."""
+    rc, out, _ = module.run_command(
+        ["apt-config", "shell", "SL", "Dir::Etc::sourcelist/f", "SP", "Dir::Etc::sourceparts/d"]
+    )
+    found = dict(re.findall(r"^(SL|SP)='([^']*)'", out, re.M)) if rc == 0 else {}
+    return found.get("SL", "/etc/apt/sources.list"), found.get("SP", "/etc/apt/sources.list.d/").rstrip("/")
 
 
 def main():
@@ -102,12 +113,13 @@ def main():
         for d in (parts, os.path.join(lists, "partial"), os.path.join(cache, "archives", "partial")):
             os.makedirs(d)
         source_list = os.path.join(tmp, "sources.list")
+        host_list, host_parts = _host_source_paths(module)
         with open(source_list, "w") as fh:
-            if module.params["include_host_sources"] and os.path.exists("/etc/apt/sources.list"):
-                with open("/etc/apt/sources.list") as src:
+            if module.params["include_host_sources"] and os.path.exists(host_list):
+                with open(host_list) as src:
                     fh.write(src.read())
         if module.params["include_host_sources"]:
-            for path in glob.glob("/etc/apt/sources.list.d/*"):
+            for path in glob.glob(os.path.join(host_parts, "*")):
                 if path.endswith((".list", ".sources")):
                     shutil.copy(path, parts)
         if module.params["extra_sources"]:

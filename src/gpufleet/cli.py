@@ -26,7 +26,15 @@ def cmd_lab(args: argparse.Namespace) -> int:
     if getattr(args, "inventory", None) and not args.no_inventory:
         inventory = Path(args.inventory)
     if args.lab_cmd == "up":
-        result = fleet.up(nodes=args.nodes, bastion=args.bastion, name=args.name, inventory=inventory)
+        result = fleet.up(
+            nodes=args.nodes,
+            bastion=args.bastion,
+            name=args.name,
+            inventory=inventory,
+            airgap=args.airgap,
+            bundle=args.bundle,
+            fingerprint=args.fingerprint,
+        )
         rows = fleet.status(args.name)
         print(_table(rows, ["host", "role", "container", "state", "systemd", "ip"]))
         if result.get("inventory"):
@@ -48,7 +56,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         hosts = fleet.current_hosts(args.name)
         if not hosts:
             raise fleet.LabError(f"lab '{args.name}' has no containers; start it with 'gpufleet lab up'")
-        sys.stdout.write(fleet.render_inventory(args.name, hosts))
+        sys.stdout.write(fleet.render_inventory(args.name, hosts, fleet.current_airgap(args.name)))
         return 0
     if args.lab_cmd == "image":
         print(ensure_image(rebuild=args.rebuild))
@@ -167,6 +175,23 @@ def build_parser() -> argparse.ArgumentParser:
     up = lab_sub.add_parser("up", help="create or start the lab and write its inventory")
     up.add_argument("--nodes", type=int, default=2, help="number of GPU-node stand-ins (default: 2)")
     up.add_argument("--bastion", action="store_true", help="add a bastion host")
+    up.add_argument(
+        "--airgap",
+        action="store_true",
+        help="air-gapped lab: an internal network with no route out, and a bastion (implied) that is given "
+        "--bundle as a read-only disk at /media/gpufleet-bundle and serves it to the nodes",
+    )
+    up.add_argument(
+        "--bundle",
+        metavar="DIR",
+        help="with --airgap: the offline bundle directory ('gpufleet bundle build -o')",
+    )
+    up.add_argument(
+        "--fingerprint",
+        metavar="FPR",
+        help="with --airgap: the bundle signing key's fingerprint, from 'gpufleet bundle key --fingerprint' "
+        "on the build machine (written to the inventory as gpufleet_bundle_fingerprint)",
+    )
     common(up)
     down = lab_sub.add_parser("down", help="remove the lab's containers and network (never anything else)")
     common(down)
@@ -218,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("-v", "--verbose", action="store_true", help="list every check in the table")
     ver.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     ver.set_defaults(func=cmd_verify)
+
+    from gpufleet.bundle.cli import add_parser as add_bundle_parser
+
+    add_bundle_parser(sub)
     return parser
 
 

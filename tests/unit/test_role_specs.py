@@ -107,7 +107,22 @@ def test_readme_mentions_every_public_variable(role):
     assert missing == []
 
 
+# Fleet-wide variables that more than one role reads (the offline bundle): the same name and the
+# same default in each role that declares them.
+SHARED = {"gpufleet_offline", "gpufleet_bundle_fingerprint", "gpufleet_bundle_name"}
+
+
 @pytest.mark.parametrize("role", ALL_ROLES)
 def test_public_variables_are_prefixed_with_the_role_name(role):
     # linux-system-roles style: public variables are '<role>_*', internal ones '__<role>_*'.
-    assert [name for name in defaults(role) if not name.startswith(f"{role}_")] == []
+    assert [name for name in defaults(role) if not name.startswith(f"{role}_") and name not in SHARED] == []
+
+
+def test_shared_variables_have_one_default_everywhere():
+    seen: dict[str, dict] = {}
+    for role in ALL_ROLES:
+        for name, value in defaults(role).items():
+            if name in SHARED:
+                seen.setdefault(name, {})[role] = value
+    differ = {name: by_role for name, by_role in seen.items() if len({repr(v) for v in by_role.values()}) > 1}
+    assert differ == {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import time
@@ -18,6 +20,13 @@ ROLE_LABEL = "io.gpufleet.role"
 DEFAULT_NAME = "lab"
 DEFAULT_INVENTORY = Path("inventories/lab/hosts.yml")
 INVENTORY_MARK = "# Written by 'gpufleet lab up'"
+# --airgap: the lab network has no route out; the bastion carries the bundle as a read-only disk.
+AIRGAP_LABEL = "io.gpufleet.airgap"
+BUNDLE_LABEL = "io.gpufleet.bundle"
+BUNDLE_NAME_LABEL = "io.gpufleet.bundle-name"
+FINGERPRINT_LABEL = "io.gpufleet.fingerprint"
+BUNDLE_MOUNT = "/media/gpufleet-bundle"
+BASTION_ALIAS = "bastion"
 # systemd in a container without --privileged (which fails here: CAP_SYS_RESOURCE is not in
 # the bounding set). Containers still cannot load kernel modules: a property of the lab.
 RUN_FLAGS = (
@@ -69,6 +78,95 @@ def wanted_hosts(nodes: int, bastion: bool) -> list[tuple[str, str]]:
     return hosts
 
 
+def airgap_settings(airgap: bool, bundle: str | Path | None, fingerprint: str | None) -> dict | None:
+    """Check the --airgap arguments (before anything is created) and return what the lab needs:
+    the bundle directory (absolute), its name (from its manifest.json) and the pinned fingerprint.
+    None without --airgap."""
+    if not airgap:
+        extra = [flag for flag, value in (("--bundle", bundle), ("--fingerprint", fingerprint)) if value]
+        if extra:
+            raise LabError(
+                f"{' and '.join(extra)} only go with --airgap "
+                "(an air-gapped lab whose bastion serves a bundle)"
+            )
+        return None
+    if not bundle:
+        raise LabError(
+            "--airgap needs --bundle DIR: the offline bundle directory (written by 'gpufleet bundle build') "
+            "that the bastion is given as its carried disk"
+        )
+    if not fingerprint:
+        raise LabError(
+            "--airgap needs --fingerprint FPR: the bundle signing key's fingerprint, as printed by "
+            "'gpufleet bundle key --fingerprint' on the build machine "
+            "(the lab does not take it from the bundle)"
+        )
+    pin = "".join(fingerprint.split()).upper()
+    if not re.fullmatch(r"[0-9A-F]{40}", pin):
+        raise LabError(
+            f"--fingerprint {fingerprint!r} is not a 40-hex-digit key fingerprint; "
+            "use what 'gpufleet bundle key --fingerprint' prints"
+        )
+    path = Path(bundle).expanduser().resolve()
+    manifest = path / "manifest.json"
+    if not path.is_dir():
+        raise LabError(f"--bundle {bundle}: no such directory")
+    if not manifest.is_file():
+        raise LabError(
+            f"--bundle {bundle} has no manifest.json: give the directory 'gpufleet bundle build -o' wrote"
+        )
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, ValueError) as exc:
+        raise LabError(f"--bundle {bundle}: manifest.json cannot be read ({exc})") from None
+    name = data.get("name") if isinstance(data, dict) else None
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise LabError(f"--bundle {bundle}: manifest.json has no usable 'name' (got {name!r})")
+    if "," in str(path) or ":" in str(path):
+        raise LabError(f"--bundle {path}: docker cannot mount a path with ',' or ':' in it; move the bundle")
+    return {"bundle": str(path), "name": name, "fingerprint": pin}
+
+
+def _airgap_run_flags(airgap: dict) -> list[str]:
+    """docker run flags of the bastion of an air-gapped lab: the bundle as a read-only carried disk,
+    the name 'bastion' on the lab network, and labels that let 'lab inventory' rewrite the inventory."""
+    return [
+        "--volume",
+        f"{airgap['bundle']}:{BUNDLE_MOUNT}:ro",
+        "--network-alias",
+        BASTION_ALIAS,
+        "--label",
+        f"{BUNDLE_LABEL}={airgap['bundle']}",
+        "--label",
+        f"{BUNDLE_NAME_LABEL}={airgap['name']}",
+        "--label",
+        f"{FINGERPRINT_LABEL}={airgap['fingerprint']}",
+    ]
+
+
+def _carries_bundle(info: dict, airgap: dict) -> bool:
+    mounts = info.get("Mounts") or []
+    return (
+        any(m.get("Destination") == BUNDLE_MOUNT and m.get("Source") == airgap["bundle"] for m in mounts)
+        and ((info.get("Config") or {}).get("Labels") or {}).get(FINGERPRINT_LABEL) == airgap["fingerprint"]
+    )
+
+
+def check_network(net: str, info: dict | None, airgap: bool) -> None:
+    """Refuse to reuse a lab network whose 'internal' flag is not the one asked for."""
+    if info is None:
+        return
+    internal = bool(info.get("Internal"))
+    if internal != airgap:
+        now = "internal (air-gapped)" if internal else "not internal (it has a route out)"
+        asked = "an air-gapped lab (--airgap)" if airgap else "a lab with a route out (no --airgap)"
+        lab = net.removeprefix("gpufleet-")
+        raise LabError(
+            f"the lab network {net} is {now}, but {asked} was asked for; "
+            f"a network cannot be changed in place: run 'gpufleet lab down --name {lab}' first"
+        )
+
+
 def lab_containers(lab: str) -> list[dict]:
     return dk.containers(f"{LAB_LABEL}={lab}")
 
@@ -98,16 +196,29 @@ def up(
     bastion: bool = False,
     name: str = DEFAULT_NAME,
     inventory: Path | None = DEFAULT_INVENTORY,
+    airgap: bool = False,
+    bundle: str | Path | None = None,
+    fingerprint: str | None = None,
 ) -> dict:
     validate_name(name)
-    hosts = wanted_hosts(nodes, bastion)
+    offline = airgap_settings(airgap, bundle, fingerprint)
+    hosts = wanted_hosts(nodes, bastion or offline is not None)
     if inventory is not None:
         check_inventory_writable(Path(inventory))
     dk.require_daemon()
-    image = ensure_image()
     net = network_name(name)
+    check_network(net, dk.inspect("network", net), offline is not None)
+    image = ensure_image()
     if dk.inspect("network", net) is None:
-        dk.docker("network", "create", "--label", f"{LAB_LABEL}={name}", net)
+        if offline is None:
+            dk.docker("network", "create", "--label", f"{LAB_LABEL}={name}", net)
+        else:
+            # --internal: no route out of the lab; the nodes' only reachable peer is the bastion.
+            dk.docker(
+                "network", "create", "--internal",
+                "--label", f"{LAB_LABEL}={name}", "--label", f"{AIRGAP_LABEL}=true",
+                net,
+            )  # fmt: skip
     existing = {c["Name"].lstrip("/"): c for c in lab_containers(name)}
     wanted = {container_name(name, h): (h, role) for h, role in hosts}
     for cname in sorted(set(existing) - set(wanted)):
@@ -115,6 +226,10 @@ def up(
         dk.docker("rm", "-f", cname)
     for cname, (host, role) in wanted.items():
         info = existing.get(cname)
+        if info and offline is not None and role == "bastion" and not _carries_bundle(info, offline):
+            _say(f"recreating {cname}: it does not carry bundle {offline['bundle']} with that fingerprint")
+            dk.docker("rm", "-f", cname)
+            info = None
         if info and info["State"]["Running"]:
             _say(f"{cname} already running")
             continue
@@ -136,6 +251,7 @@ def up(
             f"{LAB_LABEL}={name}",
             "--label",
             f"{ROLE_LABEL}={role}",
+            *(_airgap_run_flags(offline) if offline is not None and role == "bastion" else []),
             *RUN_FLAGS,
             image,
         )
@@ -146,40 +262,55 @@ def up(
         "name": name,
         "hosts": [{"host": h, "role": r, "container": container_name(name, h)} for h, r in hosts],
     }
+    if offline is not None:
+        result["airgap"] = offline
     if inventory is not None:
-        write_inventory(name, hosts, Path(inventory))
+        write_inventory(name, hosts, Path(inventory), offline)
         _say(f"inventory written to {inventory}")
         result["inventory"] = str(inventory)
     return result
 
 
-def inventory_data(lab: str, hosts: list[tuple[str, str]]) -> dict:
+def inventory_data(lab: str, hosts: list[tuple[str, str]], airgap: dict | None = None) -> dict:
     groups: dict[str, dict] = {"gpu_nodes": {"hosts": {}}, "bastion": {"hosts": {}}}
     for host, role in hosts:
         group = "bastion" if role == "bastion" else "gpu_nodes"
         groups[group]["hosts"][host] = {"ansible_host": container_name(lab, host)}
-    return {
-        "all": {
-            "vars": {
-                "ansible_connection": "community.docker.docker",
-                "ansible_python_interpreter": "/usr/bin/python3",
-                "gpufleet_lab": lab,
-                # Lab containers have no GPU: gpufleet verify expects none, so its GPU checks
-                # report "no GPU present" as skips instead of failing the count.
-                "gpufleet_expected_gpus": 0,
-            },
-            "children": {k: v for k, v in groups.items() if v["hosts"]},
-        }
+    lab_vars = {
+        "ansible_connection": "community.docker.docker",
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "gpufleet_lab": lab,
+        # Lab containers have no GPU: gpufleet verify expects none, so its GPU checks
+        # report "no GPU present" as skips instead of failing the count.
+        "gpufleet_expected_gpus": 0,
     }
+    if airgap is not None:
+        # The nodes reach the bastion by its inventory name, 'bastion' (a network alias), the
+        # offline_repo role's default. The fingerprint is the one given to 'lab up' (from the build
+        # machine), never read from the bundle it is meant to check.
+        lab_vars.update(
+            {
+                "gpufleet_offline": True,
+                "gpufleet_bundle_fingerprint": airgap["fingerprint"],
+                "gpufleet_bundle_name": airgap["name"],
+                "bundle_server_src": BUNDLE_MOUNT,
+            }
+        )
+    return {"all": {"vars": lab_vars, "children": {k: v for k, v in groups.items() if v["hosts"]}}}
 
 
-def render_inventory(lab: str, hosts: list[tuple[str, str]]) -> str:
+def render_inventory(lab: str, hosts: list[tuple[str, str]], airgap: dict | None = None) -> str:
     header = (
         f"{INVENTORY_MARK} (lab '{lab}'); rewritten on every 'lab up'.\n"
         "# Hosts are docker containers reached with community.docker.docker; group_vars/ beside\n"
         "# this file holds the lab's settings.\n"
     )
-    return header + yaml.safe_dump(inventory_data(lab, hosts), sort_keys=False)
+    if airgap is not None:
+        header += (
+            f"# Air-gapped: the lab network has no route out; the bastion carries bundle {airgap['bundle']}\n"
+            f"# at {BUNDLE_MOUNT} (read-only) and serves it to the nodes.\n"
+        )
+    return header + yaml.safe_dump(inventory_data(lab, hosts, airgap), sort_keys=False)
 
 
 def check_inventory_writable(path: Path) -> None:
@@ -191,11 +322,11 @@ def check_inventory_writable(path: Path) -> None:
         )
 
 
-def write_inventory(lab: str, hosts: list[tuple[str, str]], path: Path) -> None:
+def write_inventory(lab: str, hosts: list[tuple[str, str]], path: Path, airgap: dict | None = None) -> None:
     check_inventory_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(render_inventory(lab, hosts))
+    tmp.write_text(render_inventory(lab, hosts, airgap))
     tmp.replace(path)
 
 
@@ -207,6 +338,19 @@ def current_hosts(lab: str) -> list[tuple[str, str]]:
         host = cname.removeprefix(f"gpufleet-{lab}-")
         hosts.append((host, labels.get(ROLE_LABEL, "node")))
     return sorted(hosts, key=lambda hr: (hr[1] != "bastion", len(hr[0]), hr[0]))
+
+
+def current_airgap(lab: str) -> dict | None:
+    """The air-gap settings of a running lab, from its bastion's labels (None when not air-gapped)."""
+    for c in lab_containers(lab):
+        labels = c["Config"].get("Labels") or {}
+        if labels.get(ROLE_LABEL) == "bastion" and labels.get(FINGERPRINT_LABEL):
+            return {
+                "bundle": labels.get(BUNDLE_LABEL, ""),
+                "name": labels.get(BUNDLE_NAME_LABEL, ""),
+                "fingerprint": labels[FINGERPRINT_LABEL],
+            }
+    return None
 
 
 def down(name: str = DEFAULT_NAME, inventory: Path | None = DEFAULT_INVENTORY) -> list[str]:

@@ -265,3 +265,199 @@ def test_docker_failure_carries_stderr(tmp_path, monkeypatch):
     with pytest.raises(dk.DockerError, match="No such container: gpufleet-lab-node9"):
         dk.docker("rm", "-f", "gpufleet-lab-node9")
     assert dk.docker("rm", "-f", "gpufleet-lab-node9", check=False) == ""
+
+
+# --- air-gapped lab (--airgap --bundle DIR --fingerprint FPR) ----------------------------------
+
+FPR = "0123456789ABCDEF0123456789ABCDEF01234567"
+OTHER_FPR = "FEDCBA9876543210FEDCBA9876543210FEDCBA98"
+
+
+@pytest.fixture
+def bundle_dir(tmp_path):
+    path = tmp_path / "bundle-2025.06"
+    path.mkdir()
+    # signing_key is what the bundle says about itself: the lab must not take the pin from it.
+    (path / "manifest.json").write_text(
+        '{"name": "gpufleet-2025.06-bookworm", "signing_key": "' + OTHER_FPR + '", "files": []}'
+    )
+    return path
+
+
+@pytest.fixture
+def no_docker(monkeypatch):
+    """Any docker call fails the test: argument errors must come before anything is created."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError(f"docker was called: {args}")
+
+    monkeypatch.setattr(dk, "require_daemon", forbidden)
+    monkeypatch.setattr(dk, "docker", forbidden)
+    monkeypatch.setattr(dk, "inspect", forbidden)
+    monkeypatch.setattr(fleet, "ensure_image", forbidden)
+
+
+def test_airgap_settings_reads_the_name_and_takes_the_pin_from_the_argument(bundle_dir):
+    got = fleet.airgap_settings(True, str(bundle_dir), FPR.lower()[:20] + " " + FPR.lower()[20:])
+    assert got == {
+        "bundle": str(bundle_dir.resolve()),
+        "name": "gpufleet-2025.06-bookworm",
+        "fingerprint": FPR,
+    }
+
+
+def test_airgap_settings_makes_a_relative_bundle_path_absolute(bundle_dir, monkeypatch):
+    monkeypatch.chdir(bundle_dir.parent)
+    assert fleet.airgap_settings(True, bundle_dir.name, FPR)["bundle"] == str(bundle_dir.resolve())
+
+
+def test_airgap_settings_without_airgap():
+    assert fleet.airgap_settings(False, None, None) is None
+
+
+@pytest.mark.parametrize(
+    ("bundle", "fingerprint", "message"),
+    [
+        (None, FPR, "--airgap needs --bundle DIR"),
+        ("BUNDLE", None, "--airgap needs --fingerprint FPR"),
+        ("BUNDLE", "", "gpufleet bundle key --fingerprint"),
+        ("BUNDLE", FPR[:39], "is not a 40-hex-digit key fingerprint"),
+        ("BUNDLE", FPR[:39] + "G", "is not a 40-hex-digit key fingerprint"),
+        ("MISSING", FPR, "no such directory"),
+        ("EMPTY", FPR, "has no manifest.json"),
+    ],
+)
+def test_airgap_argument_errors(bundle_dir, tmp_path, bundle, fingerprint, message):
+    (tmp_path / "empty").mkdir()
+    paths = {"BUNDLE": str(bundle_dir), "MISSING": str(tmp_path / "nope"), "EMPTY": str(tmp_path / "empty")}
+    with pytest.raises(fleet.LabError, match=message) as exc:
+        fleet.airgap_settings(True, paths.get(bundle, bundle), fingerprint)
+    assert isinstance(exc.value, GpufleetError)
+
+
+@pytest.mark.parametrize("manifest", ['{"files": []}', '{"name": "../x"}', '{"name": 3}', "[]", "not json"])
+def test_airgap_refuses_a_manifest_without_a_usable_name(bundle_dir, manifest):
+    (bundle_dir / "manifest.json").write_text(manifest)
+    with pytest.raises(fleet.LabError, match=r"manifest\.json"):
+        fleet.airgap_settings(True, str(bundle_dir), FPR)
+
+
+@pytest.mark.parametrize(
+    ("bundle", "fingerprint", "flags"),
+    [
+        (True, None, "--bundle only"),
+        (None, FPR, "--fingerprint only"),
+        (True, FPR, "--bundle and --fingerprint only"),
+    ],
+)
+def test_bundle_and_fingerprint_need_airgap(bundle_dir, bundle, fingerprint, flags):
+    with pytest.raises(fleet.LabError, match=f"{flags} go with --airgap"):
+        fleet.airgap_settings(False, str(bundle_dir) if bundle else None, fingerprint)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"airgap": True, "fingerprint": FPR},
+        {"airgap": True, "bundle": "BUNDLE"},
+        {"airgap": True, "bundle": "BUNDLE", "fingerprint": "abc"},
+        {"bundle": "BUNDLE", "fingerprint": FPR},
+    ],
+)
+def test_up_refuses_bad_airgap_arguments_before_touching_docker(no_docker, bundle_dir, tmp_path, kwargs):
+    kwargs = {k: (str(bundle_dir) if v == "BUNDLE" else v) for k, v in kwargs.items()}
+    inventory = tmp_path / "hosts.yml"
+    with pytest.raises(fleet.LabError):
+        fleet.up(nodes=1, inventory=inventory, **kwargs)
+    assert not inventory.exists()
+
+
+def test_cli_airgap_without_bundle_is_an_error(no_docker, tmp_path, capsys):
+    from gpufleet import cli
+
+    inventory = tmp_path / "hosts.yml"
+    rc = cli.main(["lab", "up", "--airgap", "--fingerprint", FPR, "--inventory", str(inventory)])
+    assert rc == 2
+    assert "--airgap needs --bundle DIR" in capsys.readouterr().err
+    assert not inventory.exists()
+
+
+def test_cli_bundle_without_airgap_is_an_error(no_docker, bundle_dir, capsys):
+    from gpufleet import cli
+
+    assert cli.main(["lab", "up", "--bundle", str(bundle_dir), "--no-inventory"]) == 2
+    assert "go with --airgap" in capsys.readouterr().err
+
+
+def test_airgap_inventory_sets_the_offline_variables(bundle_dir):
+    airgap = fleet.airgap_settings(True, str(bundle_dir), FPR)
+    text = fleet.render_inventory("ci-1", fleet.wanted_hosts(2, True), airgap)
+    assert text.splitlines()[0].startswith(fleet.INVENTORY_MARK)
+    assert "Air-gapped" in text
+    top = yaml.safe_load(text)["all"]
+    assert top["vars"]["gpufleet_offline"] is True
+    assert top["vars"]["bundle_server_src"] == "/media/gpufleet-bundle"
+    assert top["vars"]["gpufleet_bundle_name"] == "gpufleet-2025.06-bookworm"
+    # The pin given on the command line, not the manifest's own signing_key.
+    assert top["vars"]["gpufleet_bundle_fingerprint"] == FPR
+    assert OTHER_FPR not in text
+    # The nodes reach the bastion by its inventory name (offline_repo_url's default): 'bastion'.
+    assert list(top["children"]["bastion"]["hosts"]) == ["bastion"]
+    assert top["vars"]["ansible_connection"] == "community.docker.docker"
+    assert top["vars"]["gpufleet_lab"] == "ci-1"
+
+
+def test_inventory_without_airgap_is_unchanged():
+    data = yaml.safe_load(fleet.render_inventory("lab", fleet.wanted_hosts(2, True)))
+    assert set(data["all"]["vars"]) == {
+        "ansible_connection",
+        "ansible_python_interpreter",
+        "gpufleet_lab",
+        "gpufleet_expected_gpus",
+    }
+    assert "Air-gapped" not in fleet.render_inventory("lab", fleet.wanted_hosts(2, True))
+
+
+def test_write_inventory_with_airgap(bundle_dir, tmp_path):
+    airgap = fleet.airgap_settings(True, str(bundle_dir), FPR)
+    path = tmp_path / "hosts.yml"
+    fleet.write_inventory("lab", fleet.wanted_hosts(1, True), path, airgap)
+    assert yaml.safe_load(path.read_text())["all"]["vars"]["gpufleet_offline"] is True
+
+
+def test_bastion_run_flags_carry_the_bundle_read_only(bundle_dir):
+    airgap = fleet.airgap_settings(True, str(bundle_dir), FPR)
+    flags = fleet._airgap_run_flags(airgap)
+    assert flags[flags.index("--volume") + 1] == f"{bundle_dir.resolve()}:/media/gpufleet-bundle:ro"
+    assert flags[flags.index("--network-alias") + 1] == "bastion"
+    assert f"{fleet.FINGERPRINT_LABEL}={FPR}" in flags
+
+
+def test_carries_bundle(bundle_dir):
+    airgap = fleet.airgap_settings(True, str(bundle_dir), FPR)
+    info = {
+        "Mounts": [{"Source": airgap["bundle"], "Destination": "/media/gpufleet-bundle"}],
+        "Config": {"Labels": {fleet.FINGERPRINT_LABEL: FPR}},
+    }
+    assert fleet._carries_bundle(info, airgap)
+    assert not fleet._carries_bundle({**info, "Mounts": []}, airgap)
+    assert not fleet._carries_bundle(
+        {**info, "Config": {"Labels": {fleet.FINGERPRINT_LABEL: OTHER_FPR}}}, airgap
+    )
+
+
+def test_check_network_accepts_a_matching_or_missing_network():
+    fleet.check_network("gpufleet-lab", None, True)
+    fleet.check_network("gpufleet-lab", {"Internal": True}, True)
+    fleet.check_network("gpufleet-lab", {"Internal": False}, False)
+
+
+@pytest.mark.parametrize(
+    ("internal", "airgap", "now"),
+    [(False, True, "is not internal"), (True, False, "is internal (air-gapped)")],
+)
+def test_check_network_refuses_a_network_of_the_other_kind(internal, airgap, now):
+    with pytest.raises(fleet.LabError) as exc:
+        fleet.check_network("gpufleet-ci-1", {"Internal": internal}, airgap)
+    assert now in str(exc.value)
+    assert "gpufleet lab down --name ci-1" in str(exc.value)
