@@ -10,11 +10,13 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 LAB_NODES ?= 2
+BUNDLE_DIR ?= .cache/bundles/lab
 
 .PHONY: help host-deps venv lab-image lint unit integration molecule test demo demo-down clean
 
 help:
-	@echo "make demo       build the local lab fleet (2 nodes), run playbooks/site.yml on it, then gpufleet verify"
+	@echo "make demo       build the signed lab bundle, bring up an air-gapped lab (bastion + 2 nodes),"
+	@echo "                provision it with playbooks/site.yml from the bundle alone, then gpufleet verify"
 	@echo "make demo-down  remove the lab containers (the cached image stays)"
 	@echo "make test       lint + unit + integration + Molecule scenarios (what CI runs)"
 
@@ -53,15 +55,21 @@ molecule: lab-image
 
 test: lint unit integration molecule
 
+# The demo is the air-gapped flow: build (or resume/reuse) the signed lab bundle, verify it, bring up
+# a bastion and nodes on an internal network with no route out, provision everything from the bundle.
 demo: venv host-deps
-	$(BIN)/gpufleet lab up --nodes $(LAB_NODES)
+	$(BIN)/gpufleet bundle build bundles/lab.yml -o $(BUNDLE_DIR)
+	$(BIN)/gpufleet bundle verify $(BUNDLE_DIR) --fingerprint "$$($(BIN)/gpufleet bundle key --fingerprint)"
+	$(BIN)/gpufleet lab up --airgap --nodes $(LAB_NODES) --bundle $(BUNDLE_DIR) \
+		--fingerprint "$$($(BIN)/gpufleet bundle key --fingerprint)"
 	$(BIN)/ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml
 	@mkdir -p reports/lab
-	$(BIN)/gpufleet verify -i inventories/lab/hosts.yml --json reports/lab/verify.json \
+	$(BIN)/gpufleet verify -i inventories/lab/hosts.yml --limit gpu_nodes --json reports/lab/verify.json \
 		--junit reports/lab/verify.junit.xml --prometheus reports/lab/gpufleet_verify.prom
 	@echo
 	@echo "Verify reports: reports/lab/ (JSON, JUnit XML, Prometheus textfile)."
-	@echo "The lab is still up: 'gpufleet lab status', 'docker exec -it gpufleet-lab-node1 bash', 'make demo-down'."
+	@echo "The air-gapped lab is still up: 'gpufleet lab status', 'docker exec -it gpufleet-lab-node1 bash',"
+	@echo "'make demo-down'. The bundle stays in $(BUNDLE_DIR) (signing key: ~/.local/share/gpufleet/signing)."
 
 demo-down: venv
 	$(BIN)/gpufleet lab down

@@ -146,6 +146,11 @@ def test_verify_refuses_bad_signatures(built, env, tmp_path):
     assert proc.returncode == 1 and "manifest.json.asc is missing" in proc.stdout
     wrong = bundle(env, "verify", built["out"], "--fingerprint", "A" * 40)
     assert wrong.returncode == 1 and "is not the pinned key" in wrong.stdout
+    malformed = bundle(env, "verify", built["out"], "--fingerprint", "ZZZ")
+    assert malformed.returncode == 2 and "is not an OpenPGP key fingerprint" in malformed.stderr
+    assert "Traceback" not in malformed.stderr
+    not_a_bundle = bundle(env, "diff", tmp_path, built["out"])
+    assert not_a_bundle.returncode == 2 and "is not a gpufleet bundle" in not_a_bundle.stderr
 
 
 def test_build_is_deterministic_and_reruns_fetch_nothing(built, env, tmp_path):

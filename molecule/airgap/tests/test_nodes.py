@@ -1,8 +1,37 @@
-"""Both lab nodes after site.yml: every layer installed, recorded, and consistent with the others."""
+"""Both air-gapped lab nodes after site.yml: no route out, every layer installed from the bastion's
+bundle alone, recorded, and consistent with the others."""
 
 import json
+import re
 
 import pytest
+
+testinfra_hosts = ["ansible://gpu_nodes"]
+
+
+def test_the_node_really_cannot_reach_the_registries(host):
+    """No default route, and a connection to the Debian mirror the image was built from fails."""
+    assert host.run("ip -o route show default").stdout.strip() == ""
+    sources = host.file("/etc/apt/sources.list.d/debian.sources").content_string  # the user's file, untouched
+    mirror = re.search(r"URIs: https?://([^/\s]+)", sources).group(1)
+    probe = host.run(
+        "timeout 10 python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], 80), 5)' %s", mirror
+    )
+    assert probe.rc != 0, f"{mirror} is reachable from an air-gapped node"
+    assert "unreachable" in probe.stderr or "Errno" in probe.stderr or probe.rc == 124, probe.stderr
+
+
+def test_apt_uses_only_the_bastion_and_checks_its_signature(host):
+    conf = host.file("/etc/apt/apt.conf.d/00gpufleet-offline").content_string
+    assert 'Dir::Etc::SourceParts "/etc/apt/gpufleet-offline/sources.list.d"' in conf
+    line = host.file("/etc/apt/gpufleet-offline/sources.list").content_string
+    assert "signed-by=/etc/apt/keyrings/gpufleet-bundle.asc" in line and "trusted=yes" not in line
+    listed = host.check_output("apt-get indextargets --format '$(SITE)' | sort -u").split()
+    assert listed == ["http://bastion/lab/apt/"], listed
+    policy = host.check_output("apt-cache policy nvidia-kernel-dkms")
+    assert "http://bastion/lab/apt ./ Packages" in policy, policy
+    pip = host.file("/etc/pip.conf").content_string
+    assert "no-index = true" in pip and "find-links = http://bastion/lab/wheels/" in pip
 
 
 def fact(host, name):
@@ -54,7 +83,8 @@ def test_cudnn_and_nccl_share_one_runtime(host, facts):
 
 
 def test_nccl_conf_uses_this_nodes_own_interface(host):
-    iface = host.check_output("ip -o route show default | awk '{print $5}'").strip()
+    # No default route on the internal network: the role falls back to the first Ethernet with IPv4.
+    iface = host.check_output("ip -o -4 addr show scope global | awk '{print $2}' | head -1").strip()
     conf = host.file("/etc/nccl.conf").content_string
     assert f"NCCL_SOCKET_IFNAME=={iface}\n" in conf
     assert "NCCL_IB_DISABLE=1\n" in conf

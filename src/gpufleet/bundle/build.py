@@ -7,6 +7,7 @@ State lives in ``OUT/.gpufleet-build/`` until the bundle is complete; a re-run r
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import shutil
@@ -73,7 +74,7 @@ def prepare_out(out: Path, name: str) -> dict:
 
 def _created_epoch(text) -> int | None:
     try:
-        return int(time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone)
+        return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
     except (TypeError, ValueError):
         return None
 

@@ -58,6 +58,15 @@ def _verify(path: Path, fingerprint: str, base: Path | None, quiet: bool) -> dic
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
+    from gpufleet.bundle.build import _core
+
+    try:
+        return _cmd_bundle(args)
+    except _core().BundleError as exc:  # a malformed pin or manifest: the user's input, not a crash
+        raise BundleBuildError(str(exc)) from None
+
+
+def _cmd_bundle(args: argparse.Namespace) -> int:
     from gpufleet.bundle import build, update
 
     if args.bundle_cmd == "build":
