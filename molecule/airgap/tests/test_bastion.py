@@ -33,7 +33,6 @@ def test_nginx_from_the_bundle_serves_it_and_the_key(host):
         "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1/gpufleet-bundle.asc').read().decode())\""
     )
     assert "BEGIN PGP PUBLIC KEY BLOCK" in key
-    assert host.run("ip -o route show default").stdout.strip() == ""
 
 
 def test_bastion_role_refuses_a_tampered_bundle(host, tmp_path):
@@ -60,5 +59,7 @@ def test_bastion_role_refuses_a_tampered_bundle(host, tmp_path):
     finally:
         shutil.rmtree(bad, ignore_errors=True)
     assert proc.returncode != 0, proc.stdout[-2000:]
-    assert f"corrupt: apt/pool/{victim.name}" in proc.stdout, proc.stdout[-3000:]
+    output = proc.stdout + proc.stderr
+    assert f"corrupt: apt/pool/{victim.name}" in output, output[-3000:]
+    assert "nothing was placed" in output
     assert host.file(f"{PLACED}/manifest.json").sha256sum == before
