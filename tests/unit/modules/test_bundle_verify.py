@@ -12,10 +12,10 @@ import shutil
 import subprocess
 
 import pytest
-from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.gpufleet.cluster.plugins.module_utils import bundle as b
 from ansible_collections.gpufleet.cluster.plugins.modules import bundle_verify
+from module_harness import AnsibleExitJson, AnsibleFailJson, _module_exits  # noqa: F401
 
 GPG = shutil.which("gpg")
 DEB = "apt/pool/main/h/hello/hello_2.10-3_amd64.deb"
@@ -24,30 +24,6 @@ PAYLOAD = {
     "apt/dists/bookworm/InRelease": b"Origin: gpufleet\n",
     "files/models/tiny/config.json": b'{"hidden_size": 64}\n',
 }
-
-
-class AnsibleExitJson(Exception):
-    pass
-
-
-class AnsibleFailJson(Exception):
-    pass
-
-
-def _exit_json(self, **kwargs):
-    kwargs.setdefault("changed", False)
-    raise AnsibleExitJson(kwargs)
-
-
-def _fail_json(self, msg, **kwargs):
-    kwargs.update(failed=True, msg=msg)
-    raise AnsibleFailJson(kwargs)
-
-
-@pytest.fixture(autouse=True)
-def _module_exits(monkeypatch):
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", _exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", _fail_json)
 
 
 # --- a real key and real bundles ----------------------------------------------------------------

@@ -10,35 +10,12 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.gpufleet.cluster.plugins.modules import gpu_facts
 from conftest import FIXTURES
 from fake_sysfs import add_pci_device, hgx_h100
+from module_harness import AnsibleExitJson, AnsibleFailJson, _module_exits  # noqa: F401
 
 SMI = FIXTURES / "nvidia_smi"
 NVIDIA_SMI = "/usr/bin/nvidia-smi"
 TIMEOUT = "/usr/bin/timeout"
 DRIVER_NOT_LOADED = (SMI / "driver-not-loaded.txt").read_text(encoding="utf-8")
-
-
-class AnsibleExitJson(Exception):
-    pass
-
-
-class AnsibleFailJson(Exception):
-    pass
-
-
-def _exit_json(self, **kwargs):
-    kwargs.setdefault("changed", False)
-    raise AnsibleExitJson(kwargs)
-
-
-def _fail_json(self, msg, **kwargs):
-    kwargs.update(failed=True, msg=msg)
-    raise AnsibleFailJson(kwargs)
-
-
-@pytest.fixture(autouse=True)
-def _module_exits(monkeypatch):
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", _exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", _fail_json)
 
 
 @pytest.fixture

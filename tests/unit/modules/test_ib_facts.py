@@ -9,35 +9,12 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.gpufleet.cluster.plugins.modules import ib_facts
 from conftest import FIXTURES
+from module_harness import AnsibleExitJson, AnsibleFailJson, _module_exits  # noqa: F401
 
 IB = FIXTURES / "infiniband"
 PROCFS_TREE = str(IB / "sysfs-procfs")
 IBSTAT = "/usr/sbin/ibstat"
 TIMEOUT = "/usr/bin/timeout"
-
-
-class AnsibleExitJson(Exception):
-    pass
-
-
-class AnsibleFailJson(Exception):
-    pass
-
-
-def _exit_json(self, **kwargs):
-    kwargs.setdefault("changed", False)
-    raise AnsibleExitJson(kwargs)
-
-
-def _fail_json(self, msg, **kwargs):
-    kwargs.update(failed=True, msg=msg)
-    raise AnsibleFailJson(kwargs)
-
-
-@pytest.fixture(autouse=True)
-def _module_exits(monkeypatch):
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", _exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", _fail_json)
 
 
 class Host:
