@@ -223,15 +223,19 @@ def test_not_enough_disk_is_refused_before_downloading(env, tmp_path):
 
 
 def test_interrupted_build_resumes_without_refetching(env, tmp_path):
+    """Interrupted at a deterministic point: apt's download is capped (--apt-rate-limit) so that
+    the large gcc-12 packages cannot land before the SIGINT, however warm the mirror is; the
+    test interrupts once three .deb files are in the pool."""
     profile = write_profile(tmp_path, name="resume", apt=("gcc-12", "hello"))
     out = tmp_path / "out"
-    cmd = [str(BIN / "gpufleet"), "bundle", "build", str(profile), "-o", str(out)]
+    cmd = [str(BIN / "gpufleet"), "bundle", "build", str(profile), "-o", str(out), "--apt-rate-limit", "2M"]
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if len(list((out / "apt/pool").glob("*.deb"))) >= 3:
             break
         time.sleep(0.05)
+    assert proc.poll() is None, "the rate-limited build ended before three packages landed"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0, "the build finished before it could be interrupted"

@@ -140,8 +140,16 @@ def _dir_bytes(path: Path) -> int:
     return total
 
 
-def download(container: BuildContainer, packages: list[str], pool: Path, wanted: list[dict]) -> None:
-    """apt-get --download-only into the bundle's pool, with a progress bar polled from disk."""
+def download(
+    container: BuildContainer,
+    packages: list[str],
+    pool: Path,
+    wanted: list[dict],
+    rate_limit: int | None = None,
+) -> None:
+    """apt-get --download-only into the bundle's pool, with a progress bar polled from disk.
+
+    ``rate_limit`` (bytes/s) becomes apt's own Dl-Limit (KiB/s, per connection)."""
     total = sum(w["size"] for w in wanted)
     have = sum((pool / w["file"]).stat().st_size for w in wanted if (pool / w["file"]).is_file())
     bar = Bar("apt", total)
@@ -149,10 +157,14 @@ def download(container: BuildContainer, packages: list[str], pool: Path, wanted:
     stop = threading.Event()
     watcher = watch(lambda: _dir_bytes(pool), bar, stop)
     quoted = " ".join(f"'{p}'" for p in packages)
+    limit = ""
+    if rate_limit:
+        kib = max(1, rate_limit // 1024)
+        limit = f"-o Acquire::http::Dl-Limit={kib} -o Acquire::https::Dl-Limit={kib} "
     try:
         proc = container.sh(
             "apt-get install --download-only --no-install-recommends -y -qq "
-            f"-o Dir::Cache::Archives=/bundle-pool/ {quoted}",
+            f"-o Dir::Cache::Archives=/bundle-pool/ {limit}{quoted}",
             check=False,
         )
     finally:

@@ -102,7 +102,16 @@ def check_disk(out: Path, need: dict[str, int], free: int | None = None) -> None
         )
 
 
-def build(profile_path: str | Path, out: str | Path, signing_home=None, key: str | None = None) -> dict:
+def build(
+    profile_path: str | Path,
+    out: str | Path,
+    signing_home=None,
+    key: str | None = None,
+    apt_rate_limit: int | None = None,
+) -> dict:
+    """Build (or resume, or refresh in place) the bundle of ``profile_path`` in ``out``.
+
+    ``apt_rate_limit`` caps apt's download rate in bytes/s (None: no cap)."""
     core = _core()
     prof = profile.load(profile_path)
     out = Path(out).resolve()
@@ -158,7 +167,7 @@ def build(profile_path: str | Path, out: str | Path, signing_home=None, key: str
         check_disk(out, need)
 
         if apt_wanted:
-            aptrepo.download(container, prof["apt"]["packages"], pool, apt_wanted)
+            aptrepo.download(container, prof["apt"]["packages"], pool, apt_wanted, rate_limit=apt_rate_limit)
     finally:
         if container is not None:
             container.__exit__(None, None, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -70,7 +71,13 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     from gpufleet.bundle import build, update
 
     if args.bundle_cmd == "build":
-        result = build.build(args.profile, args.output, signing_home=args.signing_home, key=args.key)
+        result = build.build(
+            args.profile,
+            args.output,
+            signing_home=args.signing_home,
+            key=args.key,
+            apt_rate_limit=args.apt_rate_limit,
+        )
         print(
             f"bundle '{result['name']}' built in {result['path']}: {result['files']} files, "
             f"{human(result['bytes'])}, {result['seconds']:.0f} s\n"
@@ -154,6 +161,17 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     raise AssertionError(args.bundle_cmd)
 
 
+def parse_rate(text: str) -> int:
+    """'500K' / '20M' / '1G' / '65536' -> bytes per second (K = 1024)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?)(?:B)?(?:/S)?\s*", text.upper())
+    value = float(m.group(1)) * 1024 ** " KMG".index(m.group(2) or " ") if m else 0
+    if value < 1024:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a rate of at least 1K: give bytes per second such as 500K, 20M or 1G"
+        )
+    return int(value)
+
+
 def add_parser(sub) -> None:
     b = sub.add_parser(
         "bundle",
@@ -176,6 +194,13 @@ def add_parser(sub) -> None:
     bb.add_argument("profile", help="bundle profile (YAML), e.g. bundles/lab.yml")
     bb.add_argument(
         "-o", "--output", required=True, help="bundle directory (new, empty, or an earlier build)"
+    )
+    bb.add_argument(
+        "--apt-rate-limit",
+        metavar="RATE",
+        type=parse_rate,
+        help="cap apt's download rate, e.g. 500K or 20M (bytes/s), to spare a shared uplink; "
+        "apt applies it per connection (Acquire::http::Dl-Limit)",
     )
     signing(bb)
     bv = bs.add_parser("verify", help="check the signature, then every file's sha256; exit 1 on any problem")
