@@ -12,15 +12,13 @@ export PY_COLORS := 0
 LAB_NODES ?= 2
 BUNDLE_DIR ?= .cache/bundles/lab
 
-.PHONY: help host-deps venv lab-image lint unit integration molecule test demo demo-down clean
+.PHONY: help host-deps venv lab-image lab-bundle lint unit check integration molecule test demo demo-down clean
 
-help:
-	@echo "make demo       build the signed lab bundle, bring up an air-gapped lab (bastion + 2 nodes),"
-	@echo "                provision it with playbooks/site.yml from the bundle alone, then gpufleet verify"
-	@echo "make demo-down  remove the lab containers (the cached image stays)"
-	@echo "make test       lint + unit + integration + Molecule scenarios (what CI runs)"
+# `make help` prints every target that has a '## ' comment on its line.
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 22
 
-host-deps:
+host-deps: ## install and start what the lab needs (docker, debootstrap, gpg, promtool; as root)
 	@bash scripts/host-deps.sh
 
 .collections/ansible_collections/gpufleet/cluster:
@@ -34,30 +32,37 @@ $(VENV)/.stamp: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-venv: $(VENV)/.stamp .collections/ansible_collections/gpufleet/cluster
+venv: $(VENV)/.stamp .collections/ansible_collections/gpufleet/cluster ## the Python venv (.venv) with gpufleet and the dev tools
 
-lint: venv
+lint: venv ## ruff (lint + format) and ansible-lint, production profile
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/ansible-lint --profile production
 
-unit: venv
-	$(BIN)/pytest tests/unit -q
+unit: venv ## unit tests (recorded outputs, no lab)
+	$(BIN)/pytest tests/unit -q -p no:cacheprovider
 
-integration: lab-image
+check: lint unit ## the inner loop: lint + unit tests, under 2 minutes
+
+integration: lab-image ## integration tests against a one-node lab
 	$(BIN)/pytest tests/integration -q
 
-lab-image: venv host-deps
+lab-image: venv host-deps ## build the lab image (debootstrap; cached by recipe hash)
 	$(BIN)/gpufleet lab image
 
-molecule: lab-image
+lab-bundle: lab-image ## build (or resume/refresh) the signed lab bundle, the one package source of the tests
+	$(BIN)/gpufleet bundle build bundles/lab.yml -o $(BUNDLE_DIR)
+
+molecule: lab-bundle ## every Molecule scenario (converge, idempotence, testinfra verify)
 	$(BIN)/molecule test --all
 
-test: lint unit integration molecule
+# What CI runs (.ci/run): every stage timed; the table goes to the terminal and reports/test-timings.json.
+test: ## everything CI runs, as timed stages with a budget of 30 minutes (tests/suite.py)
+	@$(PY) tests/suite.py
 
 # The demo is the air-gapped flow: build (or resume/reuse) the signed lab bundle, verify it, bring up
 # a bastion and nodes on an internal network with no route out, provision everything from the bundle.
-demo: venv host-deps
+demo: venv host-deps ## the air-gapped flow: signed bundle, bastion + 2 nodes, site.yml, gpufleet verify
 	$(BIN)/gpufleet bundle build bundles/lab.yml -o $(BUNDLE_DIR)
 	$(BIN)/gpufleet bundle verify $(BUNDLE_DIR) --fingerprint "$$($(BIN)/gpufleet bundle key --fingerprint)"
 	$(BIN)/gpufleet lab up --airgap --nodes $(LAB_NODES) --bundle $(BUNDLE_DIR) \
@@ -71,8 +76,8 @@ demo: venv host-deps
 	@echo "The air-gapped lab is still up: 'gpufleet lab status', 'docker exec -it gpufleet-lab-node1 bash',"
 	@echo "'make demo-down'. The bundle stays in $(BUNDLE_DIR) (signing key: ~/.local/share/gpufleet/signing)."
 
-demo-down: venv
+demo-down: venv ## remove the lab containers (the cached image stays)
 	$(BIN)/gpufleet lab down
 
-clean:
+clean: ## remove the venv and build outputs (caches stay)
 	rm -rf $(VENV) .collections dist build

@@ -1,0 +1,88 @@
+"""The test suite's own guard: every Molecule scenario and integration test file is a row of the
+timing table `make test` prints (tests/suite.py), so the budget stays visible as the suite grows."""
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def suite():
+    spec = importlib.util.spec_from_file_location("gpufleet_suite", REPO / "tests" / "suite.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(mod)
+    yield mod
+    sys.modules.pop(spec.name, None)
+
+
+def test_every_molecule_scenario_is_a_timed_stage(suite):
+    on_disk = {p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml")}
+    assert on_disk == set(suite.SCENARIOS), (
+        f"scenarios not in tests/suite.py SCENARIOS: {sorted(on_disk - set(suite.SCENARIOS))}; "
+        f"listed but missing: {sorted(set(suite.SCENARIOS) - on_disk)}"
+    )
+    stage_names = {s.name for s in suite.stages()}
+    assert {f"molecule {n}" for n in on_disk} <= stage_names
+
+
+def test_every_integration_test_file_is_a_timed_row(suite):
+    on_disk = {p.name for p in (REPO / "tests" / "integration").glob("test_*.py")}
+    assert on_disk == set(suite.INTEGRATION), (
+        f"integration files not in tests/suite.py INTEGRATION: {sorted(on_disk - set(suite.INTEGRATION))}; "
+        f"listed but missing: {sorted(set(suite.INTEGRATION) - on_disk)}"
+    )
+    (integration,) = [s for s in suite.stages() if s.name == "integration"]
+    assert integration.rows_from_junit
+    assert [a for a in integration.argv if a.startswith("tests/integration/")] == [
+        f"tests/integration/{f}" for f in suite.INTEGRATION
+    ]
+
+
+def test_make_test_runs_the_timed_suite():
+    makefile = (REPO / "Makefile").read_text()
+    recipe = re.search(r"^test:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe, "Makefile has no test target"
+    assert "tests/suite.py" in recipe.group(1)
+
+
+def test_stage_names_are_unique(suite):
+    names = [s.name for s in suite.stages()]
+    assert len(names) == len(set(names))
+
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
+<testcase classname="tests.integration.test_lab" name="test_a" time="2.5"/>
+<testcase classname="tests.integration.test_lab" name="test_b" time="1.5"><skipped message="x"/></testcase>
+<testcase classname="test_bundle" name="test_c" time="10.0"><failure message="boom"/></testcase>
+<testcase classname="test_bundle" name="test_d" time="0.5"><error message="teardown"/></testcase>
+</testsuite></testsuites>"""
+
+
+def test_junit_rows_per_file_and_counts(suite, tmp_path):
+    path = tmp_path / "r.xml"
+    path.write_text(JUNIT)
+    parsed = suite.junit_counts(path)
+    assert parsed["counts"] == {"passed": 1, "failed": 2, "skipped": 1}
+    assert parsed["files"] == {"test_lab.py": 4.0, "test_bundle.py": 10.5}
+    assert suite.junit_counts(tmp_path / "missing.xml") == {"counts": None, "files": {}}
+
+
+def test_table_shows_shares_and_the_budget_verdict(suite):
+    rows = [
+        {"stage": "lint", "item": "", "seconds": 60.0, "rc": 0, "group": ""},
+        {"stage": "integration", "item": "", "seconds": 240.0, "rc": 1, "group": "lab",
+         "tests": {"passed": 3, "failed": 1, "skipped": 0}},
+        {"stage": "integration", "item": "test_lab.py", "seconds": 120.0, "part": True},
+    ]  # fmt: skip
+    text = suite.table(rows, 300.0)
+    assert re.search(r"^lint\s+1:00\s+20\.0%\s+ok$", text, re.M), text
+    assert re.search(r"integration\s+\(parallel\)\s+4:00\s+80\.0%\s+FAILED \(1\)\s+3 passed, 1 failed", text)
+    assert re.search(r"^\s+test_lab\.py\s+2:00\s+40\.0%", text, re.M)
+    assert "within the budget of 30:00" in text
+    assert "OVER the budget of 30:00" in suite.table(rows, 1801.0)
