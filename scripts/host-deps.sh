@@ -19,6 +19,8 @@ if [[ "${1:-all}" != "python" ]]; then
   command -v gpgv >/dev/null 2>&1 || need_apt+=(gpgv)
   # promtool (from Debian's prometheus package) validates gpufleet verify's textfile output in the tests.
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+  # ssh and ssh-keygen: the lab's SSH mode (Ansible over OpenSSH, host keys pinned).
+  command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
 fi
 
 if ((${#need_apt[@]})); then

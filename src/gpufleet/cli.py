@@ -34,6 +34,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
             airgap=args.airgap,
             bundle=args.bundle,
             fingerprint=args.fingerprint,
+            ssh=args.ssh,
         )
         rows = fleet.status(args.name)
         print(_table(rows, ["host", "role", "container", "state", "systemd", "ip"]))
@@ -60,6 +61,13 @@ def cmd_lab(args: argparse.Namespace) -> int:
         return 0
     if args.lab_cmd == "image":
         print(ensure_image(rebuild=args.rebuild))
+        return 0
+    if args.lab_cmd == "ssh":
+        from gpufleet.lab import ssh
+
+        directory = Path(args.dir) if args.dir else ssh.default_dir(args.name)
+        addresses = ssh.grant(args.containers, directory)
+        print(json.dumps({"dir": str(directory), "user": ssh.USER, "addresses": addresses}, indent=2))
         return 0
     raise AssertionError(args.lab_cmd)
 
@@ -192,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --airgap: the bundle signing key's fingerprint, from 'gpufleet bundle key --fingerprint' "
         "on the build machine (written to the inventory as gpufleet_bundle_fingerprint)",
     )
+    up.add_argument(
+        "--ssh",
+        action="store_true",
+        help="reach the hosts over SSH as the unprivileged operator 'ops' with sudo, as real fleets are "
+        "reached, with each host key pinned in a known_hosts file the lab writes "
+        "(~/.local/share/gpufleet/lab/NAME/ssh/), instead of through docker",
+    )
     common(up)
     down = lab_sub.add_parser("down", help="remove the lab's containers and network (never anything else)")
     common(down)
@@ -200,6 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
     common(st, inventory=False)
     inv = lab_sub.add_parser("inventory", help="print the lab's Ansible inventory (YAML)")
     common(inv, inventory=False)
+    sh = lab_sub.add_parser(
+        "ssh",
+        help="let the operator 'ops' in to lab containers over SSH and pin their host keys",
+        description="Installs the lab operator's key (made once) in each container and writes "
+        "DIR/known_hosts from the host key each container's sshd serves, read over docker exec. "
+        "Prints the containers' addresses as JSON. For containers the lab did not create, such as "
+        "Molecule's.",
+    )
+    sh.add_argument("containers", nargs="+", metavar="CONTAINER", help="container names")
+    sh.add_argument("--dir", help="where the key and known_hosts go (default: the lab's own, see --name)")
+    common(sh, inventory=False)
     img = lab_sub.add_parser("image", help="build the lab image if missing or its recipe changed")
     img.add_argument("--rebuild", action="store_true", help="rebuild even if up to date")
     lab.set_defaults(func=cmd_lab)

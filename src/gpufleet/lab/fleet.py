@@ -25,6 +25,8 @@ AIRGAP_LABEL = "io.gpufleet.airgap"
 BUNDLE_LABEL = "io.gpufleet.bundle"
 BUNDLE_NAME_LABEL = "io.gpufleet.bundle-name"
 FINGERPRINT_LABEL = "io.gpufleet.fingerprint"
+# --ssh: the inventory reaches the hosts over SSH as the operator (see gpufleet.lab.ssh).
+SSH_LABEL = "io.gpufleet.ssh"
 BUNDLE_MOUNT = "/media/gpufleet-bundle"
 BASTION_ALIAS = "bastion"
 # systemd in a container without --privileged (which fails here: CAP_SYS_RESOURCE is not in
@@ -199,7 +201,10 @@ def up(
     airgap: bool = False,
     bundle: str | Path | None = None,
     fingerprint: str | None = None,
+    ssh: bool = False,
 ) -> dict:
+    """Create or start the lab; with ``ssh`` the inventory reaches the hosts over SSH as the
+    operator, with their host keys pinned (gpufleet.lab.ssh), instead of through docker."""
     validate_name(name)
     offline = airgap_settings(airgap, bundle, fingerprint)
     hosts = wanted_hosts(nodes, bastion or offline is not None)
@@ -252,6 +257,7 @@ def up(
             "--label",
             f"{ROLE_LABEL}={role}",
             *(_airgap_run_flags(offline) if offline is not None and role == "bastion" else []),
+            *(["--label", f"{SSH_LABEL}=1"] if ssh else []),
             *RUN_FLAGS,
             image,
         )
@@ -264,18 +270,32 @@ def up(
     }
     if offline is not None:
         result["airgap"] = offline
+    access = None
+    if ssh:
+        from gpufleet.lab import ssh as lab_ssh
+
+        directory = lab_ssh.default_dir(name)
+        addresses = lab_ssh.grant(list(wanted), directory)
+        access = {"dir": directory, "addresses": {wanted[c][0]: a[0] for c, a in addresses.items() if a}}
+        _say(f"SSH as '{lab_ssh.USER}' with sudo; host keys pinned in {directory / lab_ssh.KNOWN_HOSTS}")
+        result["ssh"] = {"dir": str(directory), "user": lab_ssh.USER}
     if inventory is not None:
-        write_inventory(name, hosts, Path(inventory), offline)
+        write_inventory(name, hosts, Path(inventory), offline, access)
         _say(f"inventory written to {inventory}")
         result["inventory"] = str(inventory)
     return result
 
 
-def inventory_data(lab: str, hosts: list[tuple[str, str]], airgap: dict | None = None) -> dict:
+def inventory_data(
+    lab: str, hosts: list[tuple[str, str]], airgap: dict | None = None, ssh: dict | None = None
+) -> dict:
+    """The lab's inventory; ``ssh`` ({"dir": ..., "addresses": {host: ip}}) switches it from the
+    docker connection to SSH as the operator."""
     groups: dict[str, dict] = {"gpu_nodes": {"hosts": {}}, "bastion": {"hosts": {}}}
     for host, role in hosts:
         group = "bastion" if role == "bastion" else "gpu_nodes"
-        groups[group]["hosts"][host] = {"ansible_host": container_name(lab, host)}
+        address = (ssh or {}).get("addresses", {}).get(host)
+        groups[group]["hosts"][host] = {"ansible_host": address or container_name(lab, host)}
     lab_vars = {
         "ansible_connection": "community.docker.docker",
         "ansible_python_interpreter": "/usr/bin/python3",
@@ -296,13 +316,20 @@ def inventory_data(lab: str, hosts: list[tuple[str, str]], airgap: dict | None =
                 "bundle_server_src": BUNDLE_MOUNT,
             }
         )
+    if ssh is not None:
+        from gpufleet.lab import ssh as lab_ssh
+
+        lab_vars.update(lab_ssh.inventory_vars(Path(ssh["dir"])))
     return {"all": {"vars": lab_vars, "children": {k: v for k, v in groups.items() if v["hosts"]}}}
 
 
-def render_inventory(lab: str, hosts: list[tuple[str, str]], airgap: dict | None = None) -> str:
+def render_inventory(
+    lab: str, hosts: list[tuple[str, str]], airgap: dict | None = None, ssh: dict | None = None
+) -> str:
+    how = "over SSH as the operator (host keys pinned)" if ssh is not None else "with community.docker.docker"
     header = (
         f"{INVENTORY_MARK} (lab '{lab}'); rewritten on every 'lab up'.\n"
-        "# Hosts are docker containers reached with community.docker.docker; group_vars/ beside\n"
+        f"# Hosts are docker containers reached {how}; group_vars/ beside\n"
         "# this file holds the lab's settings.\n"
     )
     if airgap is not None:
@@ -310,7 +337,7 @@ def render_inventory(lab: str, hosts: list[tuple[str, str]], airgap: dict | None
             f"# Air-gapped: the lab network has no route out; the bastion carries bundle {airgap['bundle']}\n"
             f"# at {BUNDLE_MOUNT} (read-only) and serves it to the nodes.\n"
         )
-    return header + yaml.safe_dump(inventory_data(lab, hosts, airgap), sort_keys=False)
+    return header + yaml.safe_dump(inventory_data(lab, hosts, airgap, ssh), sort_keys=False)
 
 
 def check_inventory_writable(path: Path) -> None:
@@ -322,11 +349,13 @@ def check_inventory_writable(path: Path) -> None:
         )
 
 
-def write_inventory(lab: str, hosts: list[tuple[str, str]], path: Path, airgap: dict | None = None) -> None:
+def write_inventory(
+    lab: str, hosts: list[tuple[str, str]], path: Path, airgap: dict | None = None, ssh: dict | None = None
+) -> None:
     check_inventory_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(render_inventory(lab, hosts, airgap))
+    tmp.write_text(render_inventory(lab, hosts, airgap, ssh))
     tmp.replace(path)
 
 

@@ -41,6 +41,8 @@ PACKAGES = (
     "kmod",
     "pciutils",
     "curl",
+    # SSH mode (gpufleet.lab.ssh): real fleets are reached over SSH as a user with sudo.
+    "openssh-server",
 )
 # Runs inside the new root (chroot) before it is imported.
 SETUP_SCRIPT = r"""
@@ -57,6 +59,18 @@ printf 'APT::Install-Suggests "false";\n' > /etc/apt/apt.conf.d/90gpufleet-lab
 # pip use the system store instead of its bundled one, as the host does.
 update-ca-certificates >/dev/null 2>&1
 printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' > /etc/pip.conf
+# SSH mode: an unprivileged operator with passwordless sudo, keys only. Host keys are never baked
+# into the image: each container makes its own at sshd's first start, and the lab pins them.
+useradd --create-home --shell /bin/bash ops
+printf 'ops ALL=(ALL:ALL) NOPASSWD: ALL\n' > /etc/sudoers.d/90-gpufleet-ops
+chmod 0440 /etc/sudoers.d/90-gpufleet-ops
+printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n' \
+  > /etc/ssh/sshd_config.d/gpufleet-lab.conf
+rm -f /etc/ssh/ssh_host_*
+mkdir -p /etc/systemd/system/ssh.service.d
+printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
+  > /etc/systemd/system/ssh.service.d/gpufleet-host-keys.conf
+systemctl enable ssh.service >/dev/null 2>&1
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/*.log
 """

@@ -461,3 +461,31 @@ def test_check_network_refuses_a_network_of_the_other_kind(internal, airgap, now
         fleet.check_network("gpufleet-ci-1", {"Internal": internal}, airgap)
     assert now in str(exc.value)
     assert "gpufleet lab down --name ci-1" in str(exc.value)
+
+
+def test_ssh_inventory_reaches_hosts_by_address_as_the_operator(tmp_path):
+    hosts = fleet.wanted_hosts(2, bastion=True)
+    access = {"dir": tmp_path, "addresses": {"bastion": "10.1.0.2", "node1": "10.1.0.3", "node2": "10.1.0.4"}}
+    text = fleet.render_inventory("lab", hosts, ssh=access)
+    assert "reached over SSH as the operator" in text.splitlines()[1]
+    data = yaml.safe_load(text)["all"]
+    assert data["children"]["gpu_nodes"]["hosts"]["node2"] == {"ansible_host": "10.1.0.4"}
+    assert data["children"]["bastion"]["hosts"]["bastion"] == {"ansible_host": "10.1.0.2"}
+    v = data["vars"]
+    assert v["ansible_connection"] == "ansible.builtin.ssh"
+    assert v["ansible_user"] == "ops" and v["ansible_become"] is True
+    assert f"UserKnownHostsFile={tmp_path}/known_hosts" in v["ansible_ssh_common_args"]
+    assert "StrictHostKeyChecking=yes" in v["ansible_ssh_common_args"]
+
+
+def test_ssh_inventory_keeps_the_container_name_when_a_host_has_no_address(tmp_path):
+    text = fleet.render_inventory("lab", fleet.wanted_hosts(1, False), ssh={"dir": tmp_path, "addresses": {}})
+    assert yaml.safe_load(text)["all"]["children"]["gpu_nodes"]["hosts"]["node1"] == {
+        "ansible_host": "gpufleet-lab-node1"
+    }
+
+
+def test_docker_inventory_is_unchanged_without_ssh():
+    v = yaml.safe_load(fleet.render_inventory("lab", fleet.wanted_hosts(1, False)))["all"]["vars"]
+    assert v["ansible_connection"] == "community.docker.docker"
+    assert "ansible_user" not in v
