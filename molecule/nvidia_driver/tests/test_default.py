@@ -1,4 +1,9 @@
-"""Real state after the nvidia_driver role converged on a lab container (Debian 12)."""
+"""Real state after the nvidia_driver role converged on a lab container (Debian 12), online.
+
+What only this scenario proves: a pinned version (older than the candidate) installed and held by
+the APT pin, and Debian's non-free components added on the host's own mirror. What every driver
+install must leave behind (headless, nouveau, persistenced, no peermem, no reboot) is asserted on
+the air-gapped stack (molecule/airgap/tests/test_nvidia_driver.py)."""
 
 import json
 
@@ -11,10 +16,6 @@ def test_pinned_driver_packages_installed(host):
         pkg = host.package(name)
         assert pkg.is_installed, name
         assert pkg.version == PINNED, f"{name} is {pkg.version}, expected {PINNED}"
-
-
-def test_no_x_server_in_headless_install(host):
-    assert not host.package("xserver-xorg-core").is_installed
 
 
 def test_apt_pin_holds_version_against_newer_candidate(host):
@@ -48,22 +49,7 @@ def test_non_free_components_added_on_same_mirror(host):
     assert f"URIs: {uri}" in src.content_string
 
 
-def test_nouveau_blacklisted(host):
-    conf = host.file("/etc/modprobe.d/gpufleet-blacklist-nouveau.conf")
-    assert conf.exists
-    assert "blacklist nouveau" in conf.content_string
-    assert "options nouveau modeset=0" in conf.content_string
-
-
-def test_persistenced_enabled(host):
-    assert host.service("nvidia-persistenced").is_enabled
-
-
-def test_no_peermem_without_infiniband(host):
-    assert not host.file("/etc/modules-load.d/gpufleet-nvidia-peermem.conf").exists
-
-
-def test_local_fact_reports_container_and_no_reboot(host):
+def test_local_fact_records_the_pinned_version(host):
     fact = json.loads(host.file("/etc/ansible/facts.d/gpufleet_nvidia_driver.fact").content_string)
     assert fact["in_container"] is True
     assert fact["activation"] == "none"

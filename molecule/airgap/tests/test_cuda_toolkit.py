@@ -1,8 +1,14 @@
-"""State after the cuda_toolkit role on a lab node: Debian's CUDA 11.8, no GPU."""
+"""State after the cuda_toolkit role on the air-gapped nodes: Debian's CUDA 11.8 from the bundle, no GPU.
+
+(Formerly its own Molecule scenario, which downloaded the same 1.6 GB toolkit once more; folded here
+with every assertion kept: the state is the same whether the packages come from the mirror or the
+bastion.)"""
 
 import json
 
 import pytest
+
+testinfra_hosts = ["ansible://gpu_nodes"]
 
 HOME = "/usr/local/cuda-11.8"
 

@@ -1,8 +1,13 @@
-"""State after the nccl role on a lab node: NCCL 2.21.5 wheel, Ethernet-only nccl.conf."""
+"""State after the nccl role on the air-gapped nodes: NCCL 2.21.5 wheel, Ethernet-only nccl.conf.
+
+(Formerly its own Molecule scenario; folded here with every assertion kept. The scenario sets
+nccl_extra NCCL_DEBUG=WARN for the gpu_nodes group.)"""
 
 import json
 
 import pytest
+
+testinfra_hosts = ["ansible://gpu_nodes"]
 
 
 @pytest.fixture(scope="module")
@@ -11,7 +16,12 @@ def fact(host):
 
 
 def default_interface(host):
-    return host.check_output("ip -o route show default | awk '{print $5}'").strip()
+    """The interface NCCL should use: the default route's, or (air-gapped: no default route) the
+    first Ethernet interface with a global IPv4 address, as the role's rules say."""
+    via_route = host.check_output("ip -o route show default | awk '{print $5}'").strip()
+    if via_route:
+        return via_route
+    return host.check_output("ip -o -4 addr show scope global | awk '{print $2}' | head -1").strip()
 
 
 def test_wheel_installed_at_the_matrix_version(host, fact):

@@ -1,8 +1,14 @@
-"""Real state after the infiniband role converged on a lab container (Debian 12, no InfiniBand)."""
+"""Real state after the infiniband role converged on the air-gapped nodes (Debian 12, no InfiniBand).
+
+(Formerly its own Molecule scenario; folded here with every assertion kept. Each node gets one
+IPoIB interface definition, host_vars in molecule.yml: node1 10.99.0.11, node2 10.99.0.12.)"""
 
 import json
 
 import pytest
+
+testinfra_hosts = ["ansible://gpu_nodes"]
+IPOIB_ADDRESS = {"node1": "10.99.0.11/24", "node2": "10.99.0.12/24"}
 
 PACKAGES = ["rdma-core", "infiniband-diags", "ibverbs-utils", "perftest"]
 
@@ -54,7 +60,7 @@ def test_ipoib_ifupdown_file(host):
     text = conf.content_string
     assert "auto ib0\n" in text
     assert "iface ib0 inet static\n" in text
-    assert "    address 10.99.0.11/24\n" in text
+    assert f"    address {IPOIB_ADDRESS[host.check_output('hostname')]}\n" in text
     assert "    mtu 2044\n" in text
     assert "    pre-up echo datagram > /sys/class/net/$IFACE/mode\n" in text
 
