@@ -2,7 +2,7 @@
 parsing and the load/reboot decision."""
 
 import pytest
-from ansible_collections.gpufleet.cluster.plugins.module_utils.nvidia_driver import (
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.nvidia_driver import (
     activation_plan,
     check_inputs,
     dkms_missing_kernels,
