@@ -1,4 +1,4 @@
-"""CUDA toolkit layout and planning rules (plugins/module_utils/cuda_toolkit.py)."""
+"""CUDA toolkit layout and planning rules (plugins/plugin_utils/cuda_toolkit.py)."""
 
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import cuda_toolkit as ct
 

@@ -1,4 +1,4 @@
-"""nvidia_driver module_utils: input checks, package plans per source, version pinning, dkms status
+"""nvidia_driver (plugin_utils): input checks, package plans per source, version pinning, dkms status
 parsing and the load/reboot decision."""
 
 import pytest

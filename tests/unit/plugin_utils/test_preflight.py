@@ -1,4 +1,4 @@
-"""Host-level preflight rules (plugins/module_utils/preflight.py)."""
+"""Host-level preflight rules (plugins/plugin_utils/preflight.py)."""
 
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import preflight as pf
 
