@@ -12,7 +12,7 @@ export PY_COLORS := 0
 LAB_NODES ?= 2
 BUNDLE_DIR ?= .cache/bundles/lab
 
-.PHONY: help host-deps venv lab-image lab-bundle lint unit check integration molecule test demo demo-down clean
+.PHONY: help host-deps venv lab-image lab-bundle lint lint-host unit check integration molecule test demo demo-down clean
 
 # `make help` prints every target that has a '## ' comment on its line.
 help: ## list the targets
@@ -34,7 +34,17 @@ $(VENV)/.stamp: pyproject.toml
 
 venv: $(VENV)/.stamp .collections/ansible_collections/gpufleet/cluster ## the Python venv (.venv) with gpufleet and the dev tools
 
-lint: venv ## ruff (lint + format) and ansible-lint, production profile
+# Host code (plugins/module_utils, plugins/modules) runs on managed hosts: linted for the oldest Python the
+# collection supports there (3.8, ansible-core 2.19's floor) and, when a Python 3.8 is found, compiled,
+# imported and unit-tested under it (tests only if that Python has pytest: HOST_PYTHON=<py3.8 venv>/bin/python).
+HOST_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.8*/bin/python3.8) \
+	$(shell python3.8 -c 'import sys; print(sys.executable)' 2>/dev/null))
+
+lint-host: venv ## host code (module_utils, modules): ruff at Python 3.8, compiled/imported under 3.8 when found
+	$(BIN)/ruff check --config ruff-host.toml plugins/module_utils plugins/modules
+	$(BIN)/python scripts/check_host_code.py $(if $(HOST_PYTHON),--python $(HOST_PYTHON))
+
+lint: venv lint-host ## ruff (lint + format) and ansible-lint, production profile
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/ansible-lint --profile production

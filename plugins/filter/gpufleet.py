@@ -5,9 +5,9 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.gpufleet.cluster.plugins.module_utils import (
+from ansible_collections.gpufleet.cluster.plugins.module_utils import bundle
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import (
     apt_sources,
-    bundle,
     compat,
     cuda_toolkit,
     nccl_tuning,

@@ -2,10 +2,9 @@
 # Apache-2.0
 """NVIDIA PCI device id -> (product name, architecture), for hosts where nvidia-smi cannot answer.
 
-Stdlib only, so Ansible can ship it to hosts. A freshly installed host (no driver yet), or one whose
-driver failed to load, still shows its GPUs on the PCI bus; this table turns their device ids into a
-name and an architecture, so preflight can choose the right driver branch before anything is
-installed.
+Host code: stdlib only, Python >= 3.8 (Ansible ships it to hosts). A freshly installed host (no driver yet),
+or one whose driver failed to load, still shows its GPUs on the PCI bus; this table turns their device ids
+into a name and an architecture, so preflight can choose the right driver branch before anything is installed.
 
 Sources (facts, quoted per row):
 

@@ -1,15 +1,13 @@
 # Copyright: gpufleet developers
 # Apache-2.0
-"""Assemble the ``gpufleet_gpus`` facts from nvidia-smi and the PCI bus; detect containers.
+"""Assemble the ``gpufleet_gpus`` facts from nvidia-smi and the PCI bus.
 
-Stdlib only, so Ansible can ship it to hosts. The ``gpufleet.cluster.gpu_facts`` module runs the
-commands; everything it decides from their results is here, so the CLI and checks reach the same
-conclusions from the same data.
+Host code: stdlib only, Python >= 3.8 (Ansible ships it to hosts). The ``gpufleet.cluster.gpu_facts``
+module runs the commands; everything it decides from their results is here, so the CLI and checks
+reach the same conclusions from the same data.
 """
 
 from __future__ import annotations
-
-import os
 
 from ansible_collections.gpufleet.cluster.plugins.module_utils.gpu_arch import UNKNOWN, architecture_for
 
@@ -25,46 +23,6 @@ COMMON_GPU_KEYS = (
     "numa_node",
     "pcie",
 )
-
-DRIVER_ERROR_MAX_CHARS = 2000
-
-
-def detect_container(root="/"):
-    """Return ``(in_container, evidence)`` for the host whose file system is at ``root``.
-
-    Evidence, first match wins: ``/.dockerenv`` (Docker), ``/run/.containerenv`` (Podman),
-    ``/run/systemd/container`` (written by systemd when it runs as a container's init), or a
-    ``container=`` variable in PID 1's environment (``/proc/1/environ``; systemd-nspawn, LXC,
-    Podman). ``evidence`` is the path (and value) that decided, None when nothing did.
-    """
-    for marker in (".dockerenv", "run/.containerenv"):
-        path = os.path.join(root, marker)
-        if os.path.exists(path):
-            return True, "/" + marker
-    try:
-        with open(os.path.join(root, "run/systemd/container"), encoding="utf-8") as handle:
-            kind = handle.read().strip()
-        if kind:
-            return True, f"/run/systemd/container={kind}"
-    except OSError:
-        pass
-    try:
-        with open(os.path.join(root, "proc/1/environ"), "rb") as handle:
-            environ = handle.read()
-    except OSError:
-        environ = b""
-    for entry in environ.split(b"\0"):
-        if entry.startswith(b"container="):
-            return True, "/proc/1/environ " + entry.decode("utf-8", "replace")
-    return False, None
-
-
-def output_tail(*texts, max_chars=DRIVER_ERROR_MAX_CHARS):
-    """The last ``max_chars`` characters of the non-empty texts joined, stripped; None if empty."""
-    joined = "\n".join(t.strip() for t in texts if t and t.strip())
-    if not joined:
-        return None
-    return joined[-max_chars:].strip()
 
 
 def _from_pci(index, device):

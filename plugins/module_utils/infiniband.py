@@ -2,7 +2,7 @@
 # Apache-2.0
 """InfiniBand / RoCE devices from the kernel's sysfs tree or from ``ibstat`` output.
 
-Stdlib only, so Ansible can ship it to hosts. ``read_sysfs`` reads
+Host code: stdlib only, Python >= 3.8 (Ansible ships it to hosts). ``read_sysfs`` reads
 ``/sys/class/infiniband/<device>/`` (what the kernel's RDMA core exposes: ``node_type``,
 ``node_guid``, ``fw_ver``, ``ports/<n>/{state,phys_state,rate,link_layer,lid,sm_lid}``,
 ``ports/<n>/gids/<i>`` and ``ports/<n>/gid_attrs/{types,ndevs}/<i>``; see the kernel's

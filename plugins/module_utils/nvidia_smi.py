@@ -2,8 +2,8 @@
 # Apache-2.0
 """Parse ``nvidia-smi -q -x`` (the XML query report) into plain data.
 
-Stdlib only, so Ansible can ship it to hosts. Used by the ``gpufleet.cluster.gpu_facts`` module and
-by the verification checks; the layout differences between driver branches are handled here, once:
+Host code: stdlib only, Python >= 3.8 (Ansible ships it to hosts). Used by the ``gpufleet.cluster.gpu_facts``
+module and by the verification checks; the layout differences between driver branches are handled here, once:
 
 - ECC counters: drivers up to the R510 era write per-location counters under ``<single_bit>`` /
   ``<double_bit>`` with a ``<total>``; later ones write ``<sram_correctable>``,

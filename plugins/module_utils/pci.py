@@ -2,7 +2,7 @@
 # Apache-2.0
 """Find NVIDIA GPUs and NVSwitches on the PCI bus, with or without a driver.
 
-Stdlib only, so Ansible can ship it to hosts. Reads the kernel's sysfs view
+Host code: stdlib only, Python >= 3.8 (Ansible ships it to hosts). Reads the kernel's sysfs view
 (``/sys/bus/pci/devices/<bus id>/{vendor,device,class,subsystem_*}``), which is there before any
 NVIDIA software is installed; ``parse_lspci_nmm`` reads ``lspci -Dnmm`` output where sysfs is not
 available (a report collected from another machine, say).

@@ -2,8 +2,8 @@
 # Apache-2.0
 """Parsers for the text reports of fabric benchmark tools: nccl-tests and perftest.
 
-Stdlib only, so Ansible can ship it to hosts, and self-contained (no imports from the rest of the
-collection) because ``gpufleet verify`` also appends this file's source to the ``allreduce`` probe
+Host code: stdlib only, Python >= 3.8 (Ansible ships it to hosts), and self-contained (no imports from the
+rest of the collection) because ``gpufleet verify`` also appends this file's source to the ``allreduce`` probe
 program it sends to a GPU host (``gpufleet.verify.probes.script_text``). Keep it that way.
 
 ``parse_nccl_tests`` reads the report of an nccl-tests binary (``all_reduce_perf`` and friends):

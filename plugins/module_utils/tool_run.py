@@ -6,10 +6,17 @@ cannot hang the play."""
 
 from __future__ import annotations
 
-from ansible_collections.gpufleet.cluster.plugins.module_utils.gpu_inventory import output_tail
-
 C_LOCALE = {"LANG": "C", "LC_ALL": "C"}
 TIMEOUT_EXIT = 124  # coreutils timeout(1): the command timed out
+OUTPUT_TAIL_MAX_CHARS = 2000
+
+
+def output_tail(*texts, max_chars=OUTPUT_TAIL_MAX_CHARS):
+    """The last ``max_chars`` characters of the non-empty texts joined, stripped; None if empty."""
+    joined = "\n".join(t.strip() for t in texts if t and t.strip())
+    if not joined:
+        return None
+    return joined[-max_chars:].strip()
 
 
 def run_tool(module, command, timeout, name=None):

@@ -199,10 +199,8 @@ ansible_facts:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.gpufleet.cluster.plugins.module_utils.gpu_inventory import (
-    build_facts,
-    detect_container,
-)
+from ansible_collections.gpufleet.cluster.plugins.module_utils.gpu_inventory import build_facts
+from ansible_collections.gpufleet.cluster.plugins.module_utils.host_env import detect_container
 from ansible_collections.gpufleet.cluster.plugins.module_utils.nvidia_smi import (
     NvidiaSmiParseError,
     parse_nvidia_smi_xml,

@@ -177,9 +177,7 @@ ansible_facts:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.gpufleet.cluster.plugins.module_utils.gpu_inventory import (
-    detect_container,
-)
+from ansible_collections.gpufleet.cluster.plugins.module_utils.host_env import detect_container
 from ansible_collections.gpufleet.cluster.plugins.module_utils.infiniband import (
     parse_ibstat,
     read_sysfs,

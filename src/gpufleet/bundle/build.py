@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-from gpufleet._collection import ensure_importable
 from gpufleet.bundle import BundleBuildError, aptrepo, artifacts, profile
 from gpufleet.bundle.signing import SigningKey
 
@@ -26,7 +25,6 @@ DISK_MARGIN = 64 * 1000 * 1000
 
 
 def _core():
-    ensure_importable()
     from ansible_collections.gpufleet.cluster.plugins.module_utils import bundle as core
 
     return core

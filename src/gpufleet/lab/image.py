@@ -19,7 +19,6 @@ import time
 from glob import glob
 from pathlib import Path
 
-from gpufleet._collection import ensure_importable
 from gpufleet.errors import GpufleetError
 from gpufleet.lab import docker as dk
 
@@ -82,8 +81,7 @@ class ImageError(GpufleetError):
 
 def host_mirror(apt_dir: str = "/etc/apt") -> dict:
     """The Debian mirrors the build host already uses (``GPUFLEET_LAB_MIRROR`` overrides)."""
-    ensure_importable()
-    from ansible_collections.gpufleet.cluster.plugins.module_utils import apt_sources
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils import apt_sources
 
     files = {}
     for path in [f"{apt_dir}/sources.list", *sorted(glob(f"{apt_dir}/sources.list.d/*"))]:

@@ -18,14 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+from ansible_collections.gpufleet.cluster.plugins.module_utils import health
 
-from gpufleet import _collection
-
-_collection.ensure_importable()
-
-from ansible_collections.gpufleet.cluster.plugins.module_utils import health  # noqa: E402
-
-from gpufleet.verify import collect, settings  # noqa: E402
+from gpufleet.verify import collect, settings
 
 _KEY = pytest.StashKey[dict]()
 
@@ -86,7 +81,7 @@ def hostvars(request, host):
 
 @pytest.fixture(scope="module")
 def baseline_overrides(request, hostvars):
-    from ansible_collections.gpufleet.cluster.plugins.module_utils import baselines
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils import baselines
 
     path = request.config.getoption("--gpufleet-baselines")
     if path:
@@ -116,7 +111,7 @@ def state(request, host, hostvars, gpufleet_results):
         pytest.exit(gpufleet_results["error"], returncode=3)
     gpus = data.get("gpus") or {}
     gpufleet_results["gpu_count"] = gpus.get("gpu_count")
-    from ansible_collections.gpufleet.cluster.plugins.module_utils import baselines
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils import baselines
 
     skus = sorted(
         {baselines.sku_for(g.get("name")) or g.get("name") or "unknown" for g in gpus.get("gpus", [])}

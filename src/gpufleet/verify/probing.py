@@ -12,13 +12,10 @@ from __future__ import annotations
 import base64
 import shlex
 
-from gpufleet import _collection
+from ansible_collections.gpufleet.cluster.plugins.module_utils import health
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import baselines
 
-_collection.ensure_importable()
-
-from ansible_collections.gpufleet.cluster.plugins.module_utils import baselines, health  # noqa: E402
-
-from gpufleet.verify import probes  # noqa: E402
+from gpufleet.verify import probes
 
 UNAVAILABLE_NOTE = "install PyTorch with CUDA in the runtime Python, or set gpufleet_verify_python"
 

@@ -20,15 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
+from ansible_collections.gpufleet.cluster.plugins.module_utils import health
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import baselines
 
-from gpufleet import __version__, _collection
+from gpufleet import __version__
 from gpufleet.errors import GpufleetError
-
-_collection.ensure_importable()
-
-from ansible_collections.gpufleet.cluster.plugins.module_utils import baselines, health  # noqa: E402
-
-from gpufleet.verify import settings  # noqa: E402
+from gpufleet.verify import settings
 
 HOST_TIMEOUT_S = {"quick": 600, "full": 3600, "burnin": 4 * 3600}
 _PYTEST_INI = "[pytest]\naddopts =\n"

@@ -22,7 +22,7 @@ HOSTVAR_DEFAULTS = {
     "gpufleet_verify_inference_api_key_env": None,  # name of an environment variable on the host
     "gpufleet_verify_probe_timeout_s": None,  # overrides each probe's own limit
     "gpufleet_verify_probe_retries": 1,  # re-runs of a probe that fails its baseline, best result kept
-    "gpufleet_baselines": None,  # per-SKU overrides, see plugins/module_utils/baselines.py
+    "gpufleet_baselines": None,  # per-SKU overrides, see plugins/plugin_utils/baselines.py
     "gpufleet_slurm_node": None,  # node name for the Slurm drain hook (default: inventory name)
     "gpufleet_k8s_node": None,  # node name for the Kubernetes drain hook (default: inventory name)
 }

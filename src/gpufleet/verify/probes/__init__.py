@@ -97,9 +97,6 @@ _FUTURE = re.compile(r"^from __future__ import [^\n]*\n", re.M)
 
 
 def _module_utils_source(name: str) -> str:
-    from gpufleet import _collection
-
-    _collection.ensure_importable()
     import importlib
 
     module = importlib.import_module(f"ansible_collections.gpufleet.cluster.plugins.module_utils.{name}")

@@ -28,8 +28,13 @@ import subprocess
 import sys
 import tempfile
 
+# isort: split
 # gpufleet-probe: import-begin (removed by script_text; the concatenated program defines these)
-from gpufleet import _collection
+from ansible_collections.gpufleet.cluster.plugins.module_utils.probe_output import (
+    bus_bandwidth,
+    parse_nccl_tests,
+)
+
 from gpufleet.verify.probes._common import (
     ProbeFailed,
     Unavailable,
@@ -40,12 +45,6 @@ from gpufleet.verify.probes._common import (
     require_torch_cuda,
     run_probe,
     versions,
-)
-
-_collection.ensure_importable()
-from ansible_collections.gpufleet.cluster.plugins.module_utils.probe_output import (  # noqa: E402
-    bus_bandwidth,
-    parse_nccl_tests,
 )
 
 # gpufleet-probe: import-end

@@ -1,8 +1,9 @@
 """The GPU software compatibility matrix: table shapes, every problem message, good and bad stacks."""
 
 import pytest
-from ansible_collections.gpufleet.cluster.plugins.module_utils import compat
-from ansible_collections.gpufleet.cluster.plugins.module_utils.compat import (
+from ansible_collections.gpufleet.cluster.plugins.module_utils.gpu_arch import CHIP_ARCHITECTURES
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import compat, compat_matrix
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.compat import (
     ARCHITECTURES,
     CUDA_MIN_DRIVER,
     CUDA_MINOR_COMPAT,
@@ -24,7 +25,6 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.compat import (
     stack_problems,
     trtllm_problems,
 )
-from ansible_collections.gpufleet.cluster.plugins.module_utils.gpu_arch import CHIP_ARCHITECTURES
 
 # ---------------------------------------------------------------- table shapes
 
@@ -524,11 +524,14 @@ def test_module_is_stdlib_only():
     import sys
     from pathlib import Path
 
-    tree = ast.parse(Path(compat.__file__).read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    assert imported <= set(sys.stdlib_module_names) | {"__future__"}
+    # compat reads its tables from compat_matrix; the pair together must need nothing but the stdlib.
+    sibling = compat_matrix.__name__
+    for module in (compat, compat_matrix):
+        tree = ast.parse(Path(module.__file__).read_text())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module != sibling:
+                imported.add(node.module.split(".")[0])
+        assert imported <= set(sys.stdlib_module_names) | {"__future__"}

@@ -3,7 +3,7 @@
 import math
 
 import pytest
-from ansible_collections.gpufleet.cluster.plugins.module_utils import baselines as B
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import baselines as B
 
 SKUS = ["A100 SXM 80GB", "H100 SXM", "H100 PCIe", "H100 NVL", "H200", "L40S"]
 

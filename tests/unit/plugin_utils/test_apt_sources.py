@@ -1,6 +1,6 @@
 """apt_sources: one-line and deb822 APT source parsing, and picking the Debian mirror for a suite."""
 
-from ansible_collections.gpufleet.cluster.plugins.module_utils.apt_sources import (
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.apt_sources import (
     debian_mirror,
     parse_deb822,
     parse_one_line,

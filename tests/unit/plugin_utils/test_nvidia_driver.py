@@ -1,8 +1,8 @@
-"""nvidia_driver module_utils: input checks, package plans per source, version pinning, dkms status
+"""nvidia_driver (plugin_utils): input checks, package plans per source, version pinning, dkms status
 parsing and the load/reboot decision."""
 
 import pytest
-from ansible_collections.gpufleet.cluster.plugins.module_utils.nvidia_driver import (
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.nvidia_driver import (
     activation_plan,
     check_inputs,
     dkms_missing_kernels,

@@ -10,15 +10,15 @@ spreads the toolkit over /usr (nvcc and its host-compiler wrapper in /usr/lib/nv
 headers in /usr/include, libraries in the multiarch directory); its home is a directory of links
 into those places, so CUDA_HOME-based builds (CMake FindCUDAToolkit, nccl-tests) work unchanged.
 
-Stdlib only, so Ansible can ship it to hosts. Which versions exist and what they need from the
-driver is the compatibility matrix's business (``compat``).
+Controller code (plugin_utils): runs in filters and the CLI, never on managed hosts. Which versions exist and
+what they need from the driver is the compatibility matrix's business (``compat``).
 """
 
 from __future__ import annotations
 
 import re
 
-from ansible_collections.gpufleet.cluster.plugins.module_utils import compat
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import compat
 
 SOURCES = ("debian", "cuda_repo")
 HOME = "/usr/local/cuda-{version}"

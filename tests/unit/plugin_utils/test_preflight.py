@@ -1,6 +1,6 @@
-"""Host-level preflight rules (plugins/module_utils/preflight.py)."""
+"""Host-level preflight rules (plugins/plugin_utils/preflight.py)."""
 
-from ansible_collections.gpufleet.cluster.plugins.module_utils import preflight as pf
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import preflight as pf
 
 
 def test_secure_boot_from_efivar_bytes():

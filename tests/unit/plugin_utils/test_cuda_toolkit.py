@@ -1,6 +1,6 @@
-"""CUDA toolkit layout and planning rules (plugins/module_utils/cuda_toolkit.py)."""
+"""CUDA toolkit layout and planning rules (plugins/plugin_utils/cuda_toolkit.py)."""
 
-from ansible_collections.gpufleet.cluster.plugins.module_utils import cuda_toolkit as ct
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import cuda_toolkit as ct
 
 NVCC_118 = """nvcc: NVIDIA (R) Cuda compiler driver
 Copyright (c) 2005-2022 NVIDIA Corporation

@@ -4,8 +4,8 @@
 for what will be installed, and kernel headers. Pure functions over facts the preflight role
 gathers; each problem names the variable (or the action) that fixes it.
 
-Stdlib only, so Ansible can ship it to hosts. Version compatibility lives in ``compat``; this
-module only adds the host-level rules and the disk sizes of what the roles install.
+Controller code (plugin_utils): runs in filters and the CLI, never on managed hosts. Version compatibility
+lives in ``compat``; this module only adds the host-level rules and the disk sizes of what the roles install.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """What the nccl role installs and writes: source, matrix version, packages, settings, problems."""
 
-from ansible_collections.gpufleet.cluster.plugins.module_utils import nccl_tuning as nt
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import nccl_fabric
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import nccl_tuning as nt
 
 ETH = [
     {"name": "lo", "active": True, "ipv4": "127.0.0.1", "type": "loopback", "default_route": False},
@@ -76,4 +77,4 @@ def test_interfaces_from_ansible_facts():
         "default_route": True,
     }
     assert got[3]["ipv4"] == "172.19.0.1"  # ansible writes '-' in fact names as '_'
-    assert nt.socket_interface(got) == "eth0"
+    assert nccl_fabric.socket_interface(got) == "eth0"

@@ -4,8 +4,8 @@
 names, version pinning, ``dkms status`` parsing and the decision whether a host needs a
 module load, a reboot, or nothing.
 
-Stdlib only, so Ansible can ship it to hosts. The ``gpufleet.cluster`` filters expose these
-functions to roles; the CLI imports them directly.
+Controller code (plugin_utils): runs in filters and the CLI, never on managed hosts. The ``gpufleet.cluster``
+filters expose these functions to roles; the CLI imports them directly.
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 # Apache-2.0
 """Per-GPU-SKU performance baselines, as data, and the one function that judges a measurement.
 
-Stdlib only, so Ansible can ship it to hosts. ``sku_for`` maps an ``nvidia-smi`` product name to a
-SKU; ``load_overrides`` validates a user's ``baselines`` override; ``judge`` compares one measured
-value with the (possibly overridden) baseline and returns a typed result. ``judge`` never passes
-without a baseline: an unknown SKU or a metric without an ``expected`` figure is ``skip`` with the
-reason; a missing or non-numeric measurement is ``fail``.
+Controller code (plugin_utils): runs in filters and the CLI, never on managed hosts. ``sku_for`` maps an
+``nvidia-smi`` product name to a SKU; ``load_overrides`` validates a user's ``baselines`` override; ``judge``
+compares one measured value with the (possibly overridden) baseline and returns a typed result. ``judge``
+never passes without a baseline: an unknown SKU or a metric without an ``expected`` figure is ``skip`` with
+the reason; a missing or non-numeric measurement is ``fail``.
 
 Each metric row: ``theoretical`` (the datasheet peak, for context only, never a pass mark),
 ``expected`` (the figure a healthy GPU reaches), ``warn_ratio`` / ``fail_ratio`` (measured/expected

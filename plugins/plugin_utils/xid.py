@@ -2,11 +2,11 @@
 # Apache-2.0
 """NVIDIA XID errors: find them in a kernel log and say what each one means for the host.
 
-Stdlib only, so Ansible can ship it to hosts. ``parse_kernel_log`` turns ``dmesg`` / ``journalctl -k``
-/ syslog text into events; ``classify`` folds events into one summary per GPU (PCI address) with
-deduplicated counts and the worst class and action seen. No function raises on bad input: lines that
-are not XID lines are skipped, and an XID missing from the table is reported as class ``unknown``
-(never dropped, never called harmless).
+Controller code (plugin_utils): runs in filters and the CLI, never on managed hosts. ``parse_kernel_log``
+turns ``dmesg`` / ``journalctl -k`` / syslog text into events; ``classify`` folds events into one summary per
+GPU (PCI address) with deduplicated counts and the worst class and action seen. No function raises on bad
+input: lines that are not XID lines are skipped, and an XID missing from the table is reported as class
+``unknown`` (never dropped, never called harmless).
 
 Each row has a class (whose fault: ``hardware``, ``driver``, ``application``; ``unknown`` is kept
 for XIDs not in the table) and an action (how urgent), ordered

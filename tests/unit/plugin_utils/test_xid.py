@@ -20,7 +20,7 @@ Where each input line comes from (all verbatim, only the journal prefix of the l
 from datetime import UTC, datetime
 
 import pytest
-from ansible_collections.gpufleet.cluster.plugins.module_utils import xid as X
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import xid as X
 
 GPUD_119 = """\
 [Sun Feb 23 16:24:18 2025] NVRM: GPU at PCI:0000:9b:00: GPU-509665ad-b600-ac93-3616-d754b23d636d

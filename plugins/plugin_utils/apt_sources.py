@@ -2,8 +2,8 @@
 # Apache-2.0
 """Parse APT source definitions (one-line ``sources.list`` and deb822 ``.sources``).
 
-Stdlib only, so Ansible can ship it to hosts. Used by the lab image builder (to reuse the
-build host's Debian mirror) and by the ``gpufleet.cluster.debian_mirror`` filter (to add
+Controller code (plugin_utils): runs in filters and the CLI, never on managed hosts. Used by the lab image
+builder (to reuse the build host's Debian mirror) and by the ``gpufleet.cluster.debian_mirror`` filter (to add
 components such as ``non-free`` on the same mirror a host already uses).
 """
 
