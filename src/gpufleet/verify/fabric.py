@@ -14,7 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from ansible_collections.gpufleet.cluster.plugins.module_utils import baselines, health, probe_output
+from ansible_collections.gpufleet.cluster.plugins.module_utils import baselines, probe_output
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core as health
 
 from gpufleet.verify import probing
 

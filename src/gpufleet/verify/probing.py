@@ -16,7 +16,8 @@ from gpufleet import _collection
 
 _collection.ensure_importable()
 
-from ansible_collections.gpufleet.cluster.plugins.module_utils import baselines, health  # noqa: E402
+from ansible_collections.gpufleet.cluster.plugins.module_utils import baselines  # noqa: E402
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core as health  # noqa: E402
 
 from gpufleet.verify import probes  # noqa: E402
 

@@ -26,7 +26,8 @@ from gpufleet.errors import GpufleetError
 
 _collection.ensure_importable()
 
-from ansible_collections.gpufleet.cluster.plugins.module_utils import baselines, health  # noqa: E402
+from ansible_collections.gpufleet.cluster.plugins.module_utils import baselines  # noqa: E402
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core as health  # noqa: E402
 
 from gpufleet.verify import settings  # noqa: E402
 
