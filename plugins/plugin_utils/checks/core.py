@@ -111,8 +111,8 @@ def verdict(results, reachable=True):
 
 
 # ================================================================================================
-# The checks. Each takes collected state (facts, command output, local fact files) and returns
-# one ``result``. Sources named once here and cited by key in ``source``:
+# The sources of the checks' thresholds (every family module), named once here and cited by key
+# in ``source``:
 #
 # - azurehpc-health-checks: Azure/azurehpc-health-checks customTests/*.nhc (facts.md "Health checks").
 #   azure_gpu_persistence.nhc enables persistence mode where it is off and fails when it cannot;
