@@ -29,7 +29,6 @@ HOST_PREFIX = "ansible_collections.gpufleet.cluster.plugins.module_utils."
 # module_utils files a probe program carries (gpufleet.verify.probes._EXTRA_SOURCES).
 PROBE_CARRIED = ("probe_output",)
 # Controller code still in module_utils until its own move lands (health -> the checks package).
-NOT_YET_MOVED = {"health"}
 HOST_TESTS = REPO / "tests" / "unit"
 
 
@@ -116,7 +115,7 @@ def main() -> int:
     sources = sorted(MODULES.glob("*.py")) + sorted(utils.values())
     problems = import_problems(sources)
     for path in sorted(MODULE_UTILS.glob("*.py")):
-        if path.stem not in utils and path.stem not in NOT_YET_MOVED:
+        if path.stem not in utils:
             problems.append(
                 f"{path.relative_to(REPO)}: no module imports it and no probe carries it: "
                 "controller code belongs in plugins/plugin_utils"

@@ -51,6 +51,8 @@ import ipaddress
 import os
 import re
 
+from ansible_collections.gpufleet.cluster.plugins.module_utils.versions import to_int
+
 SYSFS_INFINIBAND = "/sys/class/infiniband"
 SYSFS_NET = "/sys/class/net"
 
@@ -127,15 +129,6 @@ def _listdir(path):
 def _numeric_names(path):
     """Names of the entries of ``path`` that are integers, in numeric order."""
     return sorted((n for n in _listdir(path) if n.isdigit()), key=int)
-
-
-def _int(text, base=10):
-    if text is None:
-        return None
-    try:
-        return int(text.strip(), base)
-    except (TypeError, ValueError):
-        return None
 
 
 def split_code(text):
@@ -223,10 +216,10 @@ def _realpath(path):
 
 def _net_port(iface_dir):
     """1-based HCA port a net interface sits on, from ``dev_port`` (or the older ``dev_id``)."""
-    dev_port = _int(_read(os.path.join(iface_dir, "dev_port")))
+    dev_port = to_int(_read(os.path.join(iface_dir, "dev_port")))
     if dev_port:
         return dev_port + 1
-    dev_id = _int(_read(os.path.join(iface_dir, "dev_id")), 16)
+    dev_id = to_int(_read(os.path.join(iface_dir, "dev_id")), 16)
     return (dev_id or 0) + 1
 
 
@@ -258,9 +251,9 @@ def _read_port(device_dir, number, netdevs_fallback):
     port["rate"] = _read(os.path.join(port_dir, "rate"))
     port["rate_gbps"] = rate_gbps(port["rate"])
     port["link_layer"] = _read(os.path.join(port_dir, "link_layer"))
-    port["lid"] = _int(_read(os.path.join(port_dir, "lid")), 16)
-    port["sm_lid"] = _int(_read(os.path.join(port_dir, "sm_lid")), 16)
-    port["lmc"] = _int(_read(os.path.join(port_dir, "lid_mask_count")))
+    port["lid"] = to_int(_read(os.path.join(port_dir, "lid")), 16)
+    port["sm_lid"] = to_int(_read(os.path.join(port_dir, "sm_lid")), 16)
+    port["lmc"] = to_int(_read(os.path.join(port_dir, "lid_mask_count")))
     port["gids"] = _read_gids(port_dir, port["link_layer"])
     if port["link_layer"] == INFINIBAND:
         first = next((g for g in port["gids"] if g["index"] == 0), None)
@@ -339,11 +332,11 @@ def _set_port_field(port, key, value):
         port["rate"] = value or None
         port["rate_gbps"] = rate_gbps(value)
     elif key == "base lid":
-        port["lid"] = _int(value)
+        port["lid"] = to_int(value)
     elif key == "sm lid":
-        port["sm_lid"] = _int(value)
+        port["sm_lid"] = to_int(value)
     elif key == "lmc":
-        port["lmc"] = _int(value)
+        port["lmc"] = to_int(value)
     elif key == "port guid":
         port["port_guid"] = normalize_guid(value)
     elif key == "link layer":

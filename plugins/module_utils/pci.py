@@ -33,6 +33,7 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.gpu_arch import (
     is_nvswitch,
     lookup,
 )
+from ansible_collections.gpufleet.cluster.plugins.module_utils.versions import to_int
 
 NVIDIA_VENDOR_ID = 0x10DE
 SYSFS_PCI_DEVICES = "/sys/bus/pci/devices"
@@ -72,13 +73,6 @@ def pcie_gen(speed):
         return None
     match = _SPEED.match(speed)
     return _SPEED_TO_GEN.get(match.group(1)) if match else None
-
-
-def _int_or_none(text):
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        return None
 
 
 def classify(vendor_id, device_id, class_code):
@@ -136,13 +130,13 @@ def _sysfs_devices(sysfs_root):
         driver_link = os.path.join(path, "driver")
         if os.path.islink(driver_link):
             record["driver"] = os.path.basename(os.readlink(driver_link))
-        numa = _int_or_none(_read(os.path.join(path, "numa_node")))
+        numa = to_int(_read(os.path.join(path, "numa_node")))
         record["numa_node"] = numa if numa is not None and numa >= 0 else None
         record["pcie"] = {
             "gen_current": pcie_gen(_read(os.path.join(path, "current_link_speed"))),
             "gen_max": pcie_gen(_read(os.path.join(path, "max_link_speed"))),
-            "width_current": _int_or_none(_read(os.path.join(path, "current_link_width"))),
-            "width_max": _int_or_none(_read(os.path.join(path, "max_link_width"))),
+            "width_current": to_int(_read(os.path.join(path, "current_link_width"))),
+            "width_max": to_int(_read(os.path.join(path, "max_link_width"))),
         }
         devices.append(record)
     return devices

@@ -49,6 +49,11 @@ from __future__ import annotations
 import math
 import re
 
+# gpufleet-probe: import-begin (removed by script_text; the program carries versions.py before this file)
+from ansible_collections.gpufleet.cluster.plugins.module_utils.versions import to_int
+
+# gpufleet-probe: import-end
+
 # Lines that `mpirun --tag-output` (Open MPI) prefixes: "[1,0]<stdout>:".
 _MPI_TAG = re.compile(r"^\[\d+,\d+\]<std(?:out|err)>:")
 _AVG_BUSBW = re.compile(r"#\s*Avg bus bandwidth\s*:\s*([0-9.eE+-]+|nan|inf)", re.IGNORECASE)
@@ -101,13 +106,6 @@ def _number(token):
     return value
 
 
-def _int(token):
-    try:
-        return int(token)
-    except ValueError:
-        return None
-
-
 def _header_columns(line):
     """Column names of an nccl-tests table header, or None when the line is not one."""
     tokens = line.lstrip("#").split()
@@ -129,7 +127,7 @@ def _half(tokens, names):
         elif name == "busbw":
             half["busbw_gbps"] = _number(token)
         elif name == "#wrong":
-            half["wrong"] = _int(token)
+            half["wrong"] = to_int(token)
         elif name == "error":
             half["error"] = _number(token)
     return half
@@ -142,8 +140,8 @@ def _parse_row(tokens, columns):
     per_half = groups.index("time", 1) if groups.count("time") > 1 else len(groups)
     if len(tokens) < len(lead) + per_half:
         return None
-    size = _int(tokens[0])
-    count = _int(tokens[1])
+    size = to_int(tokens[0])
+    count = to_int(tokens[1])
     if size is None or count is None or tokens[2][:1].isdigit():
         return None
     row = {"size": size, "count": count, "type": tokens[2], "redop": None, "root": None}
@@ -152,7 +150,7 @@ def _parse_row(tokens, columns):
         row["redop"] = tokens[pos]
         pos += 1
     if "root" in lead:
-        row["root"] = _int(tokens[pos])
+        row["root"] = to_int(tokens[pos])
         pos += 1
     first = tokens[pos : pos + per_half]
     if _number(first[0]) is None or _number(first[2]) is None:
@@ -300,7 +298,7 @@ def parse_ib_write_bw(text):
             if key == "Device":
                 info["device"] = value
             elif key == "Number of qps":
-                info["qps"] = _int(value)
+                info["qps"] = to_int(value)
             elif key == "Transport type":
                 info["transport"] = value
             elif key == "Connection type":
@@ -308,13 +306,13 @@ def parse_ib_write_bw(text):
             elif key == "Link type":
                 info["link_type"] = value
             elif key == "Mtu":
-                info["mtu"] = _int(value.split("[", 1)[0])
+                info["mtu"] = to_int(value.split("[", 1)[0])
         if unit is None:
             continue
         tokens = stripped.split()
         if len(tokens) < 4:
             continue
-        size, iters = _int(tokens[0]), _int(tokens[1])
+        size, iters = to_int(tokens[0]), to_int(tokens[1])
         peak, average = _number(tokens[2]), _number(tokens[3])
         if size is None or iters is None or peak is None or average is None:
             continue

@@ -14,6 +14,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible_collections.gpufleet.cluster.plugins.module_utils.versions import to_int
+
 # Override key -> the role variable it comes from (named in every message).
 VARIABLES = {
     "ib_hca": "nccl_ib_hca",
@@ -49,16 +51,6 @@ def _state(raw):
     return text or "UNKNOWN"
 
 
-def _int(value):
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        return int(value.strip())
-    return None
-
-
 def _ports(ib):
     """Every port of the fact, normalised: {hca, port, state, link_layer, gids}; missing keys tolerated."""
     if not isinstance(ib, dict) or ib.get("present") is False:
@@ -70,14 +62,14 @@ def _ports(ib):
             continue
         ports = dev.get("ports")
         for p in ports if isinstance(ports, list) else []:
-            if not isinstance(p, dict) or _int(p.get("port")) is None:
+            if not isinstance(p, dict) or to_int(p.get("port")) is None:
                 continue
             link = str(p.get("link_layer") or "").strip().lower()
             gids = p.get("gids")
             out.append(
                 {
                     "hca": dev["name"],
-                    "port": _int(p.get("port")),
+                    "port": to_int(p.get("port")),
                     "state": _state(p.get("state")),
                     "link_layer": "infiniband" if link == "infiniband" else "ethernet" if link else "",
                     "gids": [g for g in gids if isinstance(g, dict)] if isinstance(gids, list) else [],
@@ -268,7 +260,7 @@ def ipv4_roce_v2_indexes(port):
     """GID indexes of ``port`` whose GID is RoCE v2 with an IPv4-mapped address (::ffff:a.b.c.d)."""
     out = set()
     for gid in port["gids"]:
-        index = _int(gid.get("index"))
+        index = to_int(gid.get("index"))
         if index is not None and index >= 0 and _roce_v2(gid) and _ipv4_mapped(gid.get("gid")):
             out.add(index)
     return out

@@ -40,12 +40,12 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.gpufleet.cluster.plugins.module_utils.versions import to_int
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.nccl_fabric import (
     VARIABLES,
     _fabric_layer,
     _hca_check,
     _ifname_problems,
-    _int,
     _is_auto,
     _label,
     _listing,
@@ -109,7 +109,7 @@ def _entry(value, why, source):
 def _gdr_level(value):
     """(level, problem)."""
     var = VARIABLES["net_gdr_level"]
-    number = _int(value)
+    number = to_int(value)
     if number is not None:
         name = _LEGACY_GDR.get(number, "SYS") if number >= 0 else None
         if name:
@@ -325,7 +325,7 @@ def _build(ib, interfaces, peermem, topo_file, overrides):
 
     # NCCL_IB_GID_INDEX (override)
     if not _is_auto(ov["ib_gid_index"]):
-        index = _int(ov["ib_gid_index"])
+        index = to_int(ov["ib_gid_index"])
         if index is None or index < -1:
             problems.append(
                 f"nccl_ib_gid_index {ov['ib_gid_index']!r} is not a GID index; set a number from show_gids "
@@ -333,7 +333,7 @@ def _build(ib, interfaces, peermem, topo_file, overrides):
             )
         else:
             for p in _selected(ports, spec, layer) if layer and index >= 0 else []:
-                known = sorted({i for i in (_int(g.get("index")) for g in p["gids"]) if i is not None})
+                known = sorted({i for i in (to_int(g.get("index")) for g in p["gids"]) if i is not None})
                 if known and index not in known:
                     problems.append(
                         f"nccl_ib_gid_index {index} is not a GID index of {_label(p)} "

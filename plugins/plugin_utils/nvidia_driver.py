@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.gpufleet.cluster.plugins.module_utils.versions import DRIVER_VERSION, version_key
+
 # Distribution (ansible_facts['distribution']) -> supported versions, as ansible reports them
 # (distribution_major_version for Debian/RHEL-likes, distribution_version for Ubuntu).
 SUPPORTED_OS = {
@@ -84,7 +86,7 @@ def check_inputs(distribution, version, major, source, flavor, branch, pinned_ve
         problems.append(f"nvidia_driver_flavor '{flavor}' is unknown; use one of: {', '.join(FLAVORS)}")
     if not _branch_ok(branch):
         problems.append(f"nvidia_driver_branch '{branch}' is not a driver branch; set a number such as '535'")
-    if pinned_version and not re.fullmatch(r"\d{3}\.\d+(\.\d+)?", str(pinned_version)):
+    if pinned_version and not DRIVER_VERSION.fullmatch(str(pinned_version)):
         problems.append(
             f"nvidia_driver_version '{pinned_version}' is not a driver version; use e.g. '535.261.03' or ''"
         )
@@ -196,10 +198,6 @@ def match_version(pinned, available):
 
 def on_branch(branch, available):
     return [a for a in available if upstream_version(a).split(".")[0] == str(branch)]
-
-
-def version_key(v):
-    return [int(p) if p.isdigit() else p for p in re.split(r"[.\-+~:]", upstream_version(v)) if p]
 
 
 _DKMS_NEW = re.compile(

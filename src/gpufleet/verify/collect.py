@@ -1,7 +1,7 @@
 """Read a host's state through a testinfra host: facts modules, command output, fact files.
 
 Collection only reads. Everything is gathered once per host and handed to the pure check
-functions in ``module_utils/health.py``; a command that fails is recorded with its error, so a
+checks in ``plugin_utils/checks`` (``registry.CHECKS``); a command that fails is recorded with its error, so a
 check can say why it has no data instead of guessing.
 """
 
@@ -18,6 +18,13 @@ LOCAL_FACTS = ("gpufleet_nvidia_driver", "gpufleet_cuda_toolkit", "gpufleet_nccl
 DF_PATHS = ("/", "/var", "/opt", "/tmp")  # noqa: S108 (mount points read with df)
 DEFAULT_XID_WINDOW_HOURS = 24
 PKG_PATTERNS = ("*nvidia*", "*cuda*", "libnccl*", "*cudnn*", "docker*", "containerd*")
+# Every key of the state ``collect`` returns: the inputs a registered check may need
+# (``gpufleet.verify.wiring`` refuses a check that needs anything else; a test holds this to collect).
+STATE_KEYS = (
+    "errors", "gpus", "ib", "network", "local_facts", "packages", "lsmod", "xid_window_hours",
+    "kernel_log", "nvlink", "gpu_processes", "services", "nccl_conf", "docker_info", "df", "meminfo",
+    "nvcc", "cuda_link", "nccl_loaded", "nccl_error", "collect_s",
+)  # fmt: skip
 
 
 class Unreachable(Exception):
@@ -197,10 +204,10 @@ def collect(host, hostvars: dict, *, services: list[str]) -> dict[str, Any]:
     nccl = state["local_facts"].get("gpufleet_nccl")
     state["nccl_loaded"] = state["nccl_error"] = None
     if nccl and nccl.get("library"):
-        from ansible_collections.gpufleet.cluster.plugins.module_utils import health
+        from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import software
 
         python = f"{nccl['venv']}/bin/python" if nccl.get("venv") else "python3"
-        snippet = shlex.quote(health.NCCL_VERSION_SNIPPET)
+        snippet = shlex.quote(software.NCCL_VERSION_SNIPPET)
         out = run(host, f"{shlex.quote(python)} -c {snippet} {shlex.quote(nccl['library'])}")
         if out["rc"] == 0 and out["stdout"].strip().isdigit():
             state["nccl_loaded"] = int(out["stdout"].strip())

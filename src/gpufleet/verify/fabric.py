@@ -14,8 +14,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from ansible_collections.gpufleet.cluster.plugins.module_utils import health, probe_output
+from ansible_collections.gpufleet.cluster.plugins.module_utils import probe_output
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import baselines
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core as health
 
 from gpufleet.verify import probing
 

@@ -6,7 +6,7 @@ hand against any Ansible inventory::
     pytest -p gpufleet.verify.plugin --pyargs gpufleet.verify.checks \\
         --hosts ansible://node1 --ansible-inventory inventories/site/hosts.yml --gpufleet-tier quick
 
-Each check test records one result (``module_utils/health.py`` shape); the test fails when the
+Each check test records one result (``plugin_utils/checks/core.py`` shape); the test fails when the
 result is ``fail`` and is skipped, with the reason, when it is ``skip``. A check that raises is
 recorded as ``fail`` with the exception: a crash is never a pass.
 """
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ansible_collections.gpufleet.cluster.plugins.module_utils import health
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core as health
 
 from gpufleet.verify import collect, settings
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import shlex
 
-from ansible_collections.gpufleet.cluster.plugins.module_utils import health
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import baselines
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core as health
 
 from gpufleet.verify import probes
 

@@ -26,7 +26,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ansible_collections.gpufleet.cluster.plugins.module_utils import health
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core as health
 
 # ---------------------------------------------------------------------------------------------------
 # Shared helpers

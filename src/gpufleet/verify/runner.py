@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
-from ansible_collections.gpufleet.cluster.plugins.module_utils import health
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import baselines
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core as health
 
 from gpufleet import __version__
 from gpufleet.errors import GpufleetError

@@ -10,7 +10,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
-from ansible_collections.gpufleet.cluster.plugins.module_utils import health
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core as health
 
 from gpufleet.verify import report as R
 

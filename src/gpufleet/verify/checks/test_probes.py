@@ -5,15 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import baselines
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core as health
 
-from gpufleet import _collection
-
-_collection.ensure_importable()
-
-from ansible_collections.gpufleet.cluster.plugins.module_utils import baselines, health  # noqa: E402
-
-from gpufleet.verify import probes, probing  # noqa: E402
-from gpufleet.verify.settings import hostvar  # noqa: E402
+from gpufleet.verify import probes, probing
+from gpufleet.verify.settings import hostvar
 
 _PARAMS = [
     pytest.param(name, id=name, marks=pytest.mark.gpufleet_tier(meta.get("tier", "full")))

@@ -84,7 +84,7 @@ BURNIN_ARGS = {
 }
 
 # Extra sources a probe program carries (module_utils files, stdlib-only and self-contained).
-_EXTRA_SOURCES = {"allreduce": ["probe_output"]}
+_EXTRA_SOURCES = {"allreduce": ["versions", "probe_output"]}
 
 EXIT_UNAVAILABLE = 3
 TIMEOUT_CODES = (124, 137)

@@ -1,0 +1,98 @@
+# Copyright: gpufleet developers
+# Apache-2.0
+"""Kernel log checks: XID errors, classified by ``module_utils/xid.py``."""
+
+from __future__ import annotations
+
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import xid as xid_table
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks.core import (
+    AZURE,
+    FAIL,
+    MONITOR,
+    PASS,
+    SKIP,
+    WARN,
+    gpu_check,
+    result,
+    worst_action,
+)
+
+# --- xid ------------------------------------------------------------------------------------
+
+
+def xid(kernel_log, since=None, window_hours=24):
+    """XID errors in the kernel log (``xid.parse_kernel_log`` + ``xid.classify``).
+
+    ``since`` is handed to ``parse_kernel_log`` (a datetime or an uptime in seconds; events it cannot
+    place are kept); ``window_hours`` only names the window in the summary. Hardware or driver class
+    XIDs fail with the worst action of the table (azurehpc-health-checks list, see xid.py);
+    application-level or unknown XIDs only warn MONITOR (gcm); none passes. ``kernel_log`` None (not
+    collected) skips with the reason.
+    """
+    check = "xid"
+    window = f"the last {window_hours} h" if since is not None else "the kernel log"
+    if kernel_log is None:
+        return result(check, SKIP, "kernel log not collected (journalctl -k / dmesg gave nothing)")
+    summary = xid_table.classify(xid_table.parse_kernel_log(kernel_log, since=since))
+    details = [
+        {
+            "pci": dev["pci"],
+            "events": dev["events"],
+            "worst_class": dev["worst_class"],
+            "worst_action": dev["worst_action"],
+            "xids": [
+                {k: entry.get(k) for k in ("xid", "count", "class", "action", "meaning", "first", "last")}
+                for entry in dev["xids"]
+            ],
+        }
+        for dev in summary.values()
+    ]
+    events = sum(dev["events"] for dev in summary.values())
+    common = {"measured": events, "expected": 0, "unit": "XID events", "details": details}
+    if not summary:
+        return result(check, PASS, f"no XID in {window}", source=AZURE, **common)
+    listing = "; ".join(
+        f"PCI {dev['pci']}: " + ", ".join(f"XID {e['xid']} x{e['count']} ({e['class']})" for e in dev["xids"])
+        for dev in summary.values()
+    )
+    serious = [
+        dev for dev in summary.values() if dev["worst_class"] in (xid_table.HARDWARE, xid_table.DRIVER)
+    ]
+    if serious:
+        action = worst_action(
+            e["action"]
+            for dev in serious
+            for e in dev["xids"]
+            if e["class"] in (xid_table.HARDWARE, xid_table.DRIVER)
+        )
+        return result(
+            check,
+            FAIL,
+            f"{events} XID event(s) in {window}, hardware/driver class: {listing}",
+            source=AZURE + " (XID list); gcm (application XIDs)",
+            action=action,
+            **common,
+        )
+    return result(
+        check,
+        WARN,
+        f"{events} application-level or unknown XID event(s) in {window}: {listing}",
+        source="gcm (non-critical XIDs)",
+        action=MONITOR,
+        **common,
+    )
+
+
+@gpu_check(smi=False, name="xid")
+def xid_on_host(gpus, kernel_log, error=None, window_hours=24):
+    """``xid`` as ``gpufleet verify`` runs it: on a GPU host whose kernel log could not be read
+    (``error``: what journalctl and dmesg said) the check fails MONITOR instead of skipping, since
+    an XID may be hiding there."""
+    if kernel_log is None:
+        return result(
+            "xid",
+            FAIL,
+            f"kernel log not readable (journalctl -k and dmesg failed: {error or 'no output'})",
+            action=MONITOR,
+        )
+    return xid(kernel_log, window_hours=window_hours)

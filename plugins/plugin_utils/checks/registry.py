@@ -1,0 +1,276 @@
+# Copyright: gpufleet developers
+# Apache-2.0
+"""Every health check, declared once: name, tier, kind, title, the inputs it needs, its function.
+
+This is the only table of checks. ``gpufleet verify`` parametrizes its pytest run from ``CHECKS``
+and hands each check the inputs its ``needs`` name (``gpufleet.verify.wiring``), so a check
+registered here is always collected and run, and a check whose needs the wiring cannot provide
+fails the wiring test instead of being dropped.
+
+A need names where a value comes from, never how it is read:
+
+- ``state(key)``: an entry of the host state ``gpufleet.verify.collect`` gathered;
+- ``hostvar(name)``: an inventory variable, with ``gpufleet verify``'s default when unset;
+- ``local_fact(name)``: the ``/etc/ansible/facts.d/<name>.fact`` a role wrote (None when absent);
+- ``error(key)``: what collection recorded when reading ``key`` failed (None when it did not);
+- ``BASELINE_OVERRIDES``: the run's validated per-SKU baseline overrides.
+
+``convert`` turns the raw value into the argument the check takes (a hostvar string into a number).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import nccl_tuning
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import (
+    fabric,
+    gpu,
+    gpu_memory,
+    host,
+    kernel_log,
+    software,
+)
+
+TIERS = ("quick", "full", "burnin")
+KINDS = ("gpu", "software", "fabric")
+
+STATE = "state"
+HOSTVAR = "hostvar"
+LOCAL_FACT = "local_fact"
+ERROR = "error"
+BASELINES = "baselines"
+SOURCES = (STATE, HOSTVAR, LOCAL_FACT, ERROR, BASELINES)
+
+
+@dataclass(frozen=True)
+class Need:
+    """One input of a check: where it comes from (``source``, ``key``) and how it is converted."""
+
+    source: str
+    key: str | None = None
+    convert: Callable | None = None
+
+
+def state(key, convert=None):
+    return Need(STATE, key, convert)
+
+
+def hostvar(name, convert=None):
+    return Need(HOSTVAR, name, convert)
+
+
+def local_fact(name):
+    return Need(LOCAL_FACT, name)
+
+
+def error(key):
+    return Need(ERROR, key)
+
+
+BASELINE_OVERRIDES = Need(BASELINES)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A registered check: ``func(**{arg: value of need})`` returns one ``core.result``."""
+
+    name: str
+    tier: str
+    kind: str
+    title: str
+    func: Callable
+    needs: Mapping[str, Need] = field(default_factory=dict)
+
+
+def _listed(value):
+    return list(value or [])
+
+
+def _register(*checks):
+    table = OrderedDict()
+    for check in checks:
+        if check.name in table:
+            raise ValueError(f"health check {check.name!r} registered twice")
+        if check.tier not in TIERS or check.kind not in KINDS:
+            raise ValueError(
+                f"health check {check.name!r}: unknown tier {check.tier!r} or kind {check.kind!r}"
+            )
+        table[check.name] = check
+    return table
+
+
+GPUS = {"gpus": state("gpus")}
+DRIVER_PIN = {
+    "branch": hostvar("nvidia_driver_branch"),
+    "version": hostvar("nvidia_driver_version"),
+}
+
+CHECKS = _register(
+    Check(
+        "gpu_count",
+        "quick",
+        "gpu",
+        "GPU count",
+        gpu.gpu_count,
+        {"gpus": state("gpus"), "expected": hostvar("gpufleet_expected_gpus")},
+    ),
+    Check(
+        "driver_loaded",
+        "quick",
+        "gpu",
+        "NVIDIA driver loaded and pinned",
+        gpu.driver_loaded,
+        {**GPUS, **DRIVER_PIN},
+    ),
+    Check(
+        "driver_package",
+        "quick",
+        "software",
+        "NVIDIA driver package",
+        software.driver_package,
+        {"driver_fact": local_fact("gpufleet_nvidia_driver"), "packages": state("packages"), **DRIVER_PIN},
+    ),
+    Check("persistence_mode", "quick", "gpu", "Persistence mode", gpu.persistence_mode, GPUS),
+    Check("ecc", "quick", "gpu", "ECC mode and error counts", gpu_memory.ecc, GPUS),
+    Check("row_remap", "quick", "gpu", "Row remapping", gpu_memory.row_remap, GPUS),
+    Check("retired_pages", "quick", "gpu", "Retired pages", gpu_memory.retired_pages, GPUS),
+    Check(
+        "xid",
+        "quick",
+        "gpu",
+        "XID errors in the kernel log",
+        kernel_log.xid_on_host,
+        {
+            "gpus": state("gpus"),
+            "kernel_log": state("kernel_log"),
+            "error": error("kernel_log"),
+            "window_hours": hostvar("gpufleet_verify_xid_window_hours"),
+        },
+    ),
+    Check("throttle", "quick", "gpu", "Clock throttle reasons", gpu.throttle, GPUS),
+    Check("pcie_link", "quick", "gpu", "PCIe link width and generation", gpu.pcie_link, GPUS),
+    Check(
+        "nvlink",
+        "quick",
+        "fabric",
+        "NVLink active links",
+        fabric.nvlink,
+        {"gpus": state("gpus"), "nvlink_text": state("nvlink"), "overrides": BASELINE_OVERRIDES},
+    ),
+    Check(
+        "fabric_manager",
+        "quick",
+        "fabric",
+        "Fabric Manager (NVSwitch)",
+        fabric.fabric_manager,
+        {"gpus": state("gpus"), "services": state("services")},
+    ),
+    Check(
+        "peermem",
+        "quick",
+        "fabric",
+        "GPUDirect RDMA (nvidia-peermem)",
+        fabric.peermem,
+        {"gpus": state("gpus"), "ib": state("ib"), "lsmod_text": state("lsmod")},
+    ),
+    Check(
+        "ib_ports",
+        "quick",
+        "fabric",
+        "InfiniBand/RoCE ports",
+        fabric.ib_ports,
+        {
+            "ib": state("ib"),
+            "expected_ports": hostvar("gpufleet_expected_ib_ports"),
+            "expected_rate_gbps": hostvar("gpufleet_expected_ib_rate_gbps"),
+        },
+    ),
+    Check(
+        "nccl_conf",
+        "quick",
+        "software",
+        "NCCL configuration",
+        software.nccl_conf,
+        {
+            "conf_text": state("nccl_conf"),
+            "nccl_fact": local_fact("gpufleet_nccl"),
+            "ib": state("ib"),
+            "interfaces": state("network", nccl_tuning.interfaces_from_facts),
+        },
+    ),
+    Check(
+        "container_runtime",
+        "quick",
+        "software",
+        "Container GPU runtime",
+        software.container_runtime,
+        {"gpus": state("gpus"), "docker_info_json": state("docker_info")},
+    ),
+    Check(
+        "services",
+        "quick",
+        "software",
+        "Required services",
+        software.services,
+        {"states": state("services"), "required": hostvar("gpufleet_verify_services", _listed)},
+    ),
+    Check(
+        "disk_headroom",
+        "quick",
+        "software",
+        "Free disk",
+        host.disk_headroom,
+        {
+            "df_text": state("df"),
+            "min_free_mib": hostvar("gpufleet_verify_min_free_mib", int),
+            "min_free_pct": hostvar("gpufleet_verify_min_free_pct", float),
+        },
+    ),
+    Check(
+        "memory_headroom",
+        "quick",
+        "software",
+        "Available memory",
+        host.memory_headroom,
+        {
+            "meminfo_text": state("meminfo"),
+            "min_available_pct": hostvar("gpufleet_verify_min_mem_available_pct", float),
+        },
+    ),
+    Check(
+        "gpu_processes",
+        "quick",
+        "gpu",
+        "Leftover GPU processes",
+        gpu.gpu_processes,
+        {"gpus": state("gpus"), "query_text": state("gpu_processes")},
+    ),
+    Check(
+        "cuda_toolkit",
+        "quick",
+        "software",
+        "CUDA toolkit default",
+        software.cuda_toolkit,
+        {
+            "cuda_fact": local_fact("gpufleet_cuda_toolkit"),
+            "nvcc_text": state("nvcc"),
+            "cuda_link": state("cuda_link"),
+        },
+    ),
+    # Loads the NCCL library in a Python process on the host: seconds, not milliseconds.
+    Check(
+        "nccl_library",
+        "quick",
+        "software",
+        "NCCL library version",
+        software.nccl_library,
+        {
+            "nccl_fact": local_fact("gpufleet_nccl"),
+            "loaded_version": state("nccl_loaded"),
+            "error": state("nccl_error"),
+        },
+    ),
+)
