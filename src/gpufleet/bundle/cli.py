@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from gpufleet._progress import Bar, human, say, sayer
 from gpufleet.bundle import BundleBuildError
-from gpufleet.bundle.progress import Bar, human
 
 
 class VerifyFailed(BundleBuildError):
@@ -143,9 +143,9 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     if args.bundle_cmd == "key":
         key = _signing(args)
         if args.create:
-            fpr, created = key.ensure(say=lambda m: print(f"gpufleet bundle: {m}", file=sys.stderr))
+            fpr, created = key.ensure(say=sayer("bundle"))
             if not created:
-                print(f"gpufleet bundle: a signing key already exists in {key.home}", file=sys.stderr)
+                say("bundle", f"a signing key already exists in {key.home}")
         fpr = key.fingerprint()
         if args.export:
             Path(args.export).write_bytes(key.export(armor=True))

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from gpufleet import _collection
+from gpufleet._io import write_atomic
 
 _collection.ensure_importable()
 
@@ -179,9 +180,7 @@ def _write(config):
     data = {k: v for k, v in config.stash[_KEY].items() if k != "_state"}
     data["duration_s"] = round(time.monotonic() - data.pop("started"), 3)
     if path:
-        tmp = Path(path).with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-        tmp.replace(path)
+        write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def pytest_sessionfinish(session, exitstatus):
