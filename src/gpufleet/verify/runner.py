@@ -47,7 +47,11 @@ def inventory_hosts(inventory: str, limit: str | None = None) -> dict[str, dict]
     cmd = [_ansible_tool("ansible-inventory"), "-i", inventory, "--list"]
     if limit:
         cmd += ["--limit", limit]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    # stdin: nothing to read, and Ansible refuses an inherited one that is non-blocking (as in an
+    # action plugin's worker process, where gpufleet.cluster.verify_fleet calls this).
+    proc = subprocess.run(
+        cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, check=False
+    )
     if proc.returncode != 0:
         raise VerifyError(f"ansible-inventory could not read {inventory}: {proc.stderr.strip()[-1000:]}")
     try:
@@ -151,8 +155,9 @@ def verify_host(
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0")
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=limit, env=env, check=False, cwd=workdir
-        )
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=limit, env=env,
+            check=False, cwd=workdir,
+        )  # fmt: skip
     except subprocess.TimeoutExpired:
         return _unreachable(host, f"verification did not finish within {limit} s", time.monotonic() - started)
     if not out.exists():
