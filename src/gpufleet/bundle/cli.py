@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gpufleet._progress import Bar, human, say, sayer
 from gpufleet.bundle import BundleBuildError
+from gpufleet.bundle.signing import ENV_HOME
 
 
 class VerifyFailed(BundleBuildError):
@@ -167,7 +168,7 @@ def add_parser(sub) -> None:
     def signing(p):
         p.add_argument(
             "--signing-home",
-            help="GnuPG home of the bundle signing key (default: $GPUFLEET_SIGNING_HOME or "
+            help=f"GnuPG home of the bundle signing key (default: ${ENV_HOME} or "
             "~/.local/share/gpufleet/signing)",
         )
         p.add_argument("--key", help="fingerprint of the signing key when the home holds several")

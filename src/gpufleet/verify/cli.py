@@ -80,7 +80,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         ("--host-timeout",),
         "host_timeout_s",
-        {"type": int, "help": "seconds one host may take before it is reported"},
+        {"type": int, "metavar": "HOST_TIMEOUT", "help": "seconds one host may take before it is reported"},
     ),
     Option(
         ("-v", "--verbose"),

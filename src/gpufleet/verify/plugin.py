@@ -33,7 +33,9 @@ _KEY = pytest.StashKey[dict]()
 
 def pytest_addoption(parser):
     group = parser.getgroup("gpufleet", "gpufleet verify")
-    group.addoption("--gpufleet-tier", default="quick", choices=settings.TIERS, help="check tier")
+    group.addoption(
+        "--gpufleet-tier", default=settings.DEFAULT_TIER, choices=settings.TIERS, help="check tier"
+    )
     group.addoption("--gpufleet-out", default=None, help="write the host's typed results (JSON) here")
     group.addoption("--gpufleet-hostvars", default=None, help="JSON file with the host's inventory variables")
     group.addoption("--gpufleet-baselines", default=None, help="JSON file with validated baseline overrides")
