@@ -19,8 +19,8 @@ import uuid
 from email.utils import formatdate
 from pathlib import Path
 
+from gpufleet._progress import Bar, watch
 from gpufleet.bundle import BundleBuildError
-from gpufleet.bundle.progress import Bar, watch
 
 POOL = "apt/pool"
 URI_LINE = re.compile(r"^'(?P<uri>[^']+)' (?P<file>\S+) (?P<size>\d+)(?: (?P<hash>\S+))?$")

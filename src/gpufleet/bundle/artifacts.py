@@ -13,8 +13,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from gpufleet._progress import Bar
 from gpufleet.bundle import BundleBuildError
-from gpufleet.bundle.progress import Bar
 
 
 def _pip(*args: str, quiet: bool = True) -> subprocess.CompletedProcess:

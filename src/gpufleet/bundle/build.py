@@ -11,10 +11,11 @@ import calendar
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
+from gpufleet._io import write_atomic
+from gpufleet._progress import sayer
 from gpufleet.bundle import BundleBuildError, aptrepo, artifacts, profile
 from gpufleet.bundle.signing import SigningKey
 
@@ -30,8 +31,7 @@ def _core():
     return core
 
 
-def say(msg: str) -> None:
-    print(f"gpufleet bundle: {msg}", file=sys.stderr, flush=True)
+say = sayer("bundle")
 
 
 def prepare_out(out: Path, name: str) -> dict:
@@ -80,16 +80,14 @@ def _created_epoch(text) -> int | None:
 def _save_state(out: Path, state: dict) -> None:
     d = out / STATE_DIR
     d.mkdir(exist_ok=True)
-    tmp = d / "state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-    tmp.replace(d / "state.json")
+    write_atomic(d / "state.json", json.dumps(state, indent=1, sort_keys=True))
 
 
 def check_disk(out: Path, need: dict[str, int], free: int | None = None) -> None:
     total = sum(need.values())
     free = shutil.disk_usage(out).free if free is None else free
     if total + DISK_MARGIN > free:
-        from gpufleet.bundle.progress import human
+        from gpufleet._progress import human
 
         parts = ", ".join(f"{k} {human(v)}" for k, v in need.items() if v)
         raise BundleBuildError(
@@ -190,9 +188,7 @@ def build(
         signer.sign(repo / "Release", repo / "Release.gpg", "detach", at=created)
 
     manifest = make_manifest(out, prof, fpr, created, apt_wanted, wheels, image_ids)
-    tmp = out / (core.MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    tmp.replace(out / core.MANIFEST)
+    write_atomic(out / core.MANIFEST, json.dumps(manifest, indent=1) + "\n")
     signer.sign(out / core.MANIFEST, out / core.SIGNATURE, "detach", at=created)
     shutil.rmtree(out / STATE_DIR)
     total = sum(e["size"] for e in manifest["files"])

@@ -10,8 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+from gpufleet._progress import Bar, human, say, sayer
 from gpufleet.bundle import BundleBuildError
-from gpufleet.bundle.progress import Bar, human
+from gpufleet.bundle.signing import ENV_HOME
 
 
 class VerifyFailed(BundleBuildError):
@@ -150,9 +151,9 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     if args.bundle_cmd == "key":
         key = _signing(args)
         if args.create:
-            fpr, created = key.ensure(say=lambda m: print(f"gpufleet bundle: {m}", file=sys.stderr))
+            fpr, created = key.ensure(say=sayer("bundle"))
             if not created:
-                print(f"gpufleet bundle: a signing key already exists in {key.home}", file=sys.stderr)
+                say("bundle", f"a signing key already exists in {key.home}")
         fpr = key.fingerprint()
         if args.export:
             Path(args.export).write_bytes(key.export(armor=True))
@@ -185,7 +186,7 @@ def add_parser(sub) -> None:
     def signing(p):
         p.add_argument(
             "--signing-home",
-            help="GnuPG home of the bundle signing key (default: $GPUFLEET_SIGNING_HOME or "
+            help=f"GnuPG home of the bundle signing key (default: ${ENV_HOME} or "
             "~/.local/share/gpufleet/signing)",
         )
         p.add_argument("--key", help="fingerprint of the signing key when the home holds several")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
 
+from gpufleet._io import write_atomic
+from gpufleet._progress import sayer
 from gpufleet.errors import GpufleetError
 from gpufleet.lab import docker as dk
 from gpufleet.lab.image import IMAGE, ensure_image
@@ -19,6 +20,7 @@ LAB_LABEL = "io.gpufleet.lab"
 ROLE_LABEL = "io.gpufleet.role"
 DEFAULT_NAME = "lab"
 DEFAULT_INVENTORY = Path("inventories/lab/hosts.yml")
+DEFAULT_NODES = 2  # GPU-node stand-ins
 INVENTORY_MARK = "# Written by 'gpufleet lab up'"
 # --airgap: the lab network has no route out; the bastion carries the bundle as a read-only disk.
 AIRGAP_LABEL = "io.gpufleet.airgap"
@@ -52,8 +54,7 @@ class LabError(GpufleetError):
     pass
 
 
-def _say(msg: str) -> None:
-    print(f"gpufleet lab: {msg}", file=sys.stderr, flush=True)
+_say = sayer("lab")
 
 
 def validate_name(name: str) -> str:
@@ -194,7 +195,7 @@ def _wait_for_systemd(name: str, timeout: float = 90.0) -> str:
 
 
 def up(
-    nodes: int = 2,
+    nodes: int = DEFAULT_NODES,
     bastion: bool = False,
     name: str = DEFAULT_NAME,
     inventory: Path | None = DEFAULT_INVENTORY,
@@ -353,10 +354,7 @@ def write_inventory(
     lab: str, hosts: list[tuple[str, str]], path: Path, airgap: dict | None = None, ssh: dict | None = None
 ) -> None:
     check_inventory_writable(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(render_inventory(lab, hosts, airgap, ssh))
-    tmp.replace(path)
+    write_atomic(path, render_inventory(lab, hosts, airgap, ssh))
 
 
 def current_hosts(lab: str) -> list[tuple[str, str]]:
@@ -380,6 +378,23 @@ def current_airgap(lab: str) -> dict | None:
                 "fingerprint": labels[FINGERPRINT_LABEL],
             }
     return None
+
+
+def current_ssh(lab: str) -> dict | None:
+    """The SSH access of a lab started with --ssh (its containers' addresses and the lab's key
+    directory), or None for a lab reached through docker."""
+    containers = lab_containers(lab)
+    if not any(((c["Config"].get("Labels") or {}).get(SSH_LABEL)) for c in containers):
+        return None
+    from gpufleet.lab import ssh as lab_ssh
+
+    addresses = {}
+    for c in containers:
+        nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
+        ip = next((n.get("IPAddress") for n in nets.values() if n.get("IPAddress")), None)
+        if ip:
+            addresses[c["Name"].lstrip("/").removeprefix(f"gpufleet-{lab}-")] = ip
+    return {"dir": lab_ssh.default_dir(lab), "addresses": addresses}
 
 
 def down(name: str = DEFAULT_NAME, inventory: Path | None = DEFAULT_INVENTORY) -> list[str]:

@@ -13,12 +13,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from glob import glob
 from pathlib import Path
 
+from gpufleet._progress import sayer
 from gpufleet.errors import GpufleetError
 from gpufleet.lab import docker as dk
 
@@ -163,8 +163,7 @@ def current_image_hash() -> str | None:
     return ((info.get("Config") or {}).get("Labels") or {}).get(RECIPE_LABEL)
 
 
-def _say(msg: str) -> None:
-    print(f"gpufleet lab: {msg}", file=sys.stderr, flush=True)
+_say = sayer("lab")
 
 
 def ensure_image(rebuild: bool = False) -> str:

@@ -31,10 +31,11 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gpufleet._io import write_atomic
 from gpufleet.errors import GpufleetError
-from gpufleet.verify.report import write_atomic
 
 TIMEOUT_S = 30
+DEFAULT_STATE_FILE = "/var/lib/gpufleet/drain-state.json"
 STATE_SCHEMA = 1
 K8S_ANNOTATION = "gpufleet.io/drained-by"
 K8S_ANNOTATION_VALUE = "gpufleet-verify"

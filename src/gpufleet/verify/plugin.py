@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core as health
 
+from gpufleet._io import write_atomic
 from gpufleet.verify import collect, settings
 
 _KEY = pytest.StashKey[dict]()
@@ -27,7 +28,9 @@ _KEY = pytest.StashKey[dict]()
 
 def pytest_addoption(parser):
     group = parser.getgroup("gpufleet", "gpufleet verify")
-    group.addoption("--gpufleet-tier", default="quick", choices=settings.TIERS, help="check tier")
+    group.addoption(
+        "--gpufleet-tier", default=settings.DEFAULT_TIER, choices=settings.TIERS, help="check tier"
+    )
     group.addoption("--gpufleet-out", default=None, help="write the host's typed results (JSON) here")
     group.addoption("--gpufleet-hostvars", default=None, help="JSON file with the host's inventory variables")
     group.addoption("--gpufleet-baselines", default=None, help="JSON file with validated baseline overrides")
@@ -174,9 +177,7 @@ def _write(config):
     data = {k: v for k, v in config.stash[_KEY].items() if k != "_state"}
     data["duration_s"] = round(time.monotonic() - data.pop("started"), 3)
     if path:
-        tmp = Path(path).with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-        tmp.replace(path)
+        write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def pytest_sessionfinish(session, exitstatus):

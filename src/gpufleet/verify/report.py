@@ -10,21 +10,17 @@ The report object (built by the verify framework) is::
                 "checks": [{"check", "title", "tier", "kind", "status", "summary", "measured",
                             "expected", "unit", "source", "action", "details", "duration_s"}]}]}
 
-Every renderer is a pure function of the report. ``write_atomic`` puts a rendering on disk so that a
-reader (node_exporter's textfile collector, a CI job) never sees a half-written file.
+Every renderer is a pure function of the report. ``gpufleet._io.write_atomic`` puts a rendering on disk
+so that a reader (node_exporter's textfile collector, a CI job) never sees a half-written file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
-from pathlib import Path
 
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core as health
 
@@ -533,38 +529,3 @@ def render_prometheus(report) -> str:
             labels = ",".join(f'{k}="{v}"' for k, v in key)
             lines.append(f"{family}{{{labels}}} {value}" if labels else f"{family} {value}")
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------------
-# Files
-
-
-def write_atomic(path, text: str, mode: int = 0o644) -> Path:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part.
-
-    The text goes to a hidden temporary file in the same directory (same file system), is flushed
-    to disk, then renamed over ``path`` with ``os.replace``. Parent directories are created. The
-    temporary name ends in ``.tmp``, so node_exporter's textfile collector (``*.prom``) never reads
-    it; it is removed if anything fails. No other file is touched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="replace", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return path

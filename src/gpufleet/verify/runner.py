@@ -44,7 +44,11 @@ def inventory_hosts(inventory: str, limit: str | None = None) -> dict[str, dict]
     cmd = [_ansible_tool("ansible-inventory"), "-i", inventory, "--list"]
     if limit:
         cmd += ["--limit", limit]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    # stdin: nothing to read, and Ansible refuses an inherited one that is non-blocking (as in an
+    # action plugin's worker process, where gpufleet.cluster.verify_fleet calls this).
+    proc = subprocess.run(
+        cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, check=False
+    )
     if proc.returncode != 0:
         raise VerifyError(f"ansible-inventory could not read {inventory}: {proc.stderr.strip()[-1000:]}")
     try:
@@ -148,8 +152,9 @@ def verify_host(
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0")
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=limit, env=env, check=False, cwd=workdir
-        )
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=limit, env=env,
+            check=False, cwd=workdir,
+        )  # fmt: skip
     except subprocess.TimeoutExpired:
         return _unreachable(host, f"verification did not finish within {limit} s", time.monotonic() - started)
     if not out.exists():
@@ -187,27 +192,47 @@ def summarize(hosts: list[dict]) -> dict:
     return counts
 
 
-def run(
-    inventory: str,
-    *,
-    limit: str | None = None,
-    tier: str = "quick",
-    jobs: int = 8,
-    baselines_file: str | None = None,
-    host_timeout_s: int | None = None,
-    progress: Callable[[str], None] | None = None,
-    before: Callable[[dict[str, dict]], None] | None = None,
-) -> dict:
-    """Verify every host; returns the report (see ``gpufleet.verify.report``)."""
+def check_tier(tier: str) -> None:
     if tier not in settings.TIERS:
         raise VerifyError(f"unknown tier {tier!r}; choose one of {', '.join(settings.TIERS)}")
+
+
+def prepare(
+    inventory: str, *, limit: str | None, tier: str, jobs: int, baselines_file: str | None
+) -> tuple[str, dict[str, dict], dict[str, dict]]:
+    """Validate the inputs and read the inventory before anything runs.
+
+    Returns (the inventory's absolute path, {host: hostvars}, {host: baseline overrides}).
+    """
+    check_tier(tier)
     if jobs < 1:
         raise VerifyError("--jobs must be at least 1")
     file_overrides = load_baselines_file(baselines_file)
     # Each host's pytest runs in a work directory of its own: give it the inventory by absolute path.
     inventory = os.path.abspath(inventory)
     hosts = inventory_hosts(inventory, limit)
-    overrides = host_overrides(hosts, file_overrides)
+    return inventory, hosts, host_overrides(hosts, file_overrides)
+
+
+def run(
+    inventory: str,
+    *,
+    limit: str | None = None,
+    tier: str = settings.DEFAULT_TIER,
+    jobs: int = settings.DEFAULT_JOBS,
+    baselines_file: str | None = None,
+    host_timeout_s: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    before: Callable[[dict[str, dict]], None] | None = None,
+) -> dict:
+    """Verify every host; returns the report (see ``gpufleet.verify.report``).
+
+    The fleet run alone: ``gpufleet.verify.run`` (verify/api.py) adds draining and the report files.
+    ``before(hosts)`` is called once the inputs are valid, before the first host is touched.
+    """
+    inventory, hosts, overrides = prepare(
+        inventory, limit=limit, tier=tier, jobs=jobs, baselines_file=baselines_file
+    )
     if before:
         before(hosts)
     started_at = datetime.now(UTC)

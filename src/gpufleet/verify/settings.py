@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 TIERS = ("quick", "full", "burnin")
+DEFAULT_TIER = "quick"
+DEFAULT_JOBS = 8  # hosts verified at once
 
 # hostvar -> default. Every one may be set per host or group in the inventory's group_vars.
 HOSTVAR_DEFAULTS = {

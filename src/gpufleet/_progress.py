@@ -1,4 +1,9 @@
-"""Progress for long transfers: a bar with sizes, rate and ETA on a terminal, plain lines otherwise."""
+"""Progress on stderr, for people watching a long command and for CI logs.
+
+``say``/``sayer``: one ``gpufleet <command>: message`` line each. ``Bar``: a transfer bar with sizes,
+rate and ETA that redraws in place on a terminal and prints a plain line every 10 % elsewhere.
+stdout stays for results (tables, JSON), so progress never mixes into what a script reads.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+
+
+def say(command: str, msg: str, stream=None) -> None:
+    """Print ``gpufleet COMMAND: MSG`` on stderr (or ``stream``) at once."""
+    print(f"gpufleet {command}: {msg}", file=stream or sys.stderr, flush=True)
+
+
+def sayer(command: str, quiet: bool = False) -> Callable[[str], None]:
+    """A ``progress(msg)`` callback for ``command`` that says each line, or nothing when ``quiet``."""
+    if quiet:
+        return lambda _msg: None
+    return lambda msg: say(command, msg)
 
 
 def human(n: float) -> str:

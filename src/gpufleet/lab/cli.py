@@ -1,0 +1,157 @@
+"""``gpufleet lab up|down|status|inventory|ssh|image``: the parser and the commands over ``gpufleet.lab``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gpufleet.lab.fleet import BUNDLE_MOUNT, DEFAULT_INVENTORY, DEFAULT_NAME, DEFAULT_NODES
+
+STATUS_COLUMNS = ["host", "role", "container", "state", "systemd", "ip"]
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from gpufleet.lab import fleet
+    from gpufleet.lab.image import ensure_image
+
+    inventory = None
+    if getattr(args, "inventory", None) and not args.no_inventory:
+        inventory = Path(args.inventory)
+    if args.lab_cmd == "up":
+        result = fleet.up(
+            nodes=args.nodes,
+            bastion=args.bastion,
+            name=args.name,
+            inventory=inventory,
+            airgap=args.airgap,
+            bundle=args.bundle,
+            fingerprint=args.fingerprint,
+            ssh=args.ssh,
+        )
+        rows = fleet.status(args.name)
+        print(_table(rows, STATUS_COLUMNS))
+        if result.get("inventory"):
+            print(f"\ninventory: {result['inventory']}  (ansible-playbook -i {result['inventory']} ...)")
+        return 0
+    if args.lab_cmd == "down":
+        fleet.down(name=args.name, inventory=inventory)
+        return 0
+    if args.lab_cmd == "status":
+        rows = fleet.status(args.name)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        elif rows:
+            print(_table(rows, STATUS_COLUMNS))
+        else:
+            print(f"lab '{args.name}' has no containers; start it with 'gpufleet lab up'")
+        return 0
+    if args.lab_cmd == "inventory":
+        hosts = fleet.current_hosts(args.name)
+        if not hosts:
+            raise fleet.LabError(f"lab '{args.name}' has no containers; start it with 'gpufleet lab up'")
+        sys.stdout.write(
+            fleet.render_inventory(
+                args.name, hosts, fleet.current_airgap(args.name), fleet.current_ssh(args.name)
+            )
+        )
+        return 0
+    if args.lab_cmd == "ssh":
+        from gpufleet.lab import ssh
+
+        directory = Path(args.dir) if args.dir else ssh.default_dir(args.name)
+        addresses = ssh.grant(args.containers, directory)
+        print(json.dumps({"dir": str(directory), "user": ssh.USER, "addresses": addresses}, indent=2))
+        return 0
+    if args.lab_cmd == "image":
+        print(ensure_image(rebuild=args.rebuild))
+        return 0
+    raise AssertionError(args.lab_cmd)
+
+
+def add_parser(sub) -> None:
+    """Add ``lab`` and its subcommands to the ``gpufleet`` subparsers ``sub``."""
+    lab = sub.add_parser(
+        "lab",
+        help="the local lab fleet (Debian 12 systemd containers)",
+        description="A local fleet of Debian 12 systemd containers that stands in for servers. "
+        "Containers have no GPU and cannot load kernel modules; that is reported, never hidden.",
+    )
+    lab_sub = lab.add_subparsers(dest="lab_cmd", required=True)
+
+    def common(p: argparse.ArgumentParser, inventory: bool = True) -> None:
+        p.add_argument(
+            "--name",
+            default=DEFAULT_NAME,
+            help=f"lab name; containers are gpufleet-NAME-HOST (default: {DEFAULT_NAME})",
+        )
+        if inventory:
+            p.add_argument(
+                "--inventory",
+                default=str(DEFAULT_INVENTORY),
+                help=f"inventory file to write/remove (default: {DEFAULT_INVENTORY})",
+            )
+            p.add_argument("--no-inventory", action="store_true", help="do not write or remove an inventory")
+
+    up = lab_sub.add_parser("up", help="create or start the lab and write its inventory")
+    up.add_argument(
+        "--nodes",
+        type=int,
+        default=DEFAULT_NODES,
+        help=f"number of GPU-node stand-ins (default: {DEFAULT_NODES})",
+    )
+    up.add_argument("--bastion", action="store_true", help="add a bastion host")
+    up.add_argument(
+        "--airgap",
+        action="store_true",
+        help="air-gapped lab: an internal network with no route out, and a bastion (implied) that is given "
+        f"--bundle as a read-only disk at {BUNDLE_MOUNT} and serves it to the nodes",
+    )
+    up.add_argument(
+        "--bundle",
+        metavar="DIR",
+        help="with --airgap: the offline bundle directory ('gpufleet bundle build -o')",
+    )
+    up.add_argument(
+        "--fingerprint",
+        metavar="FPR",
+        help="with --airgap: the bundle signing key's fingerprint, from 'gpufleet bundle key --fingerprint' "
+        "on the build machine (written to the inventory as gpufleet_bundle_fingerprint)",
+    )
+    up.add_argument(
+        "--ssh",
+        action="store_true",
+        help="reach the hosts over SSH as the unprivileged operator 'ops' with sudo, as real fleets are "
+        "reached, with each host key pinned in a known_hosts file the lab writes "
+        "(~/.local/share/gpufleet/lab/NAME/ssh/), instead of through docker",
+    )
+    common(up)
+    down = lab_sub.add_parser("down", help="remove the lab's containers and network (never anything else)")
+    common(down)
+    st = lab_sub.add_parser("status", help="show the lab's containers")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    common(st, inventory=False)
+    inv = lab_sub.add_parser("inventory", help="print the lab's Ansible inventory (YAML)")
+    common(inv, inventory=False)
+    sh = lab_sub.add_parser(
+        "ssh",
+        help="let the operator 'ops' in to lab containers over SSH and pin their host keys",
+        description="Installs the lab operator's key (made once) in each container and writes "
+        "DIR/known_hosts from the host key each container's sshd serves, read over docker exec. "
+        "Prints the containers' addresses as JSON. For containers the lab did not create, such as "
+        "Molecule's.",
+    )
+    sh.add_argument("containers", nargs="+", metavar="CONTAINER", help="container names")
+    sh.add_argument("--dir", help="where the key and known_hosts go (default: the lab's own, see --name)")
+    common(sh, inventory=False)
+    img = lab_sub.add_parser("image", help="build the lab image if missing or its recipe changed")
+    img.add_argument("--rebuild", action="store_true", help="rebuild even if up to date")
+    lab.set_defaults(func=cmd_lab)
