@@ -56,7 +56,7 @@ def _sort(versions):
     return sorted(set(versions), key=lambda v: compat.parse_cuda(v) or (0, 0))
 
 
-def toolkit_plan(source, distribution, major, versions, default, driver_branch="", arch="x86_64"):
+def cuda_toolkit_plan(source, distribution, major, versions, default, driver_branch="", arch="x86_64"):
     """What to install: {source, versions, default, homes: [{version, home, packages, links,
     priority}], problems}. Empty ``versions`` = Debian's own version (debian source) or the newest
     CUDA the driver branch supports (cuda_repo). Empty ``default`` = the newest listed."""
@@ -177,7 +177,7 @@ def hello_result(rc, stdout, stderr):
     return {"status": "fail", "detail": text[-300:] or f"exit {rc}"}
 
 
-def home_links(homes):
+def cuda_home_links(homes):
     """Flat [{dest, src}] of the links that make up Debian-packaged toolkit homes."""
     return [
         {"dest": f"{h['home']}/{name}", "src": target}
@@ -186,7 +186,7 @@ def home_links(homes):
     ]
 
 
-def hello_results(runs, gpus):
+def cuda_hello_results(runs, gpus):
     """Ansible loop results of running hello-<version> (skipped where no GPU is usable) and the
     gpu_facts -> {version: {status, detail, summary}}."""
     gpus = gpus or {}

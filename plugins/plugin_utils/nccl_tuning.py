@@ -404,7 +404,7 @@ def plan(ib, interfaces, peermem=False, topo_file="", overrides=None):
     return _build(ib, interfaces, peermem, topo_file, overrides)
 
 
-def render(settings_):
+def nccl_conf_text(settings_):
     """The text of /etc/nccl.conf: the header, then per key a '# why' line and KEY=VALUE, in the
     order given (plan's order is deterministic), with a trailing newline."""
     lines = [HEADER]
@@ -449,12 +449,12 @@ def interfaces_from_facts(facts):
     return out
 
 
-def values(settings_):
+def nccl_values(settings_):
     """{KEY: {value, why, source}} -> {KEY: value}."""
     return {k: v["value"] for k, v in (settings_ or {}).items()}
 
 
-def role_plan(
+def nccl_role_plan(
     source, distribution, version, cuda, ib, interfaces, peermem=False, topo_file="", overrides=None
 ):
     """Everything the nccl role needs: source, version (chosen by the compatibility matrix when

@@ -60,7 +60,7 @@ def _branch_ok(branch):
     return bool(re.fullmatch(r"\d{3}", str(branch or "")))
 
 
-def check_inputs(distribution, version, major, source, flavor, branch, pinned_version, nvswitch_count=0):
+def driver_problems(distribution, version, major, source, flavor, branch, pinned_version, nvswitch_count=0):
     """Every problem with the requested driver setup, each naming the variable to change.
 
     ``version`` is ansible's distribution_version, ``major`` its major version. Returns a list
@@ -198,6 +198,28 @@ def match_version(pinned, available):
 
 def on_branch(branch, available):
     return [a for a in available if upstream_version(a).split(".")[0] == str(branch)]
+
+
+def driver_version_match(available, pinned, branch):
+    """The package version to install (newest on ``branch`` matching ``pinned``), or None."""
+    return match_version(pinned, on_branch(branch, available))
+
+
+def driver_version_problem(available, pinned, branch, package):
+    """'' when ``available`` has what is asked for, else a message listing what it has."""
+    if driver_version_match(available, pinned, branch):
+        return ""
+    # nvidia_driver_version takes the upstream part only ('535.261.03', not '535.261.03-1'): name
+    # both, so the value to set can be copied from the message.
+    have = (
+        ", ".join(f"{upstream_version(v)} ({v})" for v in sorted(set(available), key=version_key))
+        or "nothing"
+    )
+    wanted = f"nvidia_driver_version '{pinned}'" if pinned else f"nvidia_driver_branch '{branch}'"
+    return (
+        f"{wanted} is not available from the configured source: {package} has {have}; "
+        "set nvidia_driver_version (and nvidia_driver_branch) to one of those upstream versions"
+    )
 
 
 _DKMS_NEW = re.compile(

@@ -125,7 +125,7 @@ def free_by_mount(mounts):
     return out
 
 
-def report(problems, host):
+def preflight_report(problems, host):
     """The one failure message preflight prints: every problem, numbered, and that nothing changed."""
     lines = [f"preflight failed on {host}: {len(problems)} problem(s); nothing was changed."]
     lines += [f"  {n}. {p}" for n, p in enumerate(problems, 1)]

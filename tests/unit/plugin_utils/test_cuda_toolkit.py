@@ -11,7 +11,7 @@ Build cuda_11.8.r11.8/compiler.31833905_0
 
 
 def test_debian_defaults_to_debians_own_version():
-    plan = ct.toolkit_plan("auto", "Debian", "12", [], "", "535")
+    plan = ct.cuda_toolkit_plan("auto", "Debian", "12", [], "", "535")
     assert plan["problems"] == []
     assert plan["source"] == "debian"
     assert plan["versions"] == ["11.8"] and plan["default"] == "11.8"
@@ -23,19 +23,19 @@ def test_debian_defaults_to_debians_own_version():
 
 
 def test_debian_refuses_a_version_it_does_not_package():
-    plan = ct.toolkit_plan("debian", "Debian", "12", ["12.4"], "", "550")
+    plan = ct.cuda_toolkit_plan("debian", "Debian", "12", ["12.4"], "", "550")
     (problem,) = plan["problems"]
     assert "Debian 12 packages only CUDA 11.8" in problem
     assert "cuda_toolkit_versions" in problem and "cuda_toolkit_source: cuda_repo" in problem
 
 
 def test_debian_source_refused_elsewhere():
-    plan = ct.toolkit_plan("debian", "Ubuntu", "22", ["12.4"], "", "550")
+    plan = ct.cuda_toolkit_plan("debian", "Ubuntu", "22", ["12.4"], "", "550")
     assert any("cannot install on Ubuntu" in p for p in plan["problems"])
 
 
 def test_cuda_repo_side_by_side_with_a_selected_default():
-    plan = ct.toolkit_plan("auto", "Ubuntu", "22", ["12.4", "12.2"], "12.2", "550")
+    plan = ct.cuda_toolkit_plan("auto", "Ubuntu", "22", ["12.4", "12.2"], "12.2", "550")
     assert plan["problems"] == []
     assert plan["source"] == "cuda_repo" and plan["repo_dir"] == "ubuntu2204"
     assert plan["versions"] == ["12.2", "12.4"]
@@ -46,13 +46,13 @@ def test_cuda_repo_side_by_side_with_a_selected_default():
 
 
 def test_cuda_repo_empty_versions_take_the_newest_the_branch_supports():
-    assert ct.toolkit_plan("cuda_repo", "Rocky", "9", [], "", "535")["versions"] == ["12.2"]
-    plan = ct.toolkit_plan("cuda_repo", "Rocky", "9", [], "", "")
+    assert ct.cuda_toolkit_plan("cuda_repo", "Rocky", "9", [], "", "535")["versions"] == ["12.2"]
+    plan = ct.cuda_toolkit_plan("cuda_repo", "Rocky", "9", [], "", "")
     assert any("set cuda_toolkit_versions" in p for p in plan["problems"])
 
 
 def test_default_must_be_installed_and_versions_well_formed():
-    plan = ct.toolkit_plan("cuda_repo", "Ubuntu", "24", ["12.4", "twelve"], "12.2", "550")
+    plan = ct.cuda_toolkit_plan("cuda_repo", "Ubuntu", "24", ["12.4", "twelve"], "12.2", "550")
     assert any("'twelve' is not a CUDA version" in p for p in plan["problems"])
     assert any(
         "cuda_toolkit_default 12.2 is not one of cuda_toolkit_versions (12.4)" in p for p in plan["problems"]
@@ -62,15 +62,15 @@ def test_default_must_be_installed_and_versions_well_formed():
 def test_unknown_source_and_unknown_os_directory():
     assert (
         "cuda_toolkit_source 'conda' is unknown"
-        in ct.toolkit_plan("conda", "Debian", "12", [], "")["problems"][0]
+        in ct.cuda_toolkit_plan("conda", "Debian", "12", [], "")["problems"][0]
     )
-    plan = ct.toolkit_plan("cuda_repo", "Ubuntu", "20", ["12.4"], "", "550")
+    plan = ct.cuda_toolkit_plan("cuda_repo", "Ubuntu", "20", ["12.4"], "", "550")
     assert any("no directory gpufleet knows for Ubuntu 20" in p for p in plan["problems"])
 
 
 def test_home_links_flattened_in_stable_order():
-    plan = ct.toolkit_plan("debian", "Debian", "12", [], "", "535", arch="aarch64")
-    links = ct.home_links(plan["homes"])
+    plan = ct.cuda_toolkit_plan("debian", "Debian", "12", [], "", "535", arch="aarch64")
+    links = ct.cuda_home_links(plan["homes"])
     assert [link["dest"] for link in links] == [
         "/usr/local/cuda-11.8/bin",
         "/usr/local/cuda-11.8/include",
@@ -97,12 +97,12 @@ def test_hello_outcomes_never_pass_without_a_gpu():
 
 def test_hello_results_from_ansible_loop():
     runs = [{"skipped": True, "__cuda_toolkit_home": {"version": "11.8"}}]
-    res = ct.hello_results(runs, {"gpu_count": 0})
+    res = ct.cuda_hello_results(runs, {"gpu_count": 0})
     assert res["11.8"]["status"] == "no_gpu" and "no GPU on this host" in res["11.8"]["detail"]
-    res = ct.hello_results(runs, {"gpu_count": 8, "driver_error": "NVIDIA-SMI has failed"})
+    res = ct.cuda_hello_results(runs, {"gpu_count": 8, "driver_error": "NVIDIA-SMI has failed"})
     assert "driver not loaded (NVIDIA-SMI has failed)" in res["11.8"]["detail"]
     ran = [{"rc": 0, "stdout": "42", "stderr": "", "__cuda_toolkit_home": {"version": "12.4"}}]
-    assert ct.hello_results(ran, {"gpu_count": 1})["12.4"]["summary"].startswith("12.4 pass")
+    assert ct.cuda_hello_results(ran, {"gpu_count": 1})["12.4"]["summary"].startswith("12.4 pass")
 
 
 def test_cudnn_plan_on_debian_is_the_matrix_wheel_for_the_toolkit_major():

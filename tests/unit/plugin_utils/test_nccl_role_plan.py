@@ -18,11 +18,13 @@ IB = {
 
 
 def test_debian_lab_gets_the_cu11_wheel_and_ethernet_settings():
-    plan = nt.role_plan("auto", "Debian", "", "11.8", NO_IB, ETH, overrides={"extra": {"NCCL_DEBUG": "WARN"}})
+    plan = nt.nccl_role_plan(
+        "auto", "Debian", "", "11.8", NO_IB, ETH, overrides={"extra": {"NCCL_DEBUG": "WARN"}}
+    )
     assert plan["problems"] == []
     assert plan["source"] == "pip" and plan["version"] == "2.21.5"
     assert plan["packages"] == ["nvidia-nccl-cu11==2.21.5"]
-    assert nt.values(plan["settings"]) == {
+    assert nt.nccl_values(plan["settings"]) == {
         "NCCL_IB_DISABLE": "1",
         "NCCL_SOCKET_IFNAME": "=eth0",
         "NCCL_DEBUG": "WARN",
@@ -30,32 +32,32 @@ def test_debian_lab_gets_the_cu11_wheel_and_ethernet_settings():
 
 
 def test_ubuntu_uses_nvidias_packages_for_the_cuda_build():
-    plan = nt.role_plan("auto", "Ubuntu", "", "12.4", IB, ETH)
+    plan = nt.nccl_role_plan("auto", "Ubuntu", "", "12.4", IB, ETH)
     assert plan["source"] == "cuda_repo"
     assert plan["packages"] == ["libnccl2=2.21.5-1+cuda12.4", "libnccl-dev=2.21.5-1+cuda12.4"]
-    assert nt.values(plan["settings"])["NCCL_IB_HCA"] == "=mlx5_0:1,mlx5_1:1"
+    assert nt.nccl_values(plan["settings"])["NCCL_IB_HCA"] == "=mlx5_0:1,mlx5_1:1"
 
 
 def test_an_hca_the_host_lacks_is_a_problem_naming_the_variable():
-    plan = nt.role_plan("pip", "Debian", "", "12.4", IB, ETH, overrides={"ib_hca": ["mlx5_0", "mlx5_9"]})
+    plan = nt.nccl_role_plan("pip", "Debian", "", "12.4", IB, ETH, overrides={"ib_hca": ["mlx5_0", "mlx5_9"]})
     (problem,) = plan["problems"]
     assert "nccl_ib_hca names mlx5_9, which this host does not have (it has: mlx5_0, mlx5_1)" in problem
 
 
 def test_missing_or_bad_cuda_and_unknown_source():
-    assert "set nccl_cuda" in nt.role_plan("pip", "Debian", "", "", NO_IB, ETH)["problems"][0]
+    assert "set nccl_cuda" in nt.nccl_role_plan("pip", "Debian", "", "", NO_IB, ETH)["problems"][0]
     assert (
         "nccl_cuda 'twelve' is not a CUDA version"
-        in nt.role_plan("pip", "Debian", "", "twelve", NO_IB, ETH)["problems"][0]
+        in nt.nccl_role_plan("pip", "Debian", "", "twelve", NO_IB, ETH)["problems"][0]
     )
     assert any(
         "nccl_source 'conda' is unknown" in p
-        for p in nt.role_plan("conda", "Debian", "", "12.4", NO_IB, ETH)["problems"]
+        for p in nt.nccl_role_plan("conda", "Debian", "", "12.4", NO_IB, ETH)["problems"]
     )
 
 
 def test_nccl_for_another_cuda_major_is_refused():
-    plan = nt.role_plan("pip", "Debian", "2.23.4", "11.8", NO_IB, ETH)
+    plan = nt.nccl_role_plan("pip", "Debian", "2.23.4", "11.8", NO_IB, ETH)
     assert any("nccl_version" in p and "cuda_toolkit_versions" in p for p in plan["problems"])
 
 

@@ -4,9 +4,9 @@ parsing and the load/reboot decision."""
 import pytest
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.nvidia_driver import (
     activation_plan,
-    check_inputs,
     dkms_missing_kernels,
     driver_plan,
+    driver_problems,
     match_version,
     on_branch,
     parse_dkms_status,
@@ -32,10 +32,10 @@ def inputs(**kw):
         "nvswitch_count": 0,
     }
     args.update(kw)
-    return check_inputs(**args)
+    return driver_problems(**args)
 
 
-# --- check_inputs -------------------------------------------------------------------------------
+# --- driver_problems----------------------------------------------------------------------------
 
 
 def test_debian_12_defaults_are_fine():
@@ -160,7 +160,7 @@ def test_nvswitch_with_debian_source():
 
 def test_nvswitch_advice_on_debian_is_itself_valid():
     # Following the message must not lead into another preflight failure: no source that
-    # check_inputs rejects on Debian may be suggested.
+    # driver_problems rejects on Debian may be suggested.
     msg = inputs(nvswitch_count=4)[0]
     assert "nvidia_driver_source: cuda_repo" not in msg
     assert inputs(source="cuda_repo")[0].startswith(

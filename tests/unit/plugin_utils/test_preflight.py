@@ -48,7 +48,7 @@ def test_free_by_mount_from_ansible_facts():
 
 
 def test_report_lists_every_problem_and_says_nothing_changed():
-    text = pf.report(["a; set x", "b; set y"], "node1")
+    text = pf.preflight_report(["a; set x", "b; set y"], "node1")
     assert text.splitlines() == [
         "preflight failed on node1: 2 problem(s); nothing was changed.",
         "  1. a; set x",

@@ -73,7 +73,7 @@ def test_driver_package_role_not_run_or_drifted():
 def rendered_conf(ib):
     """What the nccl role writes for this machine's recorded interfaces and ``ib``."""
     plan = nccl_tuning.plan(ib, interfaces())
-    return nccl_tuning.render(plan["settings"]), nccl_tuning.values(plan["settings"])
+    return nccl_tuning.nccl_conf_text(plan["settings"]), nccl_tuning.nccl_values(plan["settings"])
 
 
 def test_nccl_conf_as_the_role_writes_it():

@@ -1,58 +1,17 @@
-"""gpufleet.cluster filters: the names roles use, and the messages they build."""
+"""gpufleet.cluster NVIDIA driver filters (plugins/filter/driver.py): the names the nvidia_driver
+role calls, and the messages they build."""
 
-import pytest
-from ansible.errors import AnsibleFilterError
-from ansible_collections.gpufleet.cluster.plugins.filter import gpufleet as flt
+from types import SimpleNamespace
+
+from ansible_collections.gpufleet.cluster.plugins.filter import driver
 
 # Real package versions of nvidia-kernel-dkms on Debian 12: the bookworm main archive and the
 # bookworm-security update.
 DEB_MAIN = "535.261.03-1"
 DEB_SECURITY = "535.309.01-0+deb12u1"
 
-# The filter names the roles' tasks call (roles/*/tasks/*.yml).
-ROLE_FILTERS = {
-    "debian_mirror",
-    "driver_problems",
-    "driver_plan",
-    "driver_version_match",
-    "driver_version_problem",
-    "dkms_status",
-    "dkms_missing_kernels",
-    "driver_activation",
-    "upstream_version",
-    # cuda_toolkit, nccl and preflight roles
-    "cuda_toolkit_plan",
-    "cuda_home_links",
-    "nvcc_release",
-    "cuda_hello_results",
-    "cuda_problems",
-    "nccl_role_plan",
-    "nccl_interfaces",
-    "nccl_conf_text",
-    "nccl_values",
-    "nccl_hca_problems",
-    "cudnn_plan",
-    "stack_problems",
-    "secure_boot_state",
-    "secure_boot_problems",
-    "disk_problems",
-    "preflight_report",
-    # bundle verification (roles/bastion, playbooks)
-    "pgp_fingerprint",
-}
-
-
-def test_filter_module_exposes_each_filter():
-    filters = flt.FilterModule().filters()
-    assert set(filters) == ROLE_FILTERS
-    for name, func in filters.items():
-        assert callable(func), name
-        assert func is getattr(flt, name)
-
-
-def test_documentation_names_every_filter():
-    for name in ROLE_FILTERS:
-        assert f"C({name})" in flt.DOCUMENTATION
+# Called through the registry, by the names roles use.
+flt = SimpleNamespace(**driver.FilterModule().filters())
 
 
 # --- driver_version_match / driver_version_problem ----------------------------------------------
@@ -161,62 +120,16 @@ def test_driver_plan_forwards_every_argument():
 
 
 def test_dkms_filters_chain_as_in_the_role():
-    rows = flt.dkms_status("nvidia-current/535.309.01, 6.1.0-56-amd64, x86_64: installed\n")
+    rows = flt.parse_dkms_status("nvidia-current/535.309.01, 6.1.0-56-amd64, x86_64: installed\n")
     version = flt.upstream_version(DEB_SECURITY)
     assert flt.dkms_missing_kernels(rows, "nvidia-current", version, ["6.1.0-56-amd64"]) == []
     assert flt.dkms_missing_kernels(rows, "nvidia-current", version, ["6.1.0-50-amd64"]) == ["6.1.0-50-amd64"]
 
 
-def test_driver_activation_forwards_arguments():
-    assert flt.driver_activation(True, "535.309.01", "", True, True, 8)["action"] == "none"
+def test_activation_plan_forwards_arguments():
+    assert flt.activation_plan(True, "535.309.01", "", True, True, 8)["action"] == "none"
     assert (
-        flt.driver_activation(False, "535.309.01", "535.261.03", False, False, 8)["action"]
-        == "reboot_required"
+        flt.activation_plan(False, "535.309.01", "535.261.03", False, False, 8)["action"] == "reboot_required"
     )
-    assert flt.driver_activation(False, "535.309.01", "", False, True, 8)["action"] == "load"
-    assert flt.driver_activation(False, "535.309.01", "", False, True)["action"] == "none"
-
-
-def test_debian_mirror_filter():
-    files = {"/etc/apt/sources.list": "deb http://deb.debian.org/debian bookworm main\n"}
-    assert flt.debian_mirror(files, "bookworm") == "http://deb.debian.org/debian"
-
-
-def test_debian_mirror_filter_rejects_non_dict():
-    with pytest.raises(AnsibleFilterError, match="dict of file name"):
-        flt.debian_mirror(["deb http://deb.debian.org/debian bookworm main"], "bookworm")
-
-
-# --- pgp_fingerprint ------------------------------------------------------------------------------
-
-# A real ed25519 key made by gpg 2.2.40 (--quick-gen-key 'test <t@example.invalid>' ed25519 sign never);
-# gpg --with-colons --list-keys printed the fingerprint below for it.
-TEST_KEY_FPR = "2F173C5CB4120B0D1C028E34128F7BAC8776D15E"
-TEST_KEY_ASC = """-----BEGIN PGP PUBLIC KEY BLOCK-----
-
-mDMEawF9DBYJKwYBBAHaRw8BAQdAsLq6TCecQpb2Xf/9NvEk0RtqLG5Jt475fO1s
-GAZMEH60GHRlc3QgPHRAZXhhbXBsZS5pbnZhbGlkPoiPBBMWCAA4FiEELxc8XLQS
-Cw0cAo40Eo97rId20V4FAmsBfQwCGwMFCwkIBwIGFQoJCAsCBBYCAwECHgECF4AA
-CgkQEo97rId20V7j3QD2IJkl7VE4NUuJLI0E7JEih+Jx1cQwL+fVprLmBMRAKQD8
-CI+V6RqEa2WKhkqluc/XZe4niO0tgroPFgWJ7YNdfAU=
-=j97Q
------END PGP PUBLIC KEY BLOCK-----
-"""
-
-
-def test_pgp_fingerprint_of_an_armored_key():
-    assert flt.pgp_fingerprint(TEST_KEY_ASC) == TEST_KEY_FPR
-
-
-def test_pgp_fingerprint_of_slurped_binary_key():
-    # slurp returns the base64 of the file: the armor's body is exactly that for the binary export.
-    slurped = "".join(TEST_KEY_ASC.splitlines()[2:7])
-    assert flt.pgp_fingerprint(slurped) == TEST_KEY_FPR
-
-
-def test_pgp_fingerprint_rejects_what_is_not_a_key():
-    with pytest.raises(AnsibleFilterError, match="armored OpenPGP key"):
-        flt.pgp_fingerprint("not a key at all!")
-    # A user id packet is valid OpenPGP, but not a public key.
-    with pytest.raises(AnsibleFilterError, match="pgp_fingerprint: this is a user id, not a public key"):
-        flt.pgp_fingerprint("tBh0ZXN0IDx0QGV4YW1wbGUuaW52YWxpZD4=")
+    assert flt.activation_plan(False, "535.309.01", "", False, True, 8)["action"] == "load"
+    assert flt.activation_plan(False, "535.309.01", "", False, True)["action"] == "none"

@@ -1,0 +1,19 @@
+# Copyright: gpufleet developers
+# Apache-2.0
+"""NCCL filters: the nccl role's plan, the interfaces it tunes for and the nccl.conf it writes.
+The knowledge lives in module_utils/nccl_tuning.py; each filter has the name of the function it
+exposes and its own documentation (``<name>.yml`` next to this file)."""
+
+from __future__ import annotations
+
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import nccl_tuning
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "nccl_role_plan": nccl_tuning.nccl_role_plan,
+            "interfaces_from_facts": nccl_tuning.interfaces_from_facts,
+            "nccl_conf_text": nccl_tuning.nccl_conf_text,
+            "nccl_values": nccl_tuning.nccl_values,
+        }
