@@ -104,7 +104,7 @@ $(NEWEST_VENV)/.stamp: pyproject.toml
 newest: $(NEWEST_VENV)/.stamp .collections/ansible_collections/gpufleet/cluster
 	@start=$$(date +%s); \
 	PATH=$(NEWEST_BIN):$$PATH; \
-	pip install --quiet --upgrade ansible-core && ansible --version | head -1 \
+	pip install --quiet --upgrade ansible-core && python -c 'import ansible.release as r; print("ansible-core", r.__version__)' \
 	&& pytest tests/unit -q -p no:cacheprovider \
 	&& modules=$$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//; s/^/gpufleet.cluster./') \
 	&& ansible-doc -t module $$modules > /dev/null && echo "ansible-doc: modules $$(echo $$modules | wc -w) ok" \
