@@ -91,3 +91,41 @@ demo-down: venv ## remove the lab containers (the cached image stays)
 
 clean: ## remove the venv and build outputs (caches stay)
 	rm -rf $(VENV) .collections dist build
+
+# --- make newest: the collection on the newest ansible-core ------------------------------------
+# A second venv (.venv-newest) on Python 3.13/3.12 from pyenv with the newest ansible-core from PyPI
+# (upgraded on every run): unit tests, ansible-doc of every module and filter, and a syntax check of
+# every playbook. Only the gpufleet package itself is installed from this tree (--no-deps: its
+# ansible-core pin is the tested range of the main venv, not this check's).
+NEWEST_VENV := .venv-newest
+NEWEST_PY ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3 $(HOME)/.pyenv/versions/3.12*/bin/python3) \
+	$(shell command -v python3.13 python3.12 2>/dev/null))
+NEWEST_BIN := $(CURDIR)/$(NEWEST_VENV)/bin
+
+.PHONY: newest help-newest
+help: help-newest
+help-newest:
+	@echo "make newest     unit tests, ansible-doc and playbook syntax checks on the newest ansible-core"
+	@echo "                (second venv .venv-newest, Python 3.12/3.13)"
+
+$(NEWEST_VENV)/.stamp: pyproject.toml
+	@test -n "$(NEWEST_PY)" || { echo "make newest needs Python 3.12 or 3.13 (pyenv install 3.13)"; exit 1; }
+	$(NEWEST_PY) -m venv $(NEWEST_VENV)
+	$(NEWEST_BIN)/pip install --quiet --upgrade pip
+	$(NEWEST_BIN)/pip install --quiet pytest PyYAML
+	$(NEWEST_BIN)/pip install --quiet --no-deps -e .
+	@touch $@
+
+newest: $(NEWEST_VENV)/.stamp .collections/ansible_collections/gpufleet/cluster
+	@start=$$(date +%s); \
+	PATH=$(NEWEST_BIN):$$PATH; \
+	pip install --quiet --upgrade ansible-core && python -c 'import ansible.release as r; print("ansible-core", r.__version__)' \
+	&& pytest tests/unit -q -p no:cacheprovider \
+	&& modules=$$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//; s/^/gpufleet.cluster./') \
+	&& ansible-doc -t module $$modules > /dev/null && echo "ansible-doc: modules $$(echo $$modules | wc -w) ok" \
+	&& filters=$$(ansible-doc -t filter -l gpufleet.cluster | awk '{print $$1}') \
+	&& test -n "$$filters" && ansible-doc -t filter $$filters > /dev/null \
+	&& echo "ansible-doc: filters $$(echo $$filters | wc -w) ok" \
+	&& for pb in playbooks/*.yml; do ansible-playbook --syntax-check $$pb > /dev/null || exit 1; done \
+	&& echo "syntax-check: $$(ls playbooks/*.yml | wc -l) playbooks ok" \
+	&& echo "make newest: passed in $$(( $$(date +%s) - start ))s"

@@ -126,3 +126,93 @@ def test_shared_variables_have_one_default_everywhere():
                 seen.setdefault(name, {})[role] = value
     differ = {name: by_role for name, by_role in seen.items() if len({repr(v) for v in by_role.values()}) > 1}
     assert differ == {}
+
+
+# roles/_common is internal (prometheus-community's pattern): no defaults, every entry point's
+# parameters passed explicitly and declared in meta/argument_specs.yml, and main refuses to run.
+COMMON = ROLES / "_common"
+
+
+def common_specs():
+    return load(COMMON / "meta" / "argument_specs.yml")["argument_specs"]
+
+
+def test_common_has_no_defaults_and_main_takes_nothing():
+    assert not (COMMON / "defaults" / "main.yml").exists()
+    assert (common_specs()["main"].get("options") or {}) == {}
+    main = (COMMON / "tasks" / "main.yml").read_text()
+    assert "ansible.builtin.fail" in main
+
+
+def test_common_entry_points_are_task_files_with_required_prefixed_parameters():
+    specs = common_specs()
+    tasks = {p.stem for p in (COMMON / "tasks").glob("*.yml")}
+    assert set(specs) == tasks, "every task file is an entry point with a spec, and only those"
+    problems = [
+        f"{entry}: {name}"
+        for entry, spec in specs.items()
+        for name, opt in (spec.get("options") or {}).items()
+        if not name.startswith("_common_") or not opt.get("required") or not opt.get("description")
+    ]
+    assert problems == []
+
+
+def test_common_entry_points_declare_every_parameter_they_read():
+    # An entry point may read its own parameters and those of the entry points it includes.
+    specs = common_specs()
+    undeclared = {}
+    for entry in specs:
+        text = (COMMON / "tasks" / f"{entry}.yml").read_text()
+        included = re.findall(r"include_tasks:\s*(\w+)\.yml", text)
+        declared = set(specs[entry].get("options") or {})
+        for inc in included:
+            declared |= set(specs[inc].get("options") or {})
+            text += (COMMON / "tasks" / f"{inc}.yml").read_text()
+        if entry.startswith("debian_nonfree"):
+            text += (COMMON / "templates" / "debian-nonfree.sources.j2").read_text()
+        used = set(re.findall(r"(?<![\w])_common_\w+", text))
+        if used - declared:
+            undeclared[entry] = sorted(used - declared)
+    assert undeclared == {}
+
+
+def test_roles_call_common_entry_points_with_their_required_parameters():
+    specs = common_specs()
+    calls = []
+    for path in ROLES.glob("*/tasks/*.yml"):
+        for task in load(path) or []:
+            inc = task.get("ansible.builtin.include_role") or {}
+            if inc.get("name") == "gpufleet.cluster._common":
+                calls.append((path, inc["tasks_from"], set(task.get("vars") or {})))
+    assert calls, "the roles call _common"
+    wrong = [
+        f"{path.relative_to(ROLES)}: {entry} missing {sorted(required - given)}"
+        for path, entry, given in calls
+        for required in [{n for n, o in (specs[entry].get("options") or {}).items() if o.get("required")}]
+        if required - given
+    ]
+    assert wrong == []
+
+
+# Documented entry points still called across roles, to move into _common next.
+CROSS_ROLE_ENTRY_POINTS = {"bundle_server/tasks/install.yml -> gpufleet.cluster.offline_repo"}
+
+
+def test_no_role_runs_a_task_file_of_another_role():
+    # Shared work lives in _common; a role never includes another user-facing role's task files.
+    foreign = []
+    for path in ROLES.glob("*/tasks/*.yml"):
+        for task in load(path) or []:
+            inc = task.get("ansible.builtin.include_role") or task.get("ansible.builtin.import_role") or {}
+            if inc and inc.get("name") != "gpufleet.cluster._common":
+                foreign.append(f"{path.relative_to(ROLES)} -> {inc.get('name')}")
+    assert set(foreign) - CROSS_ROLE_ENTRY_POINTS == set()
+
+
+def test_cuda_toolkit_writes_the_nonfree_source_with_the_driver_roles_components():
+    # One source file, two writers: cuda_toolkit's fallback must be nvidia_driver's default, or the
+    # roles would rewrite each other's file on every run.
+    text = (ROLES / "cuda_toolkit" / "vars" / "main.yml").read_text()
+    fallback = re.search(r"nvidia_driver_debian_components \| default\((\[[^\]]*\])\)", text)
+    assert fallback, "cuda_toolkit takes the components from nvidia_driver_debian_components"
+    assert yaml.safe_load(fallback.group(1)) == defaults("nvidia_driver")["nvidia_driver_debian_components"]
