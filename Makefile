@@ -102,11 +102,7 @@ NEWEST_PY ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3 $(
 	$(shell command -v python3.13 python3.12 2>/dev/null))
 NEWEST_BIN := $(CURDIR)/$(NEWEST_VENV)/bin
 
-.PHONY: newest help-newest
-help: help-newest
-help-newest:
-	@echo "make newest     unit tests, ansible-doc and playbook syntax checks on the newest ansible-core"
-	@echo "                (second venv .venv-newest, Python 3.12/3.13)"
+.PHONY: newest
 
 $(NEWEST_VENV)/.stamp: pyproject.toml
 	@test -n "$(NEWEST_PY)" || { echo "make newest needs Python 3.12 or 3.13 (pyenv install 3.13)"; exit 1; }
@@ -116,7 +112,7 @@ $(NEWEST_VENV)/.stamp: pyproject.toml
 	$(NEWEST_BIN)/pip install --quiet --no-deps -e .
 	@touch $@
 
-newest: $(NEWEST_VENV)/.stamp .collections/ansible_collections/gpufleet/cluster
+newest: $(NEWEST_VENV)/.stamp .collections/ansible_collections/gpufleet/cluster ## unit tests, ansible-doc, syntax checks on the newest ansible-core (.venv-newest)
 	@start=$$(date +%s); \
 	PATH=$(NEWEST_BIN):$$PATH; \
 	pip install --quiet --upgrade ansible-core && python -c 'import ansible.release as r; print("ansible-core", r.__version__)' \

@@ -108,6 +108,15 @@ def stages() -> list[Stage]:
             rows_from_junit=True,
         ),
     ]
+    out.append(
+        Stage(
+            "newest ansible-core",
+            ["make", "--no-print-directory", "newest"],
+            "unit tests, ansible-doc and syntax checks on the newest ansible-core",
+            group="lab",
+            lane=0,
+        )
+    )
     for name, lane in SCENARIOS.items():
         out.append(
             Stage(
