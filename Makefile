@@ -50,7 +50,7 @@ lint: venv lint-host ## ruff (lint + format) and ansible-lint, production profil
 	$(BIN)/ansible-lint --profile production
 
 unit: venv ## unit tests (recorded outputs, no lab)
-	$(BIN)/pytest tests/unit -q -p no:cacheprovider
+	$(BIN)/pytest tests/unit -q -p no:cacheprovider -n auto
 
 check: lint unit ## the inner loop: lint + unit tests, under 2 minutes
 

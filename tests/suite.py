@@ -80,7 +80,9 @@ def stages() -> list[Stage]:
         ),
         Stage(
             "unit",
-            _pytest("tests/unit", "-q", "-p", "no:cacheprovider", f"--junitxml={JUNIT_DIR}/unit.xml"),
+            _pytest(
+                "tests/unit", "-q", "-p", "no:cacheprovider", "-n", "auto", f"--junitxml={JUNIT_DIR}/unit.xml"
+            ),
             "unit tests on recorded outputs",
             junit="unit.xml",
         ),
