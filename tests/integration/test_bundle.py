@@ -229,7 +229,15 @@ def test_interrupted_build_resumes_without_refetching(env, tmp_path):
     profile = write_profile(tmp_path, name="resume", apt=("gcc-12", "hello"))
     out = tmp_path / "out"
     cmd = [str(BIN / "gpufleet"), "bundle", "build", str(profile), "-o", str(out), "--apt-rate-limit", "2M"]
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # A suite started in the background (`make test &`) inherits SIGINT ignored, and Python keeps
+        # an inherited SIG_IGN: give the build the disposition an operator's Ctrl-C meets.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if len(list((out / "apt/pool").glob("*.deb"))) >= 3:
