@@ -328,3 +328,57 @@ def ib_ports(ib, expected_ports=None, expected_rate_gbps=None):
         source=POLICY,
         **common,
     )
+
+
+# --- fabric_registration --------------------------------------------------------------------
+
+FABRIC_DONE = "completed"
+FABRIC_OK = "success"
+
+
+@gpu_check()
+def fabric_registration(gpus):
+    """Each GPU's NVSwitch/NVLink fabric registration (nvidia-smi ``Fabric`` State and Status, R535+).
+
+    A GPU whose registration never completed cannot run CUDA work across the fabric even while
+    nvidia-fabricmanager is "active" (so ``fabric_manager`` alone cannot see it): state Not Started
+    or In Progress, or Completed with a status other than Success, fails REBOOT (Fabric Manager
+    registers GPUs when it starts, before CUDA uses them; a reboot brings both up in order). GPUs
+    that report no fabric state (no NVSwitch fabric: PCIe cards, single-GPU VMs, drivers before
+    R535) skip with the reason.
+    """
+    check = "fabric_registration"
+    items = gpu_list(gpus)
+    details = [
+        {"index": g.get("index"), "pci_bus_id": g.get("pci_bus_id"), **(g.get("fabric") or {})} for g in items
+    ]
+    have = [g for g in items if (g.get("fabric") or {}).get("state")]
+    if not have:
+        return result(
+            check,
+            SKIP,
+            f"no fabric registration state reported for {labels(items)} (no NVSwitch fabric, or a "
+            "driver before R535)",
+            details=details,
+        )
+    bad = []
+    for g in have:
+        state = str(g["fabric"]["state"]).strip()
+        status = str(g["fabric"].get("status") or "").strip()
+        if state.lower() != FABRIC_DONE or (status and status.lower() != FABRIC_OK):
+            bad.append(f"{label(g)} state {state}" + (f", status {status}" if status else ""))
+    common = {"expected": "Completed, Success", "source": POLICY + " (NVIDIA Fabric Manager user guide)"}
+    if bad:
+        return result(
+            check,
+            FAIL,
+            f"fabric registration not completed: {'; '.join(bad)}: CUDA cannot use these GPUs "
+            "across the NVLink fabric",
+            measured=len(bad),
+            action=REBOOT,
+            details=details,
+            **common,
+        )
+    return result(
+        check, PASS, f"fabric registration Completed/Success on {labels(have)}", details=details, **common
+    )

@@ -31,6 +31,7 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import (
     gpu_memory,
     host,
     kernel_log,
+    policy,
     software,
 )
 
@@ -103,6 +104,9 @@ def _register(*checks):
 
 
 GPUS = {"gpus": state("gpus")}
+# The site's policy (plugin_utils/checks/policy.py), validated; None gives the defaults.
+POLICY = {"policy": hostvar("gpufleet_verify_policy", policy.validate)}
+GPUS_POLICY = {**GPUS, **POLICY}
 DRIVER_PIN = {
     "branch": hostvar("nvidia_driver_branch"),
     "version": hostvar("nvidia_driver_version"),
@@ -133,8 +137,8 @@ CHECKS = _register(
         software.driver_package,
         {"driver_fact": local_fact("gpufleet_nvidia_driver"), "packages": state("packages"), **DRIVER_PIN},
     ),
-    Check("persistence_mode", "quick", "gpu", "Persistence mode", gpu.persistence_mode, GPUS),
-    Check("ecc", "quick", "gpu", "ECC mode and error counts", gpu_memory.ecc, GPUS),
+    Check("persistence_mode", "quick", "gpu", "Persistence mode", gpu.persistence_mode, GPUS_POLICY),
+    Check("ecc", "quick", "gpu", "ECC mode and error counts", gpu_memory.ecc, GPUS_POLICY),
     Check("row_remap", "quick", "gpu", "Row remapping", gpu_memory.row_remap, GPUS),
     Check("retired_pages", "quick", "gpu", "Retired pages", gpu_memory.retired_pages, GPUS),
     Check(
@@ -150,8 +154,9 @@ CHECKS = _register(
             "window_hours": hostvar("gpufleet_verify_xid_window_hours"),
         },
     ),
-    Check("throttle", "quick", "gpu", "Clock throttle reasons", gpu.throttle, GPUS),
-    Check("pcie_link", "quick", "gpu", "PCIe link width and generation", gpu.pcie_link, GPUS),
+    Check("throttle", "quick", "gpu", "Clock throttle reasons", gpu.throttle, GPUS_POLICY),
+    Check("pcie_link", "quick", "gpu", "PCIe link width and generation", gpu.pcie_link, GPUS_POLICY),
+    Check("recovery_action", "quick", "gpu", "Driver's GPU recovery action", gpu.recovery_action, GPUS),
     Check(
         "nvlink",
         "quick",
@@ -159,6 +164,14 @@ CHECKS = _register(
         "NVLink active links",
         fabric.nvlink,
         {"gpus": state("gpus"), "nvlink_text": state("nvlink"), "overrides": BASELINE_OVERRIDES},
+    ),
+    Check(
+        "fabric_registration",
+        "quick",
+        "fabric",
+        "NVLink fabric registration per GPU",
+        fabric.fabric_registration,
+        GPUS,
     ),
     Check(
         "fabric_manager",

@@ -177,6 +177,7 @@ def host_entry(raw: dict) -> dict:
         "action": folded["action"],
         "failing": folded["failing"],
         "warning": folded["warning"],
+        "policy": folded.get("policy", []),
         "error": raw.get("error"),
         "duration_s": round(float(raw.get("duration_s") or 0), 3),
         "gpu_count": raw.get("gpu_count"),

@@ -85,9 +85,12 @@ def test_driver_loaded_mixed_vbios_warns():
 # --- persistence_mode -------------------------------------------------------------------------
 
 
-def test_persistence_disabled_in_recordings_fails():
-    res = assert_result(gpu.persistence_mode(t4()), "persistence_mode", core.FAIL)
-    assert res["action"] == core.REPROVISION and "GPU 0 (0000:00:1e.0)" in res["summary"]
+def test_persistence_disabled_in_recordings_is_policy_not_health():
+    # issue 13, class 1: a setting the site wants, not a fault (was FAIL REPROVISION)
+    res = assert_result(gpu.persistence_mode(t4()), "persistence_mode", core.POLICY_STATUS)
+    assert res["action"] == core.RECONFIGURE and "GPU 0 (0000:00:1e.0)" in res["summary"]
+    res = gpu.persistence_mode(t4(), policy={"persistence_required": False})
+    assert res["status"] == core.PASS and "does not require" in res["summary"]
 
 
 def test_persistence_enabled_passes_and_unknown_warns():
@@ -124,8 +127,16 @@ def test_throttle_hardware_and_power_cap():
 
 def test_pcie_link_full_width_passes_and_recorded_t4_x8_fails():
     assert_result(gpu.pcie_link(p100()), "pcie_link", core.PASS)
-    res = assert_result(gpu.pcie_link(t4()), "pcie_link", core.FAIL)  # recorded: x8 of x16
+    # issue 13, class 2: the recorded T4 is x8 of x16 in a pass-through VM: a platform trait, a
+    # policy result (was FAIL REBOOT); the same width on bare metal still fails REBOOT.
+    res = assert_result(gpu.pcie_link(t4()), "pcie_link", core.POLICY_STATUS)
+    assert res["action"] == core.RECONFIGURE and "GPU 0 (0000:00:1e.0) x8 of x16" in res["summary"]
+    assert gpu.pcie_link(t4(), policy={"pcie_passthrough_narrow_ok": True})["status"] == core.PASS
+    host = t4()
+    host["gpus"][0]["virtualization_mode"] = None  # derived from tesla-t4.xml, edited: bare metal
+    res = assert_result(gpu.pcie_link(host), "pcie_link", core.FAIL)
     assert res["action"] == core.REBOOT and "GPU 0 (0000:00:1e.0) x8 of x16" in res["summary"]
+    assert gpu.pcie_link(host, policy={"pcie_min_width": 8})["status"] == core.PASS
 
 
 def test_pcie_link_low_generation_only_warns():
