@@ -12,7 +12,7 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks.core impor
     PASS,
     SKIP,
     WARN,
-    gpu_check,
+    no_gpu,
     result,
     worst_action,
 )
@@ -83,11 +83,14 @@ def xid(kernel_log, since=None, window_hours=24):
     )
 
 
-@gpu_check(smi=False, name="xid")
 def xid_on_host(gpus, kernel_log, error=None, window_hours=24):
     """``xid`` as ``gpufleet verify`` runs it: on a GPU host whose kernel log could not be read
     (``error``: what journalctl and dmesg said) the check fails MONITOR instead of skipping, since
-    an XID may be hiding there."""
+    an XID may be hiding there. A host without GPUs skips (``no_gpu``); ``gpus`` None (unknown, as
+    in a recording of the kernel log alone) judges the log."""
+    skip = no_gpu("xid", gpus) if gpus is not None else None
+    if skip:
+        return skip
     if kernel_log is None:
         return result(
             "xid",

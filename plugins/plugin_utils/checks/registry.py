@@ -48,15 +48,20 @@ SOURCES = (STATE, HOSTVAR, LOCAL_FACT, ERROR, BASELINES)
 
 @dataclass(frozen=True)
 class Need:
-    """One input of a check: where it comes from (``source``, ``key``) and how it is converted."""
+    """One input of a check: where it comes from (``source``, ``key``) and how it is converted.
+
+    ``optional``: the check can judge without it (None), as ``gpufleet diagnose`` does when a
+    recording lacks it (a kernel log sent without an nvidia-smi report).
+    """
 
     source: str
     key: str | None = None
     convert: Callable | None = None
+    optional: bool = False
 
 
-def state(key, convert=None):
-    return Need(STATE, key, convert)
+def state(key, convert=None, optional=False):
+    return Need(STATE, key, convert, optional)
 
 
 def hostvar(name, convert=None):
@@ -148,7 +153,7 @@ CHECKS = _register(
         "XID errors in the kernel log",
         kernel_log.xid_on_host,
         {
-            "gpus": state("gpus"),
+            "gpus": state("gpus", optional=True),
             "kernel_log": state("kernel_log"),
             "error": error("kernel_log"),
             "window_hours": hostvar("gpufleet_verify_xid_window_hours"),

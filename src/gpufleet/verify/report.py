@@ -163,6 +163,22 @@ def render_table(report, verbose: bool = False) -> str:
     if _is_finite_number(report.get("duration_s")):
         head += f", took {_seconds(report['duration_s'])}"
     lines += [head, ""]
+    inputs = report.get("inputs")
+    if inputs is not None:  # gpufleet diagnose: what was read from which file, and what was not
+        for status, title in (
+            ("used", "read"),
+            ("unused", "not used"),
+            ("unknown", "not used (unknown name)"),
+            ("unreadable", "unreadable"),
+        ):
+            files = [i for i in inputs if i.get("status") == status]
+            if files:
+                listing = ", ".join(
+                    _clean(i.get("file")) + (f" ({_clean(i['reason'])})" if i.get("reason") else "")
+                    for i in files
+                )
+                lines.append(f"{title}: {listing}")
+        lines.append("")
 
     # The POLICY column only where some host differs from the site's policy (health.POLICY_STATUS).
     shown_statuses = [health.PASS, health.WARN, health.FAIL, health.SKIP]
@@ -229,10 +245,12 @@ def render_table(report, verbose: bool = False) -> str:
         if skipped:
             if not block:
                 block.append(f"{name}: {_clean(verdict)}")
-            reasons = "; ".join(
-                f"{_clean(c.get('check') or '?')} ({_clean(c.get('summary')) or 'no reason given'})"
-                for c in skipped
-            )
+            # Checks skipped for one reason are listed together, once.
+            by_reason: dict[str, list[str]] = {}
+            for c in skipped:
+                reason = _clean(c.get("summary")) or "no reason given"
+                by_reason.setdefault(reason, []).append(_clean(c.get("check") or "?"))
+            reasons = "; ".join(f"{', '.join(names)} ({reason})" for reason, names in by_reason.items())
             block.append(f"  skipped: {reasons}")
         if block:
             lines += ["", *block]
