@@ -1,9 +1,11 @@
 # Copyright: gpufleet developers
 # Apache-2.0
-"""Kernel log checks: XID errors, classified by ``module_utils/xid.py``."""
+"""Kernel log checks: XID errors (``plugin_utils/xid.py``) and the GPU faults the driver logs
+without an XID (``plugin_utils/kernel_faults.py``)."""
 
 from __future__ import annotations
 
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import kernel_faults
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import xid as xid_table
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks.core import (
     AZURE,
@@ -19,6 +21,16 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks.core impor
 
 # --- xid ------------------------------------------------------------------------------------
 
+DETAIL_KEYS = ("xid", "count", "class", "action", "meaning", "first", "last")
+
+
+def _label(entry):
+    if entry.get("fault"):
+        return entry["fault"].replace("_", " ")
+    if entry.get("root_cause"):
+        return f"XID {entry['xid']} caused by XID {entry['root_cause']}"
+    return f"XID {entry['xid']}"
+
 
 def xid(kernel_log, since=None, window_hours=24):
     """XID errors in the kernel log (``xid.parse_kernel_log`` + ``xid.classify``).
@@ -33,7 +45,10 @@ def xid(kernel_log, since=None, window_hours=24):
     window = f"the last {window_hours} h" if since is not None else "the kernel log"
     if kernel_log is None:
         return result(check, SKIP, "kernel log not collected (journalctl -k / dmesg gave nothing)")
-    summary = xid_table.classify(xid_table.parse_kernel_log(kernel_log, since=since))
+    events = kernel_faults.merge(
+        xid_table.parse_kernel_log(kernel_log, since=since), kernel_faults.parse(kernel_log, since=since)
+    )
+    summary = xid_table.classify(events)
     details = [
         {
             "pci": dev["pci"],
@@ -41,7 +56,11 @@ def xid(kernel_log, since=None, window_hours=24):
             "worst_class": dev["worst_class"],
             "worst_action": dev["worst_action"],
             "xids": [
-                {k: entry.get(k) for k in ("xid", "count", "class", "action", "meaning", "first", "last")}
+                {
+                    k: entry.get(k)
+                    for k in (*DETAIL_KEYS, "root_cause", "fault", "source", "message")
+                    if k in entry
+                }
                 for entry in dev["xids"]
             ],
         }
@@ -52,7 +71,7 @@ def xid(kernel_log, since=None, window_hours=24):
     if not summary:
         return result(check, PASS, f"no XID in {window}", source=AZURE, **common)
     listing = "; ".join(
-        f"PCI {dev['pci']}: " + ", ".join(f"XID {e['xid']} x{e['count']} ({e['class']})" for e in dev["xids"])
+        f"PCI {dev['pci']}: " + ", ".join(f"{_label(e)} x{e['count']} ({e['class']})" for e in dev["xids"])
         for dev in summary.values()
     )
     serious = [
@@ -68,7 +87,7 @@ def xid(kernel_log, since=None, window_hours=24):
         return result(
             check,
             FAIL,
-            f"{events} XID event(s) in {window}, hardware/driver class: {listing}",
+            f"{events} XID or GPU fault event(s) in {window}, hardware/driver class: {listing}",
             source=AZURE + " (XID list); gcm (application XIDs)",
             action=action,
             **common,
