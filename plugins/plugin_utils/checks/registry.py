@@ -204,6 +204,7 @@ CHECKS = _register(
             "ib": state("ib"),
             "expected_ports": hostvar("gpufleet_expected_ib_ports"),
             "expected_rate_gbps": hostvar("gpufleet_expected_ib_rate_gbps"),
+            "rail_ports": hostvar("gpufleet_ib_rails", _listed),
         },
     ),
     Check(
@@ -234,6 +235,14 @@ CHECKS = _register(
         "Required services",
         software.services,
         {"states": state("services"), "required": hostvar("gpufleet_verify_services", _listed)},
+    ),
+    Check(
+        "collection",
+        "quick",
+        "software",
+        "Host state collected",
+        host.collection,
+        {"errors": state("errors")},
     ),
     Check(
         "disk_headroom",

@@ -38,6 +38,10 @@ EXPECT_KEYS = {
     "gpus": ("gpufleet_expected_gpus", "GPUs the host must have (0: none)"),
     "rails": ("gpufleet_expected_ib_ports", "InfiniBand rails (ACTIVE ports) the host must have"),
     "rail_rate_gbps": ("gpufleet_expected_ib_rate_gbps", "their rate in Gb/s, e.g. 400 for NDR"),
+    "rail_ports": (
+        "gpufleet_ib_rails",
+        "the ports that are rails (mlx5_0:1) on RoCE; default InfiniBand ones",
+    ),
     "sku": (None, "the GPU SKU the host must have, as baselines names it (e.g. H100-SXM)"),
     "policy": ("gpufleet_verify_policy", "the site's policy (plugins/plugin_utils/checks/policy.py)"),
 }
@@ -88,6 +92,13 @@ def load_expect(path: str | Path | None) -> dict:
     rate = data.get("rail_rate_gbps")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0):
         raise DiagnoseError(f"{path}: rail_rate_gbps must be a positive number, got {rate!r}")
+    rail_ports = data.get("rail_ports")
+    if rail_ports is not None and (
+        not isinstance(rail_ports, list) or not all(isinstance(p, str) and p for p in rail_ports)
+    ):
+        raise DiagnoseError(
+            f"{path}: rail_ports must be a list of ports (mlx5_0:1) or devices, got {rail_ports!r}"
+        )
     sku = data.get("sku")
     if sku is not None and sku not in baselines.BASELINES:
         raise DiagnoseError(f"{path}: unknown sku {sku!r}; known: {', '.join(sorted(baselines.BASELINES))}")

@@ -28,7 +28,7 @@ FILES = {
     "ibstat.txt": "ibstat",
     "sys-class-infiniband/": "a copy of /sys/class/infiniband (used before ibstat.txt)",
     "nccl-tests.txt": "an nccl-tests all_reduce_perf report; MPI rank prefixes ([0], [1,0]<stdout>:) allowed",
-    "expect.yml": "the host's expectations: gpus, sku, rails, rail_rate_gbps, policy",
+    "expect.yml": "the host's expectations: gpus, sku, rails, rail_rate_gbps, rail_ports, policy",
 }
 # A tool's own failure, next to its output: <name>.rc holds its exit status, <name>.stderr its
 # error output (e.g. ibstat.rc, ibstat.stderr). They belong to the tool file of the same stem.
@@ -86,6 +86,7 @@ def read(directory: str | os.PathLike) -> Recording:
     directory = Path(directory)
     rec = Recording(state=_base_state())
     state, errors = rec.state, rec.state["errors"]
+    rec.recorded.add("errors")  # what could not be read is known for every recording
     used: dict[str, tuple[str, str | None]] = {}  # name -> (status, reason)
 
     def note(name, status, reason=None):
@@ -152,10 +153,18 @@ def read(directory: str | os.PathLike) -> Recording:
         ib.update(infiniband.summarize(devices))
         ib["ibstat"] = ibstat
         ib["ibstat_error"] = None
-        if rc or (err and err.strip() and source == "ibstat" and not devices):
+        # ibstat's own error lines: its .stderr, or ibpanic/ibwarn lines pasted into its output.
+        panic = "\n".join(
+            line for line in (text or "").splitlines() if line.strip().startswith(("ibpanic:", "ibwarn:"))
+        )
+        failed = _error_lines("\n".join(t for t in (err, panic) if t))
+        if rc or failed:
             # The tool failed: its error lines kept whole, and what it printed before still judged.
-            ib["ibstat_error"] = _error_lines(err) or f"ibstat exited with status {rc}"
-            errors["ib"] = f"ibstat exited with status {rc}: {ib['ibstat_error']}"
+            ib["ibstat_error"] = failed or f"ibstat exited with status {rc}"
+            status = f" with status {rc}" if rc else ""
+            errors["ib"] = (
+                f"ibstat failed{status} after printing {len(ibstat or [])} device(s): {ib['ibstat_error']}"
+            )
         state["ib"] = ib
         rec.recorded.add("ib")
 
