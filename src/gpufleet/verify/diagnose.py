@@ -215,7 +215,7 @@ def diagnose(
         raise DiagnoseError(f"{directory} is not a directory of recorded outputs")
     rec = recorded.read(directory)
     expectations = load_expect(expect or rec.expect_path)
-    if not rec.recorded and rec.nccl_tests is None:
+    if not (rec.recorded - {"errors"}) and rec.nccl_tests is None:
         listed = ", ".join(f"{i['file']} ({i['status']})" for i in rec.inputs) or "nothing"
         raise DiagnoseError(
             f"{directory}: no recorded output gpufleet diagnose can read (found: {listed}); "
