@@ -441,7 +441,10 @@ def text_to_tree(text):
         field = _FIELD.match(line)
         label = field.group("label") if field else line
         tag = _tag(parent.tag if parent is not root else None, label)
-        elem = _add(parent, tag, field.group("value").strip() if field else None)
+        value = field.group("value").strip() if field else None
+        if tag == "pci_device_id" and value and value.lower().startswith("0x"):
+            value = value[2:]  # the text report prints 0x233010DE, the XML 233010DE
+        elem = _add(parent, tag, value)
         stack.append((indent, elem, field is not None))
         if parent is root and tag in ("driver_version", "attached_gpus"):
             seen = True
