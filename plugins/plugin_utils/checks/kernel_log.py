@@ -84,11 +84,14 @@ def xid(kernel_log, since=None, window_hours=24):
             for e in dev["xids"]
             if e["class"] in (xid_table.HARDWARE, xid_table.DRIVER)
         )
+        faults = sorted({e["source"] for dev in serious for e in dev["xids"] if e.get("fault")})
         return result(
             check,
             FAIL,
             f"{events} XID or GPU fault event(s) in {window}, hardware/driver class: {listing}",
-            source=AZURE + " (XID list); gcm (application XIDs)",
+            source=AZURE
+            + " (XID list); NVIDIA XID catalogue (XIDs after 120); gcm (application XIDs)"
+            + "".join(f"; {s} (no-Xid fault)" for s in faults),
             action=action,
             **common,
         )

@@ -175,7 +175,7 @@ def _nccl_result(text: str, sku: str | None) -> dict:
         unit=meta["unit"],
         fail_action=health.RESET_GPU,
         details=details,
-        suffix=" (recorded nccl-tests, largest size)",
+        suffix=f" (recorded nccl-tests, {parsed['ranks'] or '?'} ranks, largest size)",
     )
 
 

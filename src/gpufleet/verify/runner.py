@@ -212,7 +212,20 @@ def prepare(
     # Each host's pytest runs in a work directory of its own: give it the inventory by absolute path.
     inventory = os.path.abspath(inventory)
     hosts = inventory_hosts(inventory, limit)
+    check_policies(hosts)
     return inventory, hosts, host_overrides(hosts, file_overrides)
+
+
+def check_policies(hosts: dict[str, dict]) -> None:
+    """Every host's ``gpufleet_verify_policy`` valid, before any host is touched (VerifyError names
+    the host and the setting)."""
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import policy
+
+    for host, hostvars in hosts.items():
+        try:
+            policy.validate(hostvars.get("gpufleet_verify_policy"), where=f"{host}: gpufleet_verify_policy")
+        except policy.PolicyError as exc:
+            raise VerifyError(str(exc)) from exc
 
 
 def run(

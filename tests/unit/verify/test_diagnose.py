@@ -201,3 +201,21 @@ def test_every_registered_check_runs_or_skips_with_a_reason():
     for res in result.report["hosts"][0]["checks"]:
         if res["status"] == core.SKIP:
             assert res["summary"]
+
+
+def test_nccl_tests_with_mpi_rank_prefixes(tmp_path):
+    # The recorded 2x8 H100 all_reduce_perf report (tests/fixtures/probes/PROVENANCE.md), each line
+    # given the Open MPI --tag-output prefix and, in a second copy, the "[0] " -prepend-rank prefix.
+    text = (FIXTURES / "probes" / "all_reduce_perf-h100-2x8-wrong-layout.txt").read_text()
+    for prefix in ("[1,0]<stdout>:", "[0] "):
+        case = tmp_path / prefix.strip("[]<>: ").replace(",", "-")
+        case.mkdir()
+        (case / "nccl-tests.txt").write_text("".join(prefix + line for line in text.splitlines(True)))
+        result = D.diagnose(case)
+        res = check(result, "probe_allreduce")
+        assert res["measured"] == pytest.approx(338.82)
+        assert res["status"] == core.SKIP  # no SKU known from a recording without nvidia-smi
+        assert "338.82" in res["summary"]
+        (case / "expect.yml").write_text("sku: H100 SXM\n")
+        res = check(D.diagnose(case), "probe_allreduce")
+        assert res["status"] in (core.FAIL, core.WARN) and res["expected"] == 460  # azurehpc 8-GPU busbw

@@ -157,3 +157,19 @@ def test_gpu_processes():
     assert res["details"] == [{"pid": 5762, "process_name": "python", "used_memory": "1005 MiB"}]
     assert_result(gpu.gpu_processes(t4(), None), "gpu_processes", core.WARN)
     assert_result(gpu.gpu_processes(driver_not_loaded(), ""), "gpu_processes", core.SKIP)
+
+
+def test_power_cap_judged_with_the_power_readings():
+    # issue 13, class 2: the software power cap on a GPU busy at its limit is the cap at work
+    host = a100()
+    first = host["gpus"][0]
+    first["clocks_event_reasons_active"] = ["sw_power_cap"]  # derived from the A100 report, edited
+    first["power"] = {"draw_w": 495.0, "limit_w": 500.0}  # edited: busy at its limit
+    res = assert_result(gpu.throttle(host), "throttle", core.PASS)
+    assert "the cap at work" in res["summary"]
+    first["power"] = {"draw_w": 290.0, "limit_w": 300.0}  # edited: limit lowered below the default
+    first["power_limits"] = {"default_w": 500.0, "max_w": 500.0}
+    res = assert_result(gpu.throttle(host), "throttle", core.POLICY_STATUS)
+    assert res["action"] == core.RECONFIGURE and "300 W of 500 W default" in res["summary"]
+    first["power"] = {"draw_w": 100.0, "limit_w": 500.0}  # edited: capped far below its limit
+    assert assert_result(gpu.throttle(host), "throttle", core.WARN)["action"] == core.MONITOR
