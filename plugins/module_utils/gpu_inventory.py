@@ -83,6 +83,8 @@ def build_facts(
         "driver_error": driver_error,
         "nvidia_smi_path": nvidia_smi_path,
         "gpu_count": len(gpus),
+        # what nvidia-smi says is attached; more than gpu_count: GPUs it could not query
+        "attached_gpus": smi_report.get("attached_gpus") if smi_report is not None else None,
         "pci_gpu_count": len(pci_gpus),
         "gpus": gpus,
         "architectures": architectures,

@@ -1,6 +1,6 @@
 # Copyright: gpufleet developers
 # Apache-2.0
-"""Parse ``nvidia-smi -q -x`` (the XML query report) into plain data.
+"""Parse ``nvidia-smi -q -x`` (the XML query report), and the plain ``nvidia-smi -q`` text, into plain data.
 
 Host code: stdlib only, Python >= 3.8 (Ansible ships it to hosts). Used by the ``gpufleet.cluster.gpu_facts``
 module and by the verification checks; the layout differences between driver branches are handled here, once:
@@ -150,6 +150,36 @@ def _ecc_errors(gpu):
     }
 
 
+def _ecc_split_counts(section):
+    """SRAM and DRAM counts kept apart (newer layout); None where the driver does not split them."""
+    if section is None:
+        return None
+    counts = {
+        "sram_correctable": to_int(_text(section, "sram_correctable")),
+        "sram_uncorrectable": _sum(
+            to_int(_text(section, tag))
+            for tag in ("sram_uncorrectable", "sram_uncorrectable_parity", "sram_uncorrectable_secded")
+        ),
+        "dram_correctable": to_int(_text(section, "dram_correctable")),
+        "dram_uncorrectable": to_int(_text(section, "dram_uncorrectable")),
+    }
+    return counts if any(v is not None for v in counts.values()) else None
+
+
+def _ecc_split(gpu):
+    """``{"volatile", "aggregate": SRAM/DRAM counts or None, "sram_threshold_exceeded": bool or None}``.
+
+    The aggregate (lifetime) counts survive a reboot; R535+ drivers also flag when the SRAM error
+    count crossed the threshold NVIDIA sets for the board (``<sram_threshold_exceeded>``).
+    """
+    errors = gpu.find("ecc_errors")
+    return {
+        "volatile": _ecc_split_counts(_find(errors, "volatile")),
+        "aggregate": _ecc_split_counts(_find(errors, "aggregate")),
+        "sram_threshold_exceeded": to_bool(_text(errors, "aggregate/sram_threshold_exceeded")),
+    }
+
+
 def _retired_pages(gpu):
     node = gpu.find("retired_pages")
     if node is None:
@@ -214,6 +244,21 @@ def _power(gpu):
     }
 
 
+def _power_limits(gpu):
+    readings = gpu.find("gpu_power_readings")
+    if readings is None:
+        readings = gpu.find("power_readings")
+    return {
+        "default_w": to_float(_text(readings, "default_power_limit")),
+        "max_w": to_float(_text(readings, "max_power_limit")),
+    }
+
+
+def _fabric(gpu):
+    """NVSwitch/NVLink fabric registration (R535+): state Not Started/In Progress/Completed, status."""
+    return {"state": _text(gpu, "fabric/state"), "status": _text(gpu, "fabric/status")}
+
+
 def _mig_device_count(gpu):
     devices = gpu.find("mig_devices")
     return 0 if devices is None else len(devices.findall("mig_device"))
@@ -254,6 +299,11 @@ def parse_gpu(gpu, index):
             "used_mib": to_int(_text(gpu, "fb_memory_usage/used")),
         },
         "power": _power(gpu),
+        "power_limits": _power_limits(gpu),
+        "ecc_split": _ecc_split(gpu),
+        "virtualization_mode": _text(gpu, "gpu_virtualization_mode/virtualization_mode"),
+        "gpu_recovery_action": _text(gpu, "gpu_recovery_action"),
+        "fabric": _fabric(gpu),
         "temperature_c": to_int(_text(gpu, "temperature/gpu_temp")),
         "memory_temperature_c": to_int(_text(gpu, "temperature/memory_temp")),
     }
@@ -289,3 +339,134 @@ def parse_nvidia_smi_xml(text):
         "gpu_count": len(gpus),
         "gpus": gpus,
     }
+
+
+# --- the plain-text report (nvidia-smi -q) -----------------------------------------------------
+
+_GPU_HEADER = re.compile(r"^GPU\s+(?P<id>[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7])\s*$")
+_FIELD = re.compile(r"^(?P<label>[^:]*?[^\s:])\s*:\s?(?P<value>.*)$")
+_REASONS = "clocks_event_reasons"
+_REASON = "clocks_event_reason_"
+
+# (parent tag or None for any parent, label in lower case) -> XML tag or "tag/child" path.
+_TAGS = {
+    (None, "serial number"): "serial",
+    (None, "gpu uuid"): "uuid",
+    (None, "gpu current temp"): "gpu_temp",
+    (None, "memory current temp"): "memory_temp",
+    (None, "instantaneous power draw"): "instant_power_draw",
+    (None, "clocks throttle reasons"): _REASONS,
+    (None, "clocks event reasons"): _REASONS,
+    ("pci", "bus id"): "pci_bus_id",
+    ("pci", "device id"): "pci_device_id",
+    ("pci", "gpu link info"): "pci_gpu_link_info",
+    ("pci_gpu_link_info", "pcie generation"): "pcie_gen",
+    ("pci_gpu_link_info", "link width"): "link_widths",
+    ("pcie_gen", "max"): "max_link_gen",
+    ("pcie_gen", "current"): "current_link_gen",
+    ("link_widths", "max"): "max_link_width",
+    ("link_widths", "current"): "current_link_width",
+    ("ecc_mode", "current"): "current_ecc",
+    ("ecc_mode", "pending"): "pending_ecc",
+    ("mig_mode", "current"): "current_mig",
+    ("mig_mode", "pending"): "pending_mig",
+    (None, "sram uncorrectable sec-ded"): "sram_uncorrectable_secded",
+    ("retired_pages", "single bit ecc"): "multiple_single_bit_retirement/retired_count",
+    ("retired_pages", "double bit ecc"): "double_bit_retirement/retired_count",
+    ("retired_pages", "pending page blacklist"): "pending_blacklist",
+    ("retired_pages", "pending page retirement"): "pending_retirement",
+    ("retired_pages", "pending"): "pending_retirement",
+    ("remapped_rows", "correctable error"): "remapped_row_corr",
+    ("remapped_rows", "uncorrectable error"): "remapped_row_unc",
+    ("remapped_rows", "pending"): "remapped_row_pending",
+    ("remapped_rows", "remapping failure occurred"): "remapped_row_failure",
+    (_REASONS, "idle"): _REASON + "gpu_idle",
+    (_REASONS, "display clock setting"): _REASON + "display_clocks_setting",
+}
+
+
+def _slug(label):
+    return re.sub(r"[^0-9a-z]+", "_", label.lower()).strip("_") or "field"
+
+
+def _tag(parent, label):
+    lowered = " ".join(label.lower().split())
+    tag = _TAGS.get((parent, lowered)) or _TAGS.get((None, lowered))
+    if tag:
+        return tag
+    if parent == _REASONS:
+        return _REASON + _slug(lowered)
+    if parent == "mig_devices":
+        return "mig_device"
+    return _slug(lowered)
+
+
+def _add(parent, path, value=None):
+    """Add ``path`` ("a" or "a/b") under ``parent``; the last element gets ``value`` as text."""
+    elem = parent
+    for part in path.split("/"):
+        elem = ET.SubElement(elem, part)
+    if value is not None:
+        elem.text = value
+    return elem
+
+
+def text_to_tree(text):
+    """The ``<nvidia_smi_log>`` element an ``nvidia-smi -q`` text report stands for.
+
+    Raises ``NvidiaSmiParseError`` when the text has neither a GPU section nor a driver version.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    root = ET.Element("nvidia_smi_log")
+    stack = []  # (indent, element, holds a value)
+    seen = False
+    for raw in (text or "").expandtabs(4).splitlines():
+        if not raw.strip() or raw.strip().startswith("="):
+            continue
+        indent = len(raw) - len(raw.lstrip(" "))
+        line = raw.strip()
+        header = _GPU_HEADER.match(line)
+        if header:
+            gpu = ET.SubElement(root, "gpu", id=header.group("id"))
+            stack = [(indent, gpu, False)]
+            seen = True
+            continue
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        # Fields printed under a field are its siblings in the XML report.
+        while stack and stack[-1][2]:
+            stack.pop()
+        parent = stack[-1][1] if stack else root
+        field = _FIELD.match(line)
+        label = field.group("label") if field else line
+        tag = _tag(parent.tag if parent is not root else None, label)
+        value = field.group("value").strip() if field else None
+        if tag == "pci_device_id" and value and value.lower().startswith("0x"):
+            value = value[2:]  # the text report prints 0x233010DE, the XML 233010DE
+        elem = _add(parent, tag, value)
+        stack.append((indent, elem, field is not None))
+        if parent is root and tag in ("driver_version", "attached_gpus"):
+            seen = True
+    if not seen:
+        raise NvidiaSmiParseError(
+            "not an nvidia-smi -q text report: no 'GPU 0000:..' section and no 'Driver Version' line"
+        )
+    return root
+
+
+def parse_nvidia_smi_text(text):
+    """Parse ``nvidia-smi -q`` text output into what ``parse_nvidia_smi_xml`` returns.
+
+    Support cases and bug reports carry the text report more often than the XML one
+    (``nvidia-bug-report.sh`` and most pasted outputs have it). Rather than a second reading of
+    every field, the text becomes the ``<nvidia_smi_log>`` element tree the XML report would have
+    been (``text_to_tree``) and ``parse_gpu`` reads it: what a field means is written once.
+
+    The text report is an indented tree: a section header is a line without ``:``, a field is
+    ``Label<spaces>: value``, and each GPU starts with ``GPU 00000000:18:00.0`` at column 0. Labels
+    become XML tags by ``_TAGS`` (where the two reports name a field differently) or by lower-casing
+    and joining words with ``_`` (where they agree, as for most). Sub-fields printed under a field
+    (``HW Thermal Slowdown`` under ``HW Slowdown``) are siblings in the XML and are flattened so.
+    """
+    return parse_nvidia_smi_xml(ET.tostring(text_to_tree(text), encoding="unicode"))

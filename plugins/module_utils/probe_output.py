@@ -55,7 +55,8 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.versions import t
 # gpufleet-probe: import-end
 
 # Lines that `mpirun --tag-output` (Open MPI) prefixes: "[1,0]<stdout>:".
-_MPI_TAG = re.compile(r"^\[\d+,\d+\]<std(?:out|err)>:")
+# MPI rank prefixes: Open MPI --tag-output "[1,0]<stdout>:", Intel MPI / MPICH -prepend-rank "[0] ".
+_MPI_TAG = re.compile(r"^\[\d+(?:,\d+)?\](?:<std(?:out|err)>:|\s)")
 _AVG_BUSBW = re.compile(r"#\s*Avg bus bandwidth\s*:\s*([0-9.eE+-]+|nan|inf)", re.IGNORECASE)
 _OUT_OF_BOUNDS = re.compile(r"#\s*Out of bounds values\s*:\s*(\d+)\s*(\w+)?")
 _RANK_LINE = re.compile(r"^#?\s*Rank\s+(\d+)\b.*\bdevice\s+(\d+)")

@@ -128,6 +128,12 @@ ansible_facts:
           description: Number of entries in RV(ansible_facts.gpufleet_gpus.gpus).
           type: int
           sample: 8
+        attached_gpus:
+          description: >-
+            The GPU count nvidia-smi reports as attached (V(null) without nvidia-smi). Above
+            RV(ansible_facts.gpufleet_gpus.gpu_count): GPUs nvidia-smi could not query.
+          type: int
+          sample: 8
         pci_gpu_count:
           description: >-
             NVIDIA GPUs visible on the PCI bus. With nvidia-smi as the source, a count above

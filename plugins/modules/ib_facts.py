@@ -169,7 +169,9 @@ ansible_facts:
           elements: dict
           sample: null
         ibstat_error:
-          description: Tail of C(ibstat)'s output when it failed or timed out; V(null) otherwise.
+          description: >-
+            C(ibstat)'s error lines, whole, when it failed (what it printed before failing is still
+            in RV(ansible_facts.gpufleet_ib.ibstat)), or why it gave nothing (timed out); V(null) otherwise.
           type: str
           sample: "ibpanic: [2137592] main: stat of IB device 'mthca0' failed: No such file or directory"
 """
@@ -191,10 +193,10 @@ def query_ibstat(module):
     ibstat = module.get_bin_path("ibstat")
     if not ibstat:
         return None, None
-    out, error = run_tool(module, [ibstat], module.params["timeout"], "ibstat")
-    if error is not None:
-        return None, error
-    return parse_ibstat(out), None
+    out, error = run_tool(module, [ibstat], module.params["timeout"], "ibstat", partial=True)
+    # ibstat exits non-zero at the first device it cannot read, after printing the ones it could:
+    # keep those and its error lines whole.
+    return (parse_ibstat(out) if out and out.strip() else None), error
 
 
 def main():

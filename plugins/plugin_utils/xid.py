@@ -32,6 +32,16 @@ Sources (each row cites its own; documents named here once):
 - [R555] the "Xid error listing" of https://docs.nvidia.com/deploy/xid-errors/index.html as of
   driver r555 (Sep 24, 2024), read here through the verbatim copy in leptonai/gpud
   ``pkg/nvidia-query/xid/xid.go`` (names and "possible causes" columns).
+- [CAT25] the same catalogue as read through the verbatim copy in leptonai/gpud
+  ``pkg/nvidia-query/xid/xid.go`` (2025-2026: codes up to 173, the NVLink5 XIDs 144-150 "NVLINK:
+  SAW/RLW/TLW/TREX/NVLPW_CTRL/NETIR/MSE Error" whose immediate action is the catalogue's
+  WORKFLOW_NVLINK5_ERR, and 154 "GPU Recovery Action Changed"). The NVLink5 lines carry their own
+  severity (``NETIR_LINK_EVT Fatal XC0 ...`` / ``SAW_MVB Nonfatal ...``): Fatal means the link
+  (and so the GPU's place in the fabric) is gone, RESET_GPU; Nonfatal is counted, MONITOR. XID 154
+  says the driver's new recovery action (``... to 0x2 (Node Reboot Required)``): its action is that.
+- Root cause: the driver appends `` caused by previous Xid N`` to an XID 45 (preemptive cleanup)
+  that another fault forced (NVIDIA open-gpu-kernel-modules, ``krcErrorSendEventNotifications``
+  prints ``rootCauseXidStr``). Such an event is judged by XID N, not by the 45.
 - Rows marked "name not re-read" carry the name of NVIDIA's listing as commonly quoted; that row
   of the listing was not re-read while this table was written. Their class and action rest on
   [AZ]/[GCM] only.
@@ -100,7 +110,38 @@ XID_TABLE = {
     95: _row(HARDWARE, "Uncontained ECC error", REBOOT),  # [MEM]; [R555] MIG off: reboot immediately
     119: _row(HARDWARE, "GSP RPC Timeout", REBOOT),  # [AZ]; name [R555]
     120: _row(HARDWARE, "GSP Error", REBOOT),  # [AZ]; name [R555]
+    # --- the current catalogue beyond [AZ]/[GCM] ([CAT25]; class and action gpufleet's) ----------
+    121: _row(HARDWARE, "C2C Link Error", REBOOT),  # [CAT25]
+    140: _row(HARDWARE, "Unrecovered ECC Error", RESET_GPU),  # [CAT25]
+    143: _row(HARDWARE, "GPU Initialization Failure", REBOOT),  # [CAT25]
+    144: _row(HARDWARE, "NVLINK: SAW Error", RESET_GPU),  # [CAT25]; Nonfatal lines: MONITOR
+    145: _row(HARDWARE, "NVLINK: RLW Error", RESET_GPU),  # [CAT25]; Nonfatal lines: MONITOR
+    146: _row(HARDWARE, "NVLINK: TLW Error", RESET_GPU),  # [CAT25]; Nonfatal lines: MONITOR
+    147: _row(HARDWARE, "NVLINK: TREX Error", RESET_GPU),  # [CAT25]; Nonfatal lines: MONITOR
+    148: _row(HARDWARE, "NVLINK: NVLPW_CTRL Error", RESET_GPU),  # [CAT25]; Nonfatal lines: MONITOR
+    149: _row(HARDWARE, "NVLINK: NETIR Error", RESET_GPU),  # [CAT25]; Nonfatal lines: MONITOR
+    150: _row(HARDWARE, "NVLINK: MSE Error", RESET_GPU),  # [CAT25]; Nonfatal lines: MONITOR
+    151: _row(DRIVER, "Key rotation Error", REBOOT),  # [CAT25] (RESTART_VM)
+    154: _row(DRIVER, "GPU Recovery Action Changed", REBOOT),  # [CAT25]; the line's new action
+    155: _row(HARDWARE, "NVLINK: SW Defined Error", RESET_GPU),  # [CAT25]
+    156: _row(HARDWARE, "Resource Retirement Event", RESET_GPU),  # [CAT25]
+    157: _row(HARDWARE, "Resource Retirement Failure", ISOLATE),  # [CAT25]
+    158: _row(HARDWARE, "GPU Fatal Timeout", REBOOT),  # [CAT25]
+    159: _row(HARDWARE, "CHI Non-Data Error", REBOOT),  # [CAT25]
+    160: _row(HARDWARE, "Channel Retirement Event", RESET_GPU),  # [CAT25]
+    161: _row(HARDWARE, "Channel Retirement Failure", ISOLATE),  # [CAT25]
+    167: _row(HARDWARE, "PCIE_FATAL_TIMEOUT", REBOOT),  # [CAT25]
+    169: _row(HARDWARE, "Internal micro-controller halt", RESET_GPU),  # [CAT25]
+    171: _row(HARDWARE, "Uncorrectable ECC error details (DRAM/SRAM), with XID 48", RESET_GPU),  # [CAT25]
+    172: _row(HARDWARE, "Uncorrectable ECC error details (DRAM/SRAM), with XID 48", RESET_GPU),  # [CAT25]
+    173: _row(HARDWARE, "C2C Fatal Link Failure", ISOLATE),  # [CAT25]
 }
+NVLINK5_XIDS = frozenset(range(144, 151))
+# XID 154's new recovery action (NVML nvmlDeviceGetRecoveryAction): code -> action.
+RECOVERY_CODES = {0: MONITOR, 1: RESET_GPU, 2: REBOOT, 3: RESET_GPU, 4: RESET_GPU}
+_SEVERITY_WORD = re.compile(r"\b(?P<word>Nonfatal|Non-fatal|Fatal)\b", re.IGNORECASE)
+_RECOVERY_TO = re.compile(r"\bto\s+0x(?P<code>[0-9a-fA-F]+)")
+_CAUSED_BY = re.compile(r"caused by previous Xid\s+(?P<xid>\d+)", re.IGNORECASE)
 
 UNKNOWN_ROW = _row(UNKNOWN, "not in gpufleet's XID table", MONITOR)
 
@@ -213,6 +254,47 @@ def lookup(xid):
     return row
 
 
+def caused_by(message):
+    """The root-cause XID an XID line names (``... caused by previous Xid 149``), or None."""
+    match = _CAUSED_BY.search(message or "")
+    return int(match.group("xid")) if match else None
+
+
+def judge_event(xid, message):
+    """The row for one XID line: ``lookup`` refined by what the line itself says.
+
+    An NVLink5 XID (144-150) marked Nonfatal is MONITOR; XID 154 takes the action of the recovery
+    code it changed to; an XID naming a root cause (``caused by previous Xid N``) is judged as N,
+    with ``root_cause`` N and its meaning saying so.
+    """
+    root = caused_by(message)
+    if root is not None and root != xid:
+        row = judge_event(root, "")
+        row.update(
+            xid=xid,
+            root_cause=root,
+            meaning=f"{lookup(xid)['meaning']}, caused by previous XID {root} ({row['meaning']})",
+        )
+        return row
+    row = lookup(xid)
+    if xid in NVLINK5_XIDS:
+        match = _SEVERITY_WORD.search(message or "")
+        if match and match.group("word").lower() != "fatal":
+            row["action"] = MONITOR
+    elif xid == 154:
+        match = _RECOVERY_TO.search(message or "")
+        if match:
+            row["action"] = RECOVERY_CODES.get(int(match.group("code"), 16), REBOOT)
+    return row
+
+
+def _entry_key(event):
+    """How repeats are grouped: the XID (and its root cause), or the non-XID fault's id."""
+    if event.get("fault"):
+        return (1, 0, str(event["fault"]))
+    return (0, event["xid"], str(caused_by(event.get("message")) or ""))
+
+
 def worse_class(a, b):
     return a if CLASS_ORDER.index(a) >= CLASS_ORDER.index(b) else b
 
@@ -227,28 +309,42 @@ def classify(events):
     ``{pci: {"pci", "events": total, "xids": [{"xid", "count", "class", "meaning", "action",
     "first", "last", "message"}...] (by XID number), "worst_class", "worst_action"}}``. Repeats of
     the same XID on the same GPU are counted, not listed: ``first``/``last`` are the timestamps
-    (or uptimes) of the first and last repeat, ``message`` the first one's text. Events that are not
-    dicts with an int ``xid`` are skipped.
+    (or uptimes) of the first and last repeat, ``message`` the first one's text. Each line is
+    judged by ``judge_event`` (an XID 45 caused by XID 149 is grouped and judged apart from a plain
+    45, as the 149). Non-XID faults (``kernel_faults.parse``: ``"fault"`` set, ``"xid"`` None)
+    are grouped by their fault id, after the XIDs. Other events are skipped.
     """
     devices = {}
     for event in events or ():
-        if not isinstance(event, dict) or not isinstance(event.get("xid"), int):
+        if not isinstance(event, dict):
+            continue
+        fault = event.get("fault")
+        if not fault and not isinstance(event.get("xid"), int):
             continue
         pci = event.get("pci") or UNKNOWN
         when = event.get("timestamp") if event.get("timestamp") is not None else event.get("uptime")
         device = devices.setdefault(pci, {"pci": pci, "events": 0, "_xids": {}})
         device["events"] += 1
-        entry = device["_xids"].get(event["xid"])
+        key = _entry_key(event)
+        entry = device["_xids"].get(key)
         if entry is None:
-            entry = lookup(event["xid"])
+            if fault:
+                entry = {k: event.get(k) for k in ("xid", "fault", "class", "meaning", "action", "source")}
+            else:
+                entry = judge_event(event["xid"], event.get("message"))
             entry.update({"count": 0, "first": when, "last": when, "message": event.get("message")})
-            device["_xids"][event["xid"]] = entry
+            device["_xids"][key] = entry
         entry["count"] += 1
         entry["last"] = when
+        if not fault and entry["xid"] in NVLINK5_XIDS | {154}:
+            # the worst line of a repeated XID decides (a Fatal among Nonfatal ones)
+            entry["action"] = worse_action(
+                judge_event(event["xid"], event.get("message"))["action"], entry["action"]
+            )
     summary = {}
     for pci in sorted(devices):
         device = devices[pci]
-        xids = [device["_xids"][number] for number in sorted(device["_xids"])]
+        xids = [device["_xids"][key] for key in sorted(device["_xids"])]
         worst_cls, worst_act = CLASS_ORDER[0], ACTION_ORDER[0]
         for entry in xids:
             worst_cls = worse_class(entry["class"], worst_cls)

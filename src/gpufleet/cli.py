@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gpufleet.bundle.cli import add_parser as add_bundle
     from gpufleet.lab.cli import add_parser as add_lab
     from gpufleet.verify.cli import add_parser as add_verify
+    from gpufleet.verify.diagnose_cli import add_parser as add_diagnose
 
     parser = argparse.ArgumentParser(
         prog="gpufleet",
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gpufleet {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for add_group in (add_lab, add_verify, add_bundle):
+    for add_group in (add_lab, add_verify, add_diagnose, add_bundle):
         add_group(sub)
     return parser
 

@@ -9,12 +9,18 @@ family modules (gpu, gpu_memory, kernel_log, fabric, software, host), once. Cont
 
 Every check returns ``result(...)``::
 
-    {"check": str, "status": "pass"|"warn"|"fail"|"skip", "summary": str,
+    {"check": str, "status": "pass"|"warn"|"fail"|"skip"|"policy", "summary": str,
      "measured": JSON value or None, "expected": JSON value or None, "unit": str or None,
      "source": str or None, "action": one of ACTIONS or None, "details": list}
 
 ``skip`` always carries its reason in ``summary`` ("no GPU present", ...) and is never a pass.
-``action`` is None for pass and skip, and set for warn and fail.
+``action`` is None for pass and skip, and set for warn, fail and policy.
+
+Health and policy are different results. ``fail``/``warn`` say something is broken or going wrong
+(hardware, driver, fabric). ``policy`` says the host differs from what this site intends (ECC or
+persistence mode off, a PCIe width the site did not plan for) while nothing is broken: its action
+is RECONFIGURE (or MONITOR), never RESET_GPU/REBOOT/ISOLATE, and it never makes a host degraded or
+unhealthy on its own (``verdict`` lists it apart). What a site intends is ``policy.validate``'s.
 """
 
 from __future__ import annotations
@@ -25,18 +31,23 @@ PASS = "pass"  # noqa: S105 (a status word, not a password)
 WARN = "warn"
 FAIL = "fail"
 SKIP = "skip"
-STATUSES = (PASS, WARN, FAIL, SKIP)
+POLICY_STATUS = "policy"  # differs from the site's intended configuration; nothing broken
+STATUSES = (PASS, WARN, FAIL, SKIP, POLICY_STATUS)
 
 # Suggested actions, least to most severe. MONITOR: nothing to do now, watch for repeats.
+# RECONFIGURE: the host differs from the site's policy (a setting, not a fault): apply the site's
+# configuration (playbooks/site.yml) or change the policy if the difference is intended.
 # REPROVISION: software state differs from what gpufleet installs; re-run playbooks/site.yml.
 # RESET_GPU: drain the GPU's work and reset it (nvidia-smi -r). REBOOT: drain and reboot the node.
 # ISOLATE: take the node out of service for hardware inspection.
 MONITOR = "MONITOR"
+RECONFIGURE = "RECONFIGURE"
 REPROVISION = "REPROVISION"
 RESET_GPU = "RESET_GPU"
 REBOOT = "REBOOT"
 ISOLATE = "ISOLATE"
-ACTIONS = (MONITOR, REPROVISION, RESET_GPU, REBOOT, ISOLATE)
+ACTIONS = (MONITOR, RECONFIGURE, REPROVISION, RESET_GPU, REBOOT, ISOLATE)
+POLICY_ACTIONS = (MONITOR, RECONFIGURE)  # the only actions a policy result may carry
 
 HEALTHY = "healthy"
 DEGRADED = "degraded"
@@ -63,9 +74,11 @@ def result(
     if status in (PASS, SKIP):
         action = None
     elif action is None:
-        action = MONITOR
+        action = RECONFIGURE if status == POLICY_STATUS else MONITOR
     if action is not None and action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
+    if status == POLICY_STATUS and action not in POLICY_ACTIONS:
+        raise ValueError(f"a policy result suggests {' or '.join(POLICY_ACTIONS)}, not {action!r}")
     return {
         "check": check,
         "status": status,
@@ -86,15 +99,19 @@ def worst_action(actions):
 
 
 def verdict(results, reachable=True):
-    """Fold a host's check results into ``{"verdict", "action", "failing", "warning", "skipped"}``.
+    """Fold a host's check results into ``{"verdict", "action", "failing", "warning", "skipped",
+    "policy"}``.
 
     unreachable when the host could not be reached; unhealthy when any check failed; degraded when
-    any warned; healthy otherwise. ``failing``/``warning``/``skipped`` list check names.
+    any warned; healthy otherwise. Policy results never change the verdict: a healthy host that
+    differs from the site's policy stays healthy, with action RECONFIGURE. ``failing``/``warning``/
+    ``skipped``/``policy`` list check names.
     """
     results = list(results or ())
     failing = [r["check"] for r in results if r.get("status") == FAIL]
     warning = [r["check"] for r in results if r.get("status") == WARN]
     skipped = [r["check"] for r in results if r.get("status") == SKIP]
+    policy = [r["check"] for r in results if r.get("status") == POLICY_STATUS]
     if not reachable:
         state = UNREACHABLE
         action = None  # the error says why; nothing about the host's health is known
@@ -106,8 +123,11 @@ def verdict(results, reachable=True):
         action = worst_action(r.get("action") for r in results if r.get("status") == WARN)
     else:
         state = HEALTHY
-        action = None
-    return {"verdict": state, "action": action, "failing": failing, "warning": warning, "skipped": skipped}
+        action = worst_action(r.get("action") for r in results if r.get("status") == POLICY_STATUS)
+    out = {"verdict": state, "action": action, "failing": failing, "warning": warning, "skipped": skipped}
+    if policy:
+        out["policy"] = policy
+    return out
 
 
 # ================================================================================================

@@ -239,13 +239,60 @@ def peermem(gpus, ib, lsmod_text):
 # --- ib_ports ------------------------------------------------------------------------------
 
 
-def ib_ports(ib, expected_ports=None, expected_rate_gbps=None):
-    """ACTIVE InfiniBand/RoCE ports and their rate.
+_WIDTH = re.compile(r"\((?P<width>\d+)X\b")
+_NOT_UP = {
+    "INIT": "INIT (trained, but no subnet manager has configured it)",
+    "ARMED": "ARMED (configured, not yet activated by the subnet manager)",
+    "DOWN": "DOWN",
+}
 
-    Fewer ACTIVE ports than ``expected_ports`` fails ISOLATE (a cable, transceiver or switch port:
-    hands-on work, azurehpc-health-checks checks the IB ports the same way); a port slower than
-    ``expected_rate_gbps`` fails ISOLATE (the link trained down). No HCA and none expected skips;
-    ports not ACTIVE with no expectation warn MONITOR.
+
+# Physical states of a link that is not up (IB architecture names, as sysfs and ibstat print them).
+PHYS_NOT_UP = ("Sleep", "Polling", "Disabled", "PortConfigurationTraining", "LinkErrorRecovery", "Phy Test")
+
+
+def _port_id(d, p):
+    return f"{d.get('name')}:{p.get('port')}"
+
+
+def _is_rail(d, p, rail_ports):
+    """A rail: an InfiniBand link-layer port, or a port (``mlx5_0:1``) or device (``mlx5_0``) the site
+    names as a rail (RoCE). A port whose link layer is not reported is taken as InfiniBand (old
+    ibstat)."""
+    named = set(rail_ports or ())
+    if _port_id(d, p) in named or d.get("name") in named:
+        return True
+    return not named and p.get("link_layer") in ("InfiniBand", None)
+
+
+def _rail_problem(p, expected_rate_gbps):
+    state, phys = p.get("state"), p.get("phys_state")
+    if state != "ACTIVE":
+        return _NOT_UP.get(state or "", state or "state unknown") + (f", physical {phys}" if phys else "")
+    if phys in PHYS_NOT_UP:
+        return f"ACTIVE but physical state {phys}"
+    if expected_rate_gbps is not None and (p.get("rate_gbps") or 0) < float(expected_rate_gbps):
+        width = _WIDTH.search(p.get("rate") or "")
+        return f"rate {p.get('rate') or p.get('rate_gbps')}" + (
+            f" ({width.group('width')}X link width)" if width else ""
+        )
+    return None
+
+
+def ib_ports(ib, expected_ports=None, expected_rate_gbps=None, rail_ports=None, error=None):
+    """The host's InfiniBand rails, each judged on state, physical state, rate and width.
+
+    Rails are the InfiniBand link-layer ports, or, where the site names them
+    (``gpufleet_ib_rails``: ``mlx5_0:1`` or ``mlx5_0``), exactly the ports named (RoCE fabrics).
+    Other ports (an Ethernet front-end port, a BlueField bond) are listed, never judged as rails:
+    they neither fail the rate check nor make up for a dead rail. A rail is up when ACTIVE with
+    physical state LinkUp; INIT means no subnet manager configured it, Polling no peer, Disabled
+    switched off. Fewer rails up than ``expected_ports`` fails ISOLATE (a cable, transceiver or
+    switch port: hands-on work; azurehpc-health-checks checks the IB ports the same way); a rail
+    slower than ``expected_rate_gbps`` fails ISOLATE (it trained down: a lower rate or a narrower
+    width, 1X where 4X is normal, shows in its rate). No HCA and none expected skips; rails not up
+    with no expectation warn MONITOR. ``error``: ibstat's error when it failed part-way (reported
+    by the ``collection`` check; the ports it printed are judged here).
     """
     check = "ib_ports"
     ib = ib or {}
@@ -254,53 +301,71 @@ def ib_ports(ib, expected_ports=None, expected_rate_gbps=None):
     ports = [(d, p) for d in devices for p in d.get("ports") or () if isinstance(p, dict)]
     details = [
         {
-            "port": f"{d.get('name')}:{p.get('port')}",
+            "port": _port_id(d, p),
+            "rail": _is_rail(d, p, rail_ports),
             "state": p.get("state"),
             "phys_state": p.get("phys_state"),
             "rate_gbps": p.get("rate_gbps"),
+            "rate": p.get("rate"),
             "link_layer": p.get("link_layer"),
         }
         for d, p in ports
     ]
-    active = [(d, p) for d, p in ports if p.get("state") == "ACTIVE"]
-    common = {"measured": len(active), "expected": expected_ports, "unit": "ports", "details": details}
+    rails = [(d, p) for d, p in ports if _is_rail(d, p, rail_ports)]
+    others = [(d, p) for d, p in ports if not _is_rail(d, p, rail_ports)]
+    up = [(d, p) for d, p in rails if _rail_problem(p, None) is None]
+    common = {"measured": len(up), "expected": expected_ports, "unit": "rails", "details": details}
     if not devices:
         if not expected_ports:
             return result(check, SKIP, "no InfiniBand/RoCE HCA on this host and none expected")
         return result(
             check,
             FAIL,
-            f"no InfiniBand/RoCE HCA found, {expected_ports} ACTIVE port(s) expected",
+            f"no InfiniBand/RoCE HCA found, {expected_ports} rail(s) expected",
             source=AZURE + "; " + POLICY,
             action=ISOLATE,
             **common,
         )
-    names = ", ".join(f"{d.get('name')}:{p.get('port')}" for d, p in active) or "none"
-    down = [
-        f"{d.get('name')}:{p.get('port')} {p.get('state') or 'unknown'}"
-        for d, p in ports
-        if p.get("state") != "ACTIVE"
-    ]
-    if expected_ports is not None and len(active) < expected_ports:
+    names = ", ".join(_port_id(d, p) for d, p in up) or "none"
+    down = [f"{_port_id(d, p)} {_rail_problem(p, None)}" for d, p in rails if (d, p) not in up]
+    not_rails = (
+        "; not rails (not judged): "
+        + ", ".join(
+            f"{_port_id(d, p)} {p.get('link_layer') or '?'} {p.get('state') or '?'}" for d, p in others
+        )
+        if others
+        else ""
+    )
+    if not rails:
+        hint = "name RoCE rails in gpufleet_ib_rails" if others else ""
+        if expected_ports:
+            return result(
+                check,
+                FAIL,
+                f"no InfiniBand rail, {expected_ports} expected{not_rails}" + (f" ({hint})" if hint else ""),
+                source=AZURE + "; " + POLICY,
+                action=ISOLATE,
+                **common,
+            )
+        return result(check, PASS, f"no InfiniBand rail{not_rails}", source=POLICY, **common)
+    if expected_ports is not None and len(up) < expected_ports:
         return result(
             check,
             FAIL,
-            f"{len(active)} ACTIVE port(s) ({names}), {expected_ports} expected; "
-            f"not active: {', '.join(down) or 'none'}",
+            f"{len(up)} rail(s) up ({names}), {expected_ports} expected; "
+            f"not up: {', '.join(down) or 'none'}{not_rails}",
             source=AZURE + "; " + POLICY,
             action=ISOLATE,
             **common,
         )
     if expected_rate_gbps is not None:
-        slow = [(d, p) for d, p in active if (p.get("rate_gbps") or 0) < float(expected_rate_gbps)]
+        slow = [(d, p) for d, p in up if _rail_problem(p, expected_rate_gbps)]
         if slow:
-            listing = ", ".join(
-                f"{d.get('name')}:{p.get('port')} {p.get('rate') or p.get('rate_gbps')}" for d, p in slow
-            )
+            listing = ", ".join(f"{_port_id(d, p)} {_rail_problem(p, expected_rate_gbps)}" for d, p in slow)
             return result(
                 check,
                 FAIL,
-                f"ports below {expected_rate_gbps:g} Gb/s: {listing}",
+                f"rails below {expected_rate_gbps:g} Gb/s: {listing}",
                 measured=min(p.get("rate_gbps") or 0 for _d, p in slow),
                 expected=expected_rate_gbps,
                 unit="Gb/s",
@@ -308,23 +373,78 @@ def ib_ports(ib, expected_ports=None, expected_rate_gbps=None):
                 action=ISOLATE,
                 details=details,
             )
-    if expected_ports is None and down:
+    if down and (expected_ports is None or len(up) < len(rails)):
+        advice = " (set gpufleet_expected_ib_ports to judge)" if expected_ports is None else ""
         return result(
             check,
             WARN,
-            f"{len(active)} ACTIVE port(s) ({names}); not active: {', '.join(down)} "
-            "(set gpufleet_expected_ib_ports to judge)",
+            f"{len(up)} rail(s) up ({names}); not up: {', '.join(down)}{advice}{not_rails}",
             source=POLICY,
             action=MONITOR,
             **common,
         )
-    rates = sorted({p.get("rate_gbps") for _d, p in active if p.get("rate_gbps") is not None})
+    rates = sorted({p.get("rate_gbps") for _d, p in up if p.get("rate_gbps") is not None})
     rate_note = f" at {', '.join(f'{r:g}' for r in rates)} Gb/s" if rates else ""
     return result(
         check,
         PASS,
-        f"{len(active)} ACTIVE port(s){rate_note}: {names}"
-        + (f"; {expected_ports} expected" if expected_ports is not None else ""),
+        f"{len(up)} rail(s) up{rate_note}: {names}"
+        + (f"; {expected_ports} expected" if expected_ports is not None else "")
+        + not_rails,
         source=POLICY,
         **common,
+    )
+
+
+# --- fabric_registration --------------------------------------------------------------------
+
+FABRIC_DONE = "completed"
+FABRIC_OK = "success"
+
+
+@gpu_check()
+def fabric_registration(gpus):
+    """Each GPU's NVSwitch/NVLink fabric registration (nvidia-smi ``Fabric`` State and Status, R535+).
+
+    A GPU whose registration never completed cannot run CUDA work across the fabric even while
+    nvidia-fabricmanager is "active" (so ``fabric_manager`` alone cannot see it): state Not Started
+    or In Progress, or Completed with a status other than Success, fails REBOOT (Fabric Manager
+    registers GPUs when it starts, before CUDA uses them; a reboot brings both up in order). GPUs
+    that report no fabric state (no NVSwitch fabric: PCIe cards, single-GPU VMs, drivers before
+    R535) skip with the reason.
+    """
+    check = "fabric_registration"
+    items = gpu_list(gpus)
+    details = [
+        {"index": g.get("index"), "pci_bus_id": g.get("pci_bus_id"), **(g.get("fabric") or {})} for g in items
+    ]
+    have = [g for g in items if (g.get("fabric") or {}).get("state")]
+    if not have:
+        return result(
+            check,
+            SKIP,
+            f"no fabric registration state reported for {labels(items)} (no NVSwitch fabric, or a "
+            "driver before R535)",
+            details=details,
+        )
+    bad = []
+    for g in have:
+        state = str(g["fabric"]["state"]).strip()
+        status = str(g["fabric"].get("status") or "").strip()
+        if state.lower() != FABRIC_DONE or (status and status.lower() != FABRIC_OK):
+            bad.append(f"{label(g)} state {state}" + (f", status {status}" if status else ""))
+    common = {"expected": "Completed, Success", "source": POLICY + " (NVIDIA Fabric Manager user guide)"}
+    if bad:
+        return result(
+            check,
+            FAIL,
+            f"fabric registration not completed: {'; '.join(bad)}: CUDA cannot use these GPUs "
+            "across the NVLink fabric",
+            measured=len(bad),
+            action=REBOOT,
+            details=details,
+            **common,
+        )
+    return result(
+        check, PASS, f"fabric registration Completed/Success on {labels(have)}", details=details, **common
     )

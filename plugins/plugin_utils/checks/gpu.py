@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ansible_collections.gpufleet.cluster.plugins.module_utils.versions import to_int
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import nvidia_driver
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import policy as site_policy
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks.core import (
     AZURE,
     DCGM,
@@ -15,8 +16,12 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks.core impor
     MONITOR,
     PASS,
     POLICY,
+    POLICY_STATUS,
     REBOOT,
+    RECONFIGURE,
     REPROVISION,
+    RESET_GPU,
+    SKIP,
     WARN,
     gpu_check,
     gpu_list,
@@ -25,6 +30,7 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks.core impor
     plural,
     result,
     tail,
+    worst_action,
 )
 
 THROTTLE_HARDWARE = ("hw_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown", "sw_thermal_slowdown")
@@ -77,6 +83,16 @@ def gpu_count(gpus, expected=None):
             "or did not initialise",
             action=REBOOT,
             **{**common, "expected": expected if expected is not None else on_pci},
+        )
+    attached = to_int(gpus.get("attached_gpus"))
+    if source == "nvidia-smi" and attached is not None and attached > found:
+        return result(
+            check,
+            FAIL,
+            f"nvidia-smi says {attached} GPUs are attached but reports {found}: "
+            f"{attached - found} GPU(s) could not be queried (or the report was cut)",
+            action=REBOOT,
+            **{**common, "expected": expected if expected is not None else attached},
         )
     if expected is None:
         return result(
@@ -202,15 +218,16 @@ def driver_loaded(gpus, branch=None, version=None):
 
 
 @gpu_check()
-def persistence_mode(gpus):
-    """Persistence mode on every GPU.
+def persistence_mode(gpus, policy=None):
+    """Persistence mode on every GPU, as the site's policy wants it.
 
-    Disabled fails REPROVISION: the nvidia_driver role starts nvidia-persistenced, so persistence off
-    means that state is gone (the driver may unload between jobs and every CUDA start pays the
-    initialisation). azurehpc-health-checks (azure_gpu_persistence.nhc) and DCGM's per-SKU config
-    expect it enabled. Not reported (None) warns MONITOR.
+    Persistence mode is a setting, not a fault: disabled is a policy result (RECONFIGURE) where the
+    site requires it (``persistence_required``, default true: the nvidia_driver role starts
+    nvidia-persistenced, and azurehpc-health-checks' azure_gpu_persistence.nhc and DCGM's per-SKU
+    config expect it), and passes with a note where it does not. Not reported (None) warns MONITOR.
     """
     check = "persistence_mode"
+    policy = site_policy.validate(policy)
     items = gpu_list(gpus)
     off = [g for g in items if g.get("persistence_mode") is False]
     unknown = [g for g in items if g.get("persistence_mode") is None]
@@ -227,15 +244,23 @@ def persistence_mode(gpus):
         "source": AZURE + "; " + POLICY + " (nvidia-persistenced)",
         "details": details,
     }
+    if off and policy["persistence_required"]:
+        return result(
+            check,
+            POLICY_STATUS,
+            f"persistence mode Disabled on {labels(off)}, Enabled required by the site's policy "
+            "(persistence_required): start nvidia-persistenced (playbooks/site.yml)",
+            measured="Disabled",
+            action=RECONFIGURE,
+            **common,
+        )
     if off:
         return result(
             check,
-            FAIL,
-            f"persistence mode Disabled on {labels(off)}, Enabled expected: "
-            "nvidia-persistenced is not running",
+            PASS,
+            f"persistence mode Disabled on {labels(off)}; the site's policy does not require it",
             measured="Disabled",
-            action=REPROVISION,
-            **common,
+            **{**common, "expected": "any"},
         )
     if unknown:
         return result(
@@ -258,8 +283,22 @@ def persistence_mode(gpus):
 # --- throttle -------------------------------------------------------------------------------
 
 
+def _power_cap_reading(g, tolerance_pct):
+    """Why the software power cap holds ``g``'s clocks: ``"lowered"`` (the limit was set more than
+    ``tolerance_pct`` below the GPU's default), ``"at_limit"`` (drawing within ``tolerance_pct`` of
+    the limit: the cap at work on a busy GPU), or None when the readings cannot tell."""
+    power = g.get("power") or {}
+    limits = g.get("power_limits") or {}
+    draw, limit, default = power.get("draw_w"), power.get("limit_w"), limits.get("default_w")
+    if limit and default and limit < default * (1 - tolerance_pct / 100.0):
+        return "lowered"
+    if draw is not None and limit and draw >= limit * (1 - tolerance_pct / 100.0):
+        return "at_limit"
+    return None
+
+
 @gpu_check()
-def throttle(gpus):
+def throttle(gpus, policy=None):
     """Active clock event (throttle) reasons, as nvidia-smi names them without the
     ``clocks_event_reason_`` / ``clocks_throttle_reason_`` prefix.
 
@@ -270,8 +309,14 @@ def throttle(gpus):
     gpufleet policy, because a throttled GPU drags every collective it is part of. SW power cap warns
     MONITOR (azurehpc does not flag it; it is the power limit at work). GPU idle, applications clocks,
     sync boost and display clocks are benign. No reasons reported warns MONITOR.
+
+    The software power cap is judged with the power readings and the site's
+    ``power_cap_tolerance_pct`` (policy): a GPU drawing within the tolerance of its power limit is
+    busy at its limit, which is what the cap is for (pass, said so); a power limit set below the
+    GPU's default by more than the tolerance is a policy result (RECONFIGURE); otherwise it warns.
     """
     check = "throttle"
+    policy = site_policy.validate(policy)
     items = gpu_list(gpus)
     details = [
         {
@@ -298,6 +343,28 @@ def throttle(gpus):
             details=details,
         )
     capped = [g for g in items if any(r in THROTTLE_WARN for r in g.get("clocks_event_reasons_active") or ())]
+    tolerance = policy["power_cap_tolerance_pct"]
+    readings = {id(g): _power_cap_reading(g, tolerance) for g in capped}
+    lowered = [g for g in capped if readings[id(g)] == "lowered"]
+    if lowered and all(readings[id(g)] is not None for g in capped):
+        listing = "; ".join(
+            f"{label(g)} {(g.get('power') or {}).get('limit_w'):g} W of "
+            f"{(g.get('power_limits') or {}).get('default_w'):g} W default"
+            for g in lowered
+        )
+        return result(
+            check,
+            POLICY_STATUS,
+            f"clocks held by a power limit set below the default: {listing} "
+            f"(more than {tolerance:g}% below, power_cap_tolerance_pct)",
+            measured=["sw_power_cap"],
+            expected=[],
+            source=POLICY,
+            action=RECONFIGURE,
+            details=details,
+        )
+    capped = [g for g in capped if readings[id(g)] is None]
+    at_limit = [key for key, why in readings.items() if why == "at_limit"]
     if capped:
         return result(
             check,
@@ -319,8 +386,15 @@ def throttle(gpus):
             source=AZURE,
             details=details,
         )
-    benign = sorted({r for g in items for r in g.get("clocks_event_reasons_active") or ()})
+    benign = sorted(
+        {r for g in items for r in g.get("clocks_event_reasons_active") or () if r not in THROTTLE_WARN}
+    )
     note = f" (benign: {', '.join(benign)})" if benign else ""
+    if at_limit:
+        note += (
+            f"; software power cap on {len(at_limit)} GPU(s) drawing within {tolerance:g}% of their "
+            "power limit: busy at the limit, the cap at work"
+        )
     return result(
         check,
         PASS,
@@ -335,28 +409,53 @@ def throttle(gpus):
 # --- pcie_link -----------------------------------------------------------------------------
 
 
+def _virtualized(g):
+    """True when nvidia-smi says the GPU is handed to a VM (pass-through, vGPU), not bare metal."""
+    mode = (g.get("virtualization_mode") or "").strip().lower()
+    return bool(mode) and mode != "none"
+
+
 @gpu_check()
-def pcie_link(gpus):
+def pcie_link(gpus, policy=None):
     """PCIe link width and generation against the maximum the GPU and slot support.
 
-    A narrower link than the maximum fails REBOOT: a reboot retrains the link; when it stays narrow
-    the GPU needs reseating (gpufleet policy; width does not drop for power saving). A lower
-    generation only warns MONITOR: GPUs drop the link generation when idle to save power, so it
-    has to be re-checked under load. Values nvidia-smi did not report warn.
+    On bare metal a narrower link than the maximum (or than the site's ``pcie_min_width``) fails
+    REBOOT: a reboot retrains the link; when it stays narrow the GPU needs reseating (width does not
+    drop for power saving). In a VM (nvidia-smi's virtualization mode Pass-Through or vGPU) the
+    guest sees the hypervisor's virtual link, not the trained one: narrower than the maximum there
+    is a platform trait, a policy result (RECONFIGURE) unless the site accepts it
+    (``pcie_passthrough_narrow_ok``). A lower generation only warns MONITOR: GPUs drop the link
+    generation when idle to save power, so it has to be re-checked under load. Values nvidia-smi
+    did not report warn.
     """
     check = "pcie_link"
+    policy = site_policy.validate(policy)
     items = gpu_list(gpus)
     details = [
-        {"index": g.get("index"), "pci_bus_id": g.get("pci_bus_id"), **(g.get("pcie") or {})} for g in items
+        {
+            "index": g.get("index"),
+            "pci_bus_id": g.get("pci_bus_id"),
+            "virtualization_mode": g.get("virtualization_mode"),
+            **(g.get("pcie") or {}),
+        }
+        for g in items
     ]
-    narrow, slow, unknown = [], [], []
+    narrow, in_vm, accepted, slow, unknown = [], [], [], [], []
     for g in items:
         link = g.get("pcie") or {}
         wc, wm, gc, gm = (link.get(k) for k in ("width_current", "width_max", "gen_current", "gen_max"))
         if None in (wc, wm, gc, gm):
             unknown.append(g)
         if wc is not None and wm is not None and wc < wm:
-            narrow.append(f"{label(g)} x{wc} of x{wm}")
+            text = f"{label(g)} x{wc} of x{wm}"
+            if policy["pcie_min_width"] is not None and wc >= policy["pcie_min_width"]:
+                accepted.append(text + f" (pcie_min_width {policy['pcie_min_width']})")
+            elif _virtualized(g) and policy["pcie_passthrough_narrow_ok"]:
+                accepted.append(text + f" ({g.get('virtualization_mode')}, pcie_passthrough_narrow_ok)")
+            elif _virtualized(g):
+                in_vm.append(text + f" ({g.get('virtualization_mode')})")
+            else:
+                narrow.append(text)
         if gc is not None and gm is not None and gc < gm:
             slow.append(f"{label(g)} gen{gc} of gen{gm}")
     if narrow:
@@ -370,6 +469,20 @@ def pcie_link(gpus):
             unit="lanes",
             source=POLICY,
             action=REBOOT,
+            details=details,
+        )
+    if in_vm:
+        return result(
+            check,
+            POLICY_STATUS,
+            f"PCIe link narrower than the maximum in a VM: {'; '.join(in_vm)}: the guest sees the "
+            "hypervisor's virtual link; set pcie_passthrough_narrow_ok in the site's policy if this "
+            "platform is intended",
+            measured=min((g.get("pcie") or {}).get("width_current") or 0 for g in items),
+            expected="max width",
+            unit="lanes",
+            source=POLICY,
+            action=RECONFIGURE,
             details=details,
         )
     if slow:
@@ -398,6 +511,15 @@ def pcie_link(gpus):
             for g in items
         }
     )
+    if accepted:
+        return result(
+            check,
+            PASS,
+            f"PCIe links as the site's policy accepts: {'; '.join(accepted)}",
+            expected="policy width",
+            source=POLICY,
+            details=details,
+        )
     return result(
         check,
         PASS,
@@ -436,3 +558,77 @@ def gpu_processes(gpus, query_text):
             check, WARN, f"{len(procs)} compute process(es) on the GPUs: {listing}", action=MONITOR, **common
         )
     return result(check, PASS, f"no compute processes on {labels(gpu_list(gpus))}", **common)
+
+
+# --- recovery_action -----------------------------------------------------------------------
+
+# nvidia-smi's "GPU Recovery Action" (NVML nvmlDeviceGetRecoveryAction, R550+; XID 154 in the
+# kernel log when it changes): the driver's own verdict on what the GPU needs.
+RECOVERY_ACTIONS = {
+    "none": None,
+    "reset": RESET_GPU,
+    "gpu reset": RESET_GPU,
+    "reboot": REBOOT,
+    "node reboot": REBOOT,
+    "drain p2p": RESET_GPU,
+    "drain and reset": RESET_GPU,
+}
+
+
+@gpu_check()
+def recovery_action(gpus):
+    """The driver's own recovery verdict per GPU (``gpu_recovery_action``, current drivers).
+
+    ``None`` on every GPU passes; a reset, drain-and-reset or drain-P2P verdict fails RESET_GPU, a
+    reboot verdict fails REBOOT (NVIDIA, XID catalogue: XID 154 "GPU Recovery Action Changed");
+    a value gpufleet does not know fails REBOOT with it quoted. A driver that does not report the
+    field (before R550, or N/A) skips with the reason.
+    """
+    check = "recovery_action"
+    items = gpu_list(gpus)
+    details = [
+        {
+            "index": g.get("index"),
+            "pci_bus_id": g.get("pci_bus_id"),
+            "gpu_recovery_action": g.get("gpu_recovery_action"),
+        }
+        for g in items
+    ]
+    have = [g for g in items if g.get("gpu_recovery_action")]
+    if not have:
+        return result(
+            check,
+            SKIP,
+            f"nvidia-smi reports no GPU recovery action for {labels(items)} (drivers before R550 do not)",
+            details=details,
+        )
+    source = "NVIDIA XID catalogue (XID 154, GPU Recovery Action)"
+    wanted = []
+    for g in have:
+        value = str(g["gpu_recovery_action"]).strip()
+        key = value.lower()
+        if key == "none":
+            continue
+        wanted.append((g, value, RECOVERY_ACTIONS.get(key, REBOOT)))
+    if wanted:
+        action = worst_action(a for _g, _v, a in wanted)
+        listing = ", ".join(f"{label(g)} {v}" for g, v, _a in wanted)
+        return result(
+            check,
+            FAIL,
+            f"the driver asks for recovery: {listing}",
+            measured=sorted({v for _g, v, _a in wanted}),
+            expected="None",
+            source=source,
+            action=action,
+            details=details,
+        )
+    return result(
+        check,
+        PASS,
+        f"no recovery action pending on {labels(have)}",
+        measured="None",
+        expected="None",
+        source=source,
+        details=details,
+    )

@@ -7,6 +7,7 @@ Thresholds from DCGM, NVIDIA's RMA policy and azurehpc-health-checks (cited in `
 from __future__ import annotations
 
 from ansible_collections.gpufleet.cluster.plugins.module_utils.versions import to_int
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import policy as site_policy
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks.core import (
     AZURE,
     DCGM,
@@ -16,7 +17,9 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks.core impor
     MONITOR,
     PASS,
     POLICY,
+    POLICY_STATUS,
     REBOOT,
+    RECONFIGURE,
     RESET_GPU,
     RMA_URL,
     SKIP,
@@ -40,17 +43,31 @@ REMAPPED_ROWS_UNC_LIMIT = 512
 # --- ecc ------------------------------------------------------------------------------------
 
 
+def _sram(g):
+    """(aggregate SRAM uncorrectable count or None, SRAM threshold exceeded flag or None)."""
+    split = g.get("ecc_split") or {}
+    aggregate = split.get("aggregate") or {}
+    return to_int(aggregate.get("sram_uncorrectable")), split.get("sram_threshold_exceeded")
+
+
 @gpu_check()
-def ecc(gpus):
-    """ECC enabled where the GPU supports it, nothing pending, no volatile uncorrectable errors.
+def ecc(gpus, policy=None):
+    """ECC enabled where the site wants it, nothing pending, no uncorrectable errors that matter.
 
     Volatile uncorrectable > 0 fails RESET_GPU (DCGM MonitorMemVolatileDbes fails on any; the GPU
-    needs a reset to map the page/row out). ECC disabled fails REBOOT (enable with ``nvidia-smi -e 1``;
-    the mode changes at the next reboot). Pending mode different from current warns REBOOT. GPUs whose
-    ECC mode nvidia-smi reports as not supported (GeForce, some workstation cards) are said so: skip
-    when no GPU supports ECC, warn when only some do not report it. Aggregate counts go to details.
+    needs a reset to map the page/row out). SRAM is judged apart from DRAM and over the GPU's life
+    (aggregate counts survive a reboot, where volatile ones are cleared): the driver's SRAM threshold
+    flag (``SRAM Threshold Exceeded: Yes``, R535+) fails ISOLATE (NVIDIA's RMA criterion for SRAM);
+    lifetime SRAM uncorrectable errors below it warn MONITOR (azurehpc-health-checks fails on any;
+    SRAM cannot be remapped, so they are watched until NVIDIA's threshold says RMA). ECC disabled is
+    a policy result (RECONFIGURE: ``nvidia-smi -e 1``, then reboot) where the site requires ECC
+    (``ecc_required``, default true), a pass with a note where it does not. Pending mode different
+    from current warns REBOOT. GPUs whose ECC mode nvidia-smi reports as not supported (GeForce, some
+    workstation cards) are said so: skip when no GPU supports ECC, warn when only some do not report
+    it. Aggregate counts go to details.
     """
     check = "ecc"
+    policy = site_policy.validate(policy)
     items = gpu_list(gpus)
     details = []
     for g in items:
@@ -64,6 +81,7 @@ def ecc(gpus):
                 "pending": mode.get("pending"),
                 "volatile": (errors.get("volatile") or {}),
                 "aggregate": (errors.get("aggregate") or {}),
+                "sram_dram": g.get("ecc_split"),
             }
         )
     by_index = dict(zip((id(g) for g in items), details, strict=True))
@@ -88,15 +106,41 @@ def ecc(gpus):
             action=RESET_GPU,
             **common,
         )
-    disabled = [g for g in items if by_index[id(g)]["current"] is False]
-    if disabled:
+    over = [g for g in items if _sram(g)[1] is True]
+    if over:
         return result(
             check,
             FAIL,
-            f"ECC Disabled on {labels(disabled)}, Enabled expected: nvidia-smi -e 1, then reboot",
+            f"SRAM ECC error threshold exceeded on {labels(over)} (SRAM Threshold Exceeded: Yes): "
+            "the GPU meets NVIDIA's RMA criterion for SRAM errors",
+            measured=max(_sram(g)[0] or 0 for g in over),
+            expected=0,
+            action=ISOLATE,
+            **{**common, "source": DCGM + "; " + AZURE + " (SRAM uncorrectable)"},
+        )
+    sram = [g for g in items if (_sram(g)[0] or 0) > 0]
+    if sram:
+        listing = ", ".join(f"{label(g)} {_sram(g)[0]}" for g in sram)
+        return result(
+            check,
+            WARN,
+            f"lifetime (aggregate) SRAM uncorrectable ECC errors: {listing}; SRAM cannot be remapped: "
+            "watch for growth and for the SRAM threshold flag",
+            measured=sum(_sram(g)[0] or 0 for g in sram),
+            expected=0,
+            action=MONITOR,
+            **{**common, "source": AZURE + " (fails on any SRAM uncorrectable); " + POLICY + " (warn)"},
+        )
+    disabled = [g for g in items if by_index[id(g)]["current"] is False]
+    if disabled and policy["ecc_required"]:
+        return result(
+            check,
+            POLICY_STATUS,
+            f"ECC Disabled on {labels(disabled)}, Enabled required by the site's policy (ecc_required): "
+            "nvidia-smi -e 1, then reboot",
             measured="Disabled",
             expected="Enabled",
-            action=REBOOT,
+            action=RECONFIGURE,
             **{**common, "unit": None, "source": POLICY},
         )
     pending = [
@@ -126,6 +170,15 @@ def ecc(gpus):
         )
     aggregate = sum(to_int(d["aggregate"].get("uncorrectable")) or 0 for d in details)
     note = f"; {aggregate} aggregate uncorrectable (lifetime, see details)" if aggregate else ""
+    if disabled:
+        return result(
+            check,
+            PASS,
+            f"ECC Disabled on {labels(disabled)}; the site's policy does not require it{note}",
+            measured="Disabled",
+            expected="any",
+            **{**common, "source": POLICY},
+        )
     return result(
         check,
         PASS,

@@ -1,6 +1,7 @@
 # Copyright: gpufleet developers
 # Apache-2.0
-"""Host resource checks: free disk and available memory (thresholds are gpufleet policy)."""
+"""Host checks: free disk and available memory (thresholds are gpufleet policy), and whether the
+host's state could be collected at all."""
 
 from __future__ import annotations
 
@@ -118,3 +119,34 @@ def memory_headroom(meminfo_text, min_available_pct=10):
     if pct < min_available_pct:
         return result(check, WARN, f"low memory: {text}", action=MONITOR, **common)
     return result(check, PASS, text, **common)
+
+
+# --- collection ----------------------------------------------------------------------------
+
+
+def collection(errors):
+    """Every tool whose output could not be read whole, with its error lines kept whole.
+
+    ``errors``: {source: what the tool said}, as collection (``gpufleet verify``) or a recording
+    (``gpufleet diagnose``: ``<tool>.rc``/``<tool>.stderr``, an ``ibpanic`` line) recorded it. A
+    tool that failed part-way (ibstat stops at the first device it cannot read) warns MONITOR: what
+    it printed is still judged by its checks, and this result says the picture is incomplete.
+    None collected passes.
+    """
+    check = "collection"
+    errors = {k: v for k, v in (errors or {}).items() if v}
+    details = [{"source": k, "error": str(v)} for k, v in sorted(errors.items())]
+    if errors:
+        listing = "; ".join(f"{k}: {' | '.join(str(v).splitlines())}" for k, v in sorted(errors.items()))
+        return result(
+            check,
+            WARN,
+            f"{len(errors)} source(s) not read whole: {listing}",
+            measured=len(errors),
+            expected=0,
+            unit="sources",
+            source=POLICY,
+            action=MONITOR,
+            details=details,
+        )
+    return result(check, PASS, "every source read", measured=0, expected=0, unit="sources", source=POLICY)

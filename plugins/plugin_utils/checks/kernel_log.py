@@ -1,9 +1,11 @@
 # Copyright: gpufleet developers
 # Apache-2.0
-"""Kernel log checks: XID errors, classified by ``module_utils/xid.py``."""
+"""Kernel log checks: XID errors (``plugin_utils/xid.py``) and the GPU faults the driver logs
+without an XID (``plugin_utils/kernel_faults.py``)."""
 
 from __future__ import annotations
 
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import kernel_faults
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import xid as xid_table
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks.core import (
     AZURE,
@@ -12,12 +14,22 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks.core impor
     PASS,
     SKIP,
     WARN,
-    gpu_check,
+    no_gpu,
     result,
     worst_action,
 )
 
 # --- xid ------------------------------------------------------------------------------------
+
+DETAIL_KEYS = ("xid", "count", "class", "action", "meaning", "first", "last")
+
+
+def _label(entry):
+    if entry.get("fault"):
+        return entry["fault"].replace("_", " ")
+    if entry.get("root_cause"):
+        return f"XID {entry['xid']} caused by XID {entry['root_cause']}"
+    return f"XID {entry['xid']}"
 
 
 def xid(kernel_log, since=None, window_hours=24):
@@ -33,7 +45,10 @@ def xid(kernel_log, since=None, window_hours=24):
     window = f"the last {window_hours} h" if since is not None else "the kernel log"
     if kernel_log is None:
         return result(check, SKIP, "kernel log not collected (journalctl -k / dmesg gave nothing)")
-    summary = xid_table.classify(xid_table.parse_kernel_log(kernel_log, since=since))
+    events = kernel_faults.merge(
+        xid_table.parse_kernel_log(kernel_log, since=since), kernel_faults.parse(kernel_log, since=since)
+    )
+    summary = xid_table.classify(events)
     details = [
         {
             "pci": dev["pci"],
@@ -41,7 +56,11 @@ def xid(kernel_log, since=None, window_hours=24):
             "worst_class": dev["worst_class"],
             "worst_action": dev["worst_action"],
             "xids": [
-                {k: entry.get(k) for k in ("xid", "count", "class", "action", "meaning", "first", "last")}
+                {
+                    k: entry.get(k)
+                    for k in (*DETAIL_KEYS, "root_cause", "fault", "source", "message")
+                    if k in entry
+                }
                 for entry in dev["xids"]
             ],
         }
@@ -52,7 +71,7 @@ def xid(kernel_log, since=None, window_hours=24):
     if not summary:
         return result(check, PASS, f"no XID in {window}", source=AZURE, **common)
     listing = "; ".join(
-        f"PCI {dev['pci']}: " + ", ".join(f"XID {e['xid']} x{e['count']} ({e['class']})" for e in dev["xids"])
+        f"PCI {dev['pci']}: " + ", ".join(f"{_label(e)} x{e['count']} ({e['class']})" for e in dev["xids"])
         for dev in summary.values()
     )
     serious = [
@@ -65,11 +84,14 @@ def xid(kernel_log, since=None, window_hours=24):
             for e in dev["xids"]
             if e["class"] in (xid_table.HARDWARE, xid_table.DRIVER)
         )
+        faults = sorted({e["source"] for dev in serious for e in dev["xids"] if e.get("fault")})
         return result(
             check,
             FAIL,
-            f"{events} XID event(s) in {window}, hardware/driver class: {listing}",
-            source=AZURE + " (XID list); gcm (application XIDs)",
+            f"{events} XID or GPU fault event(s) in {window}, hardware/driver class: {listing}",
+            source=AZURE
+            + " (XID list); NVIDIA XID catalogue (XIDs after 120); gcm (application XIDs)"
+            + "".join(f"; {s} (no-Xid fault)" for s in faults),
             action=action,
             **common,
         )
@@ -83,11 +105,14 @@ def xid(kernel_log, since=None, window_hours=24):
     )
 
 
-@gpu_check(smi=False, name="xid")
 def xid_on_host(gpus, kernel_log, error=None, window_hours=24):
     """``xid`` as ``gpufleet verify`` runs it: on a GPU host whose kernel log could not be read
     (``error``: what journalctl and dmesg said) the check fails MONITOR instead of skipping, since
-    an XID may be hiding there."""
+    an XID may be hiding there. A host without GPUs skips (``no_gpu``); ``gpus`` None (unknown, as
+    in a recording of the kernel log alone) judges the log."""
+    skip = no_gpu("xid", gpus) if gpus is not None else None
+    if skip:
+        return skip
     if kernel_log is None:
         return result(
             "xid",

@@ -31,6 +31,7 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import (
     gpu_memory,
     host,
     kernel_log,
+    policy,
     software,
 )
 
@@ -47,15 +48,20 @@ SOURCES = (STATE, HOSTVAR, LOCAL_FACT, ERROR, BASELINES)
 
 @dataclass(frozen=True)
 class Need:
-    """One input of a check: where it comes from (``source``, ``key``) and how it is converted."""
+    """One input of a check: where it comes from (``source``, ``key``) and how it is converted.
+
+    ``optional``: the check can judge without it (None), as ``gpufleet diagnose`` does when a
+    recording lacks it (a kernel log sent without an nvidia-smi report).
+    """
 
     source: str
     key: str | None = None
     convert: Callable | None = None
+    optional: bool = False
 
 
-def state(key, convert=None):
-    return Need(STATE, key, convert)
+def state(key, convert=None, optional=False):
+    return Need(STATE, key, convert, optional)
 
 
 def hostvar(name, convert=None):
@@ -103,6 +109,9 @@ def _register(*checks):
 
 
 GPUS = {"gpus": state("gpus")}
+# The site's policy (plugin_utils/checks/policy.py), validated; None gives the defaults.
+POLICY = {"policy": hostvar("gpufleet_verify_policy", policy.validate)}
+GPUS_POLICY = {**GPUS, **POLICY}
 DRIVER_PIN = {
     "branch": hostvar("nvidia_driver_branch"),
     "version": hostvar("nvidia_driver_version"),
@@ -133,8 +142,8 @@ CHECKS = _register(
         software.driver_package,
         {"driver_fact": local_fact("gpufleet_nvidia_driver"), "packages": state("packages"), **DRIVER_PIN},
     ),
-    Check("persistence_mode", "quick", "gpu", "Persistence mode", gpu.persistence_mode, GPUS),
-    Check("ecc", "quick", "gpu", "ECC mode and error counts", gpu_memory.ecc, GPUS),
+    Check("persistence_mode", "quick", "gpu", "Persistence mode", gpu.persistence_mode, GPUS_POLICY),
+    Check("ecc", "quick", "gpu", "ECC mode and error counts", gpu_memory.ecc, GPUS_POLICY),
     Check("row_remap", "quick", "gpu", "Row remapping", gpu_memory.row_remap, GPUS),
     Check("retired_pages", "quick", "gpu", "Retired pages", gpu_memory.retired_pages, GPUS),
     Check(
@@ -144,14 +153,15 @@ CHECKS = _register(
         "XID errors in the kernel log",
         kernel_log.xid_on_host,
         {
-            "gpus": state("gpus"),
+            "gpus": state("gpus", optional=True),
             "kernel_log": state("kernel_log"),
             "error": error("kernel_log"),
             "window_hours": hostvar("gpufleet_verify_xid_window_hours"),
         },
     ),
-    Check("throttle", "quick", "gpu", "Clock throttle reasons", gpu.throttle, GPUS),
-    Check("pcie_link", "quick", "gpu", "PCIe link width and generation", gpu.pcie_link, GPUS),
+    Check("throttle", "quick", "gpu", "Clock throttle reasons", gpu.throttle, GPUS_POLICY),
+    Check("pcie_link", "quick", "gpu", "PCIe link width and generation", gpu.pcie_link, GPUS_POLICY),
+    Check("recovery_action", "quick", "gpu", "Driver's GPU recovery action", gpu.recovery_action, GPUS),
     Check(
         "nvlink",
         "quick",
@@ -159,6 +169,14 @@ CHECKS = _register(
         "NVLink active links",
         fabric.nvlink,
         {"gpus": state("gpus"), "nvlink_text": state("nvlink"), "overrides": BASELINE_OVERRIDES},
+    ),
+    Check(
+        "fabric_registration",
+        "quick",
+        "fabric",
+        "NVLink fabric registration per GPU",
+        fabric.fabric_registration,
+        GPUS,
     ),
     Check(
         "fabric_manager",
@@ -186,6 +204,7 @@ CHECKS = _register(
             "ib": state("ib"),
             "expected_ports": hostvar("gpufleet_expected_ib_ports"),
             "expected_rate_gbps": hostvar("gpufleet_expected_ib_rate_gbps"),
+            "rail_ports": hostvar("gpufleet_ib_rails", _listed),
         },
     ),
     Check(
@@ -216,6 +235,14 @@ CHECKS = _register(
         "Required services",
         software.services,
         {"states": state("services"), "required": hostvar("gpufleet_verify_services", _listed)},
+    ),
+    Check(
+        "collection",
+        "quick",
+        "software",
+        "Host state collected",
+        host.collection,
+        {"errors": state("errors")},
     ),
     Check(
         "disk_headroom",

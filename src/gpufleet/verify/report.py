@@ -155,7 +155,7 @@ def render_table(report, verbose: bool = False) -> str:
     """
     hosts = _hosts(report)
     lines = []
-    head = f"gpufleet verify: tier {_clean(report.get('tier') or '-')}"
+    head = f"{_clean(report.get('tool') or 'gpufleet verify')}: tier {_clean(report.get('tier') or '-')}"
     if report.get("inventory"):
         head += f", inventory {_clean(report['inventory'])}"
     if report.get("started"):
@@ -163,8 +163,28 @@ def render_table(report, verbose: bool = False) -> str:
     if _is_finite_number(report.get("duration_s")):
         head += f", took {_seconds(report['duration_s'])}"
     lines += [head, ""]
+    inputs = report.get("inputs")
+    if inputs is not None:  # gpufleet diagnose: what was read from which file, and what was not
+        for status, title in (
+            ("used", "read"),
+            ("unused", "not used"),
+            ("unknown", "not used (unknown name)"),
+            ("unreadable", "unreadable"),
+        ):
+            files = [i for i in inputs if i.get("status") == status]
+            if files:
+                listing = ", ".join(
+                    _clean(i.get("file")) + (f" ({_clean(i['reason'])})" if i.get("reason") else "")
+                    for i in files
+                )
+                lines.append(f"{title}: {listing}")
+        lines.append("")
 
-    columns = ["HOST", "VERDICT", "ACTION", "GPUS", "PASS", "WARN", "FAIL", "SKIP", "TIME"]
+    # The POLICY column only where some host differs from the site's policy (health.POLICY_STATUS).
+    shown_statuses = [health.PASS, health.WARN, health.FAIL, health.SKIP]
+    if any(_status_counts(h)[health.POLICY_STATUS] for h in hosts):
+        shown_statuses.append(health.POLICY_STATUS)
+    columns = ["HOST", "VERDICT", "ACTION", "GPUS", *(s.upper() for s in shown_statuses), "TIME"]
     rows = []
     for host in hosts:
         counts = _status_counts(host)
@@ -175,12 +195,12 @@ def render_table(report, verbose: bool = False) -> str:
                 _clean(host.get("verdict") or "?"),
                 _clean(host.get("action") or "-"),
                 "-" if host.get("verdict") == health.UNREACHABLE or gpus is None else str(gpus),
-                *(str(counts[s]) for s in (health.PASS, health.WARN, health.FAIL, health.SKIP)),
+                *(str(counts[s]) for s in shown_statuses),
                 _seconds(host.get("duration_s")),
             ]
         )
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
-    numeric = {"GPUS", "PASS", "WARN", "FAIL", "SKIP", "TIME"}
+    numeric = {"GPUS", "PASS", "WARN", "FAIL", "SKIP", "POLICY", "TIME"}
 
     def fmt(cells):
         out = [
@@ -208,10 +228,13 @@ def render_table(report, verbose: bool = False) -> str:
             if host.get("sku"):
                 title += f" ({_clean(host['sku'])})"
             block.append(title)
-        shown = checks if verbose else [c for c in checks if c.get("status") in (health.FAIL, health.WARN)]
+        flagged = (health.FAIL, health.WARN, health.POLICY_STATUS)
+        shown = checks if verbose else [c for c in checks if c.get("status") in flagged]
         if verdict == health.HEALTHY and not verbose:
-            shown = []
-        order = {health.FAIL: 0, health.WARN: 1, health.PASS: 2, health.SKIP: 3}
+            shown = [c for c in shown if c.get("status") == health.POLICY_STATUS]
+            if shown and not block:
+                block.append(f"{name}: {_clean(verdict)}, differs from the site's policy")
+        order = {health.FAIL: 0, health.WARN: 1, health.POLICY_STATUS: 2, health.PASS: 3, health.SKIP: 4}
         if not verbose:
             shown = sorted(shown, key=lambda c: order.get(c.get("status"), 9))
         for check in shown:
@@ -222,10 +245,12 @@ def render_table(report, verbose: bool = False) -> str:
         if skipped:
             if not block:
                 block.append(f"{name}: {_clean(verdict)}")
-            reasons = "; ".join(
-                f"{_clean(c.get('check') or '?')} ({_clean(c.get('summary')) or 'no reason given'})"
-                for c in skipped
-            )
+            # Checks skipped for one reason are listed together, once.
+            by_reason: dict[str, list[str]] = {}
+            for c in skipped:
+                reason = _clean(c.get("summary")) or "no reason given"
+                by_reason.setdefault(reason, []).append(_clean(c.get("check") or "?"))
+            reasons = "; ".join(f"{', '.join(names)} ({reason})" for reason, names in by_reason.items())
             block.append(f"  skipped: {reasons}")
         if block:
             lines += ["", *block]
@@ -275,7 +300,7 @@ def render_junit(report) -> str:
     """JUnit XML: one testsuite per host, one testcase per check.
 
     fail -> ``<failure message=summary type=action>`` with measured/expected/source/details in its
-    body; skip -> ``<skipped message=reason>``; warn -> a passing testcase whose ``<system-out>``
+    body; skip -> ``<skipped message=reason>``; warn (and policy) -> a passing testcase whose ``<system-out>``
     starts with ``WARN:``; an unreachable host -> a testcase ``reachable`` with ``<error>``.
     """
     root = ET.Element("testsuites", name="gpufleet verify")
@@ -317,9 +342,9 @@ def render_junit(report) -> str:
             elif status == health.SKIP:
                 ET.SubElement(case, "skipped", message=summary or "skipped, no reason given")
                 counts["skipped"] += 1
-            elif status == health.WARN:
+            elif status in (health.WARN, health.POLICY_STATUS):
                 out = ET.SubElement(case, "system-out")
-                out.text = _xml(f"WARN: {summary}\n{_check_body(check)}")
+                out.text = _xml(f"{status.upper()}: {summary}\n{_check_body(check)}")
             elif status != health.PASS:
                 el = ET.SubElement(case, "error", message=f"unknown check status {status!r}", type="status")
                 counts["errors"] += 1
@@ -420,7 +445,7 @@ def _parse_time(text):
     return when.timestamp()
 
 
-_SEVERITY = {health.FAIL: 3, health.WARN: 2, health.PASS: 1, health.SKIP: 0}
+_SEVERITY = {health.FAIL: 4, health.WARN: 3, health.POLICY_STATUS: 2, health.PASS: 1, health.SKIP: 0}
 
 
 def render_prometheus(report) -> str:
@@ -463,6 +488,13 @@ def render_prometheus(report) -> str:
         seen_hosts.add(name)
         hosts.append((name, host))
 
+    # The policy status is a series of its own only in reports that have a policy result, so the
+    # health one-hot stays as it was for sites without a policy.
+    statuses = [
+        s
+        for s in health.STATUSES
+        if s != health.POLICY_STATUS or any(c.get("status") == s for _, h in hosts for c in _checks(h))
+    ]
     verdicts = dict.fromkeys(health.VERDICTS, 0)
     for _, host in hosts:
         if host.get("verdict") in verdicts:
@@ -490,7 +522,7 @@ def render_prometheus(report) -> str:
             prev = chosen.get(cname)
             if prev is None or _SEVERITY.get(check.get("status"), -1) > _SEVERITY.get(prev.get("status"), -1):
                 chosen[cname] = check
-        counts = dict.fromkeys(health.STATUSES, 0)
+        counts = dict.fromkeys(statuses, 0)
         for check in _checks(host):
             if check.get("status") in counts:
                 counts[check["status"]] += 1
@@ -499,7 +531,7 @@ def render_prometheus(report) -> str:
 
         for cname, check in chosen.items():
             tier = check.get("tier") or report.get("tier") or ""
-            for s in health.STATUSES:
+            for s in statuses:
                 add(
                     "gpufleet_verify_check_status",
                     {"host": name, "check": cname, "tier": tier, "status": s},

@@ -177,6 +177,7 @@ def host_entry(raw: dict) -> dict:
         "action": folded["action"],
         "failing": folded["failing"],
         "warning": folded["warning"],
+        "policy": folded.get("policy", []),
         "error": raw.get("error"),
         "duration_s": round(float(raw.get("duration_s") or 0), 3),
         "gpu_count": raw.get("gpu_count"),
@@ -211,7 +212,20 @@ def prepare(
     # Each host's pytest runs in a work directory of its own: give it the inventory by absolute path.
     inventory = os.path.abspath(inventory)
     hosts = inventory_hosts(inventory, limit)
+    check_policies(hosts)
     return inventory, hosts, host_overrides(hosts, file_overrides)
+
+
+def check_policies(hosts: dict[str, dict]) -> None:
+    """Every host's ``gpufleet_verify_policy`` valid, before any host is touched (VerifyError names
+    the host and the setting)."""
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import policy
+
+    for host, hostvars in hosts.items():
+        try:
+            policy.validate(hostvars.get("gpufleet_verify_policy"), where=f"{host}: gpufleet_verify_policy")
+        except policy.PolicyError as exc:
+            raise VerifyError(str(exc)) from exc
 
 
 def run(

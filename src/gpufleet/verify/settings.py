@@ -13,6 +13,8 @@ HOSTVAR_DEFAULTS = {
     "nvidia_driver_version": None,
     "gpufleet_expected_ib_ports": None,  # ACTIVE InfiniBand/RoCE ports this host must have
     "gpufleet_expected_ib_rate_gbps": None,  # their rate, e.g. 400 for NDR
+    "gpufleet_ib_rails": [],  # ports (mlx5_0:1) or devices that are rails; default: InfiniBand link layer
+    "gpufleet_verify_policy": None,  # the site's policy, see plugins/plugin_utils/checks/policy.py
     "gpufleet_verify_services": [],  # systemd units that must be active
     "gpufleet_verify_xid_window_hours": 24,
     "gpufleet_verify_min_free_mib": 10240,

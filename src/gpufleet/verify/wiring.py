@@ -77,5 +77,11 @@ def run(check: registry.Check, state: dict, hostvars: dict, overrides: Any) -> d
             action=core.MONITOR,
         )
     state = dict(state, gpus=gpus or {"gpu_count": 0, "gpus": []})
+    return call(check, state, hostvars, overrides)
+
+
+def call(check: registry.Check, state: dict, hostvars: dict, overrides: Any) -> dict:
+    """``check`` called with each need resolved from ``state``/``hostvars``/``overrides`` as they are
+    (``run`` adds verify's rule for missing GPU facts; ``gpufleet diagnose`` calls this directly)."""
     args = {arg: resolve(need, state, hostvars, overrides) for arg, need in check.needs.items()}
     return check.func(**args)

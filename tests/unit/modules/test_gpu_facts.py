@@ -193,6 +193,7 @@ def test_nvidia_smi_absent_and_no_gpu(monkeypatch, sysfs):
         "driver_version": None,
         "cuda_version": None,
         "driver_error": None,
+        "attached_gpus": None,
         "nvidia_smi_path": None,
         "gpu_count": 0,
         "pci_gpu_count": 0,

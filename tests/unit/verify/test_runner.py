@@ -142,3 +142,11 @@ def test_burnin_needs_drain(tmp_path, capsys):
     inv = write_inventory(tmp_path)
     assert cli.main(["verify", "-i", str(inv), "--tier", "burnin"]) == 2
     assert "drain the hosts first (--drain slurm|kubernetes)" in capsys.readouterr().err
+
+
+def test_a_bad_site_policy_stops_the_run_before_any_host():
+    from gpufleet.verify import runner as R
+
+    R.check_policies({"n1": {"gpufleet_verify_policy": {"ecc_required": False}}, "n2": {}})
+    with pytest.raises(R.VerifyError, match=r"n2: gpufleet_verify_policy: unknown setting\(s\) ecc"):
+        R.check_policies({"n1": {}, "n2": {"gpufleet_verify_policy": {"ecc": True}}})

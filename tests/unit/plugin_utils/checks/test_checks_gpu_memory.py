@@ -25,10 +25,13 @@ def test_ecc_volatile_uncorrectable_fails_reset():
 def test_ecc_disabled_pending_and_unsupported():
     host = t4()
     host["gpus"][0]["ecc_mode"] = {"current": False, "pending": False}  # derived from T4, edited
-    assert assert_result(gpu_memory.ecc(host), "ecc", core.FAIL)["action"] == core.REBOOT
+    # issue 13, class 1: ECC off is the site's policy, not a fault (was FAIL REBOOT)
+    res = assert_result(gpu_memory.ecc(host), "ecc", core.POLICY_STATUS)
+    assert res["action"] == core.RECONFIGURE
+    assert gpu_memory.ecc(host, policy={"ecc_required": False})["status"] == core.PASS
     host["gpus"][0]["ecc_mode"] = {"current": False, "pending": True}  # derived, edited: change pending
-    # current disabled still fails first
-    assert_result(gpu_memory.ecc(host), "ecc", core.FAIL)
+    # current disabled still reported first
+    assert_result(gpu_memory.ecc(host), "ecc", core.POLICY_STATUS)
     host["gpus"][0]["ecc_mode"] = {"current": True, "pending": False}  # derived, edited: disable pending
     assert assert_result(gpu_memory.ecc(host), "ecc", core.WARN)["action"] == core.REBOOT
     host["gpus"][0]["ecc_mode"] = {"current": None, "pending": None}  # derived, edited: not supported
