@@ -29,6 +29,7 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import (
     fabric,
     gpu,
     gpu_memory,
+    gpu_platform,
     host,
     kernel_log,
     policy,
@@ -159,8 +160,8 @@ CHECKS = _register(
             "window_hours": hostvar("gpufleet_verify_xid_window_hours"),
         },
     ),
-    Check("throttle", "quick", "gpu", "Clock throttle reasons", gpu.throttle, GPUS_POLICY),
-    Check("pcie_link", "quick", "gpu", "PCIe link width and generation", gpu.pcie_link, GPUS_POLICY),
+    Check("throttle", "quick", "gpu", "Clock throttle reasons", gpu_platform.throttle, GPUS_POLICY),
+    Check("pcie_link", "quick", "gpu", "PCIe link width and generation", gpu_platform.pcie_link, GPUS_POLICY),
     Check("recovery_action", "quick", "gpu", "Driver's GPU recovery action", gpu.recovery_action, GPUS),
     Check(
         "nvlink",

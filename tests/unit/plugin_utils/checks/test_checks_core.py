@@ -9,6 +9,7 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import (
     fabric,
     gpu,
     gpu_memory,
+    gpu_platform,
     registry,
     software,
 )
@@ -22,8 +23,8 @@ GPU_CHECKS = {
     "ecc": gpu_memory.ecc,
     "row_remap": gpu_memory.row_remap,
     "retired_pages": gpu_memory.retired_pages,
-    "throttle": gpu.throttle,
-    "pcie_link": gpu.pcie_link,
+    "throttle": gpu_platform.throttle,
+    "pcie_link": gpu_platform.pcie_link,
     "nvlink": lambda g: fabric.nvlink(g, (HEALTH / "nvlink-s-a100-sxm4-80gb.txt").read_text()),
     "fabric_manager": lambda g: fabric.fabric_manager(g, {"nvidia-fabricmanager": "active"}),
     "peermem": lambda g: fabric.peermem(g, ib_active(), ""),

@@ -7,7 +7,7 @@ import copy
 
 from ansible_collections.gpufleet.cluster.plugins.module_utils.gpu_inventory import build_facts
 from ansible_collections.gpufleet.cluster.plugins.module_utils.nvidia_smi import parse_nvidia_smi_xml
-from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core, gpu
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core, gpu, gpu_platform
 from checks_inputs import (
     SMI,
     a100,
@@ -106,9 +106,9 @@ def test_persistence_enabled_passes_and_unknown_warns():
 
 
 def test_throttle_recorded_idle_is_benign():
-    res = assert_result(gpu.throttle(p100()), "throttle", core.PASS)
+    res = assert_result(gpu_platform.throttle(p100()), "throttle", core.PASS)
     assert "gpu_idle" in res["summary"]
-    assert_result(gpu.throttle(a100()), "throttle", core.PASS)
+    assert_result(gpu_platform.throttle(a100()), "throttle", core.PASS)
 
 
 def test_throttle_hardware_and_power_cap():
@@ -116,33 +116,33 @@ def test_throttle_hardware_and_power_cap():
     first = host["gpus"][0]
     first["clocks_event_reasons"]["hw_power_brake_slowdown"] = True  # derived from A100 report, edited
     first["clocks_event_reasons_active"] = ["hw_power_brake_slowdown"]
-    res = assert_result(gpu.throttle(host), "throttle", core.FAIL)
+    res = assert_result(gpu_platform.throttle(host), "throttle", core.FAIL)
     assert res["action"] == core.ISOLATE and "hw_power_brake_slowdown" in res["summary"]
     first["clocks_event_reasons_active"] = ["sw_power_cap"]  # edited: power cap only
-    assert assert_result(gpu.throttle(host), "throttle", core.WARN)["action"] == core.MONITOR
+    assert assert_result(gpu_platform.throttle(host), "throttle", core.WARN)["action"] == core.MONITOR
 
 
 # --- pcie_link -------------------------------------------------------------------------------
 
 
 def test_pcie_link_full_width_passes_and_recorded_t4_x8_fails():
-    assert_result(gpu.pcie_link(p100()), "pcie_link", core.PASS)
+    assert_result(gpu_platform.pcie_link(p100()), "pcie_link", core.PASS)
     # issue 13, class 2: the recorded T4 is x8 of x16 in a pass-through VM: a platform trait, a
     # policy result (was FAIL REBOOT); the same width on bare metal still fails REBOOT.
-    res = assert_result(gpu.pcie_link(t4()), "pcie_link", core.POLICY_STATUS)
+    res = assert_result(gpu_platform.pcie_link(t4()), "pcie_link", core.POLICY_STATUS)
     assert res["action"] == core.RECONFIGURE and "GPU 0 (0000:00:1e.0) x8 of x16" in res["summary"]
-    assert gpu.pcie_link(t4(), policy={"pcie_passthrough_narrow_ok": True})["status"] == core.PASS
+    assert gpu_platform.pcie_link(t4(), policy={"pcie_passthrough_narrow_ok": True})["status"] == core.PASS
     host = t4()
     host["gpus"][0]["virtualization_mode"] = None  # derived from tesla-t4.xml, edited: bare metal
-    res = assert_result(gpu.pcie_link(host), "pcie_link", core.FAIL)
+    res = assert_result(gpu_platform.pcie_link(host), "pcie_link", core.FAIL)
     assert res["action"] == core.REBOOT and "GPU 0 (0000:00:1e.0) x8 of x16" in res["summary"]
-    assert gpu.pcie_link(host, policy={"pcie_min_width": 8})["status"] == core.PASS
+    assert gpu_platform.pcie_link(host, policy={"pcie_min_width": 8})["status"] == core.PASS
 
 
 def test_pcie_link_low_generation_only_warns():
     host = p100()
     host["gpus"][0]["pcie"]["gen_current"] = 1  # derived from P100, edited: idle downshift
-    res = assert_result(gpu.pcie_link(host), "pcie_link", core.WARN)
+    res = assert_result(gpu_platform.pcie_link(host), "pcie_link", core.WARN)
     assert "re-check under load" in res["summary"]
 
 
@@ -165,11 +165,11 @@ def test_power_cap_judged_with_the_power_readings():
     first = host["gpus"][0]
     first["clocks_event_reasons_active"] = ["sw_power_cap"]  # derived from the A100 report, edited
     first["power"] = {"draw_w": 495.0, "limit_w": 500.0}  # edited: busy at its limit
-    res = assert_result(gpu.throttle(host), "throttle", core.PASS)
+    res = assert_result(gpu_platform.throttle(host), "throttle", core.PASS)
     assert "the cap at work" in res["summary"]
     first["power"] = {"draw_w": 290.0, "limit_w": 300.0}  # edited: limit lowered below the default
     first["power_limits"] = {"default_w": 500.0, "max_w": 500.0}
-    res = assert_result(gpu.throttle(host), "throttle", core.POLICY_STATUS)
+    res = assert_result(gpu_platform.throttle(host), "throttle", core.POLICY_STATUS)
     assert res["action"] == core.RECONFIGURE and "300 W of 500 W default" in res["summary"]
     first["power"] = {"draw_w": 100.0, "limit_w": 500.0}  # edited: capped far below its limit
-    assert assert_result(gpu.throttle(host), "throttle", core.WARN)["action"] == core.MONITOR
+    assert assert_result(gpu_platform.throttle(host), "throttle", core.WARN)["action"] == core.MONITOR
