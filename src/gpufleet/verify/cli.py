@@ -105,15 +105,20 @@ def run_kwargs(args: argparse.Namespace) -> dict:
     return kwargs
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def emit(result, args: argparse.Namespace) -> int:
+    """Print a verify or diagnose result (JSON on stdout with ``--json -``, else the table) and
+    return its exit code."""
     from gpufleet.verify import report as render
 
-    result = api.run(**run_kwargs(args), progress=sayer("verify", quiet=args.quiet))
     if args.json_report == STDOUT:
         sys.stdout.write(render.render_json(result.report))
     else:
         print(render.render_table(result.report, verbose=args.verbose))
     return result.exit_code
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    return emit(api.run(**run_kwargs(args), progress=sayer("verify", quiet=args.quiet)), args)
 
 
 def add_parser(sub) -> None:

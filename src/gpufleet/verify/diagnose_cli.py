@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import textwrap
 
 from gpufleet._progress import sayer
 from gpufleet.verify import recorded
-
-STDOUT = "-"
+from gpufleet.verify.cli import STDOUT, emit
 
 
 def _files_help() -> str:
@@ -24,7 +22,6 @@ def _files_help() -> str:
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     from gpufleet.verify import diagnose
-    from gpufleet.verify import report as render
 
     result = diagnose.diagnose(
         args.directory,
@@ -34,11 +31,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         junit_report=args.junit_report,
         progress=sayer("diagnose", quiet=args.quiet),
     )
-    if args.json_report == STDOUT:
-        sys.stdout.write(render.render_json(result.report))
-    else:
-        print(render.render_table(result.report, verbose=args.verbose))
-    return result.exit_code
+    return emit(result, args)
 
 
 def add_parser(sub) -> None:
