@@ -66,12 +66,20 @@ def _pytest(*args: str) -> list[str]:
     return [str(BIN / "pytest"), *args]
 
 
+# What every stage runs with, the same whether the suite is started by `make test` or directly:
+# the venv's tools first on PATH, the repository's Ansible configuration, no colour codes in logs.
+ENV = {
+    "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+    "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+    "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
+    "ANSIBLE_FORCE_COLOR": "0",
+    "ANSIBLE_NOCOLOR": "1",
+    "PY_COLORS": "0",
+    "NO_COLOR": "1",
+}
+
+
 def stages() -> list[Stage]:
-    molecule_env = {
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
-        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-    }
     out = [
         Stage("host-deps", ["bash", "scripts/host-deps.sh"], "apt packages, docker daemon"),
         Stage("venv", ["make", "--no-print-directory", "venv"], "Python venv with the dev tools"),
@@ -128,7 +136,7 @@ def stages() -> list[Stage]:
                 group="lab",
                 lane=lane,
                 junit=f"molecule-{name}.xml",
-                env={**molecule_env, "PYTEST_ADDOPTS": f"--junitxml={JUNIT_DIR}/molecule-{name}.xml"},
+                env={"PYTEST_ADDOPTS": f"--junitxml={JUNIT_DIR}/molecule-{name}.xml"},
             )
         )
     return out
@@ -161,7 +169,7 @@ def junit_counts(path: Path) -> dict:
 
 
 def run_stage(stage: Stage, results: list, lock: threading.Lock) -> int:
-    env = {**os.environ, **stage.env}
+    env = {**os.environ, **ENV, **stage.env}
     started = time.monotonic()
     prefix = f"[{stage.name}] " if stage.group else ""
     print(f"\n=== {stage.name}: {stage.why}\n$ {' '.join(stage.argv)}", flush=True)
