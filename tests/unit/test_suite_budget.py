@@ -86,3 +86,9 @@ def test_table_shows_shares_and_the_budget_verdict(suite):
     assert re.search(r"^\s+test_lab\.py\s+2:00\s+40\.0%", text, re.M)
     assert "within the budget of 30:00" in text
     assert "OVER the budget of 30:00" in suite.table(rows, 1801.0)
+
+
+def test_stages_find_the_venv_tools_without_make(suite):
+    # Integration tests call ansible-playbook by name: the venv must come first on every stage's PATH.
+    assert suite.ENV["PATH"].split(":")[0] == str(suite.BIN)
+    assert suite.ENV["ANSIBLE_CONFIG"] == str(suite.REPO / "ansible.cfg")
