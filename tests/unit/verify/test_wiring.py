@@ -176,8 +176,10 @@ def _collected(tmp_path, *args):
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+    # Ids are "<host>-<check>" where testinfra parametrizes the host, "<check>" where it is absent
+    # (make newest's venv); check names have no dash.
     return {
-        line.split("[", 1)[1].rstrip("]").split("-", 1)[1]
+        line.split("[", 1)[1].rstrip("]").rsplit("-", 1)[-1]
         for line in out.stdout.splitlines()
         if "::test_check[" in line
     }
