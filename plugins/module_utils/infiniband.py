@@ -40,6 +40,9 @@ and every port::
     netdevs         net interfaces bound to the port ("ib0", "ens1f0np0"); [] when unknown
     gids            [{"index", "gid", "type", "ndev"}], all-zero GIDs left out; type is "IB",
                     "RoCE v1" or "RoCE v2"; ndev is the net interface of a RoCE GID, else None
+    counters        {name: value} of the port's error counters (``ERROR_COUNTERS``) that sysfs has
+                    under ``ports/<n>/counters/``; None when it has none (ibstat prints none)
+    counter_deltas  {name: increase} between two reads (``add_counter_deltas``); None after one read
 
 A file that is missing or cannot be read gives None for its key; nothing here raises on a
 malformed or partial tree.
@@ -105,6 +108,25 @@ PORT_KEYS = (
     "port_guid",
     "netdevs",
     "gids",
+    "counters",
+    "counter_deltas",
+)
+# The port error counters of the kernel's sysfs ABI (Documentation/ABI/stable/sysfs-class-infiniband,
+# ports/<n>/counters/; the same names node_exporter's infiniband collector reads). A driver may lack
+# some; those that exist are read. Traffic counters (port_rcv_data, ...) are not error counters.
+ERROR_COUNTERS = (
+    "symbol_error",
+    "link_error_recovery",
+    "link_downed",
+    "port_rcv_errors",
+    "port_rcv_remote_physical_errors",
+    "port_rcv_switch_relay_errors",
+    "port_xmit_discards",
+    "local_link_integrity_errors",
+    "excessive_buffer_overrun_errors",
+    "port_rcv_constraint_errors",
+    "port_xmit_constraint_errors",
+    "VL15_dropped",
 )
 
 
@@ -243,6 +265,16 @@ def _empty_port(number):
     return port
 
 
+def _read_counters(port_dir):
+    """``{name: value}`` of the error counters present under ``port_dir/counters``, or None."""
+    counters = {}
+    for name in ERROR_COUNTERS:
+        value = to_int(_read(os.path.join(port_dir, "counters", name)))
+        if value is not None:
+            counters[name] = value
+    return counters or None
+
+
 def _read_port(device_dir, number, netdevs_fallback):
     port_dir = os.path.join(device_dir, "ports", str(number))
     port = _empty_port(number)
@@ -264,6 +296,7 @@ def _read_port(device_dir, number, netdevs_fallback):
         if ndev and ndev not in ndevs:
             ndevs.append(ndev)
     port["netdevs"] = ndevs or list(netdevs_fallback.get(number, []))
+    port["counters"] = _read_counters(port_dir)
     return port
 
 
@@ -291,6 +324,29 @@ def read_sysfs(root=SYSFS_INFINIBAND, net_root=SYSFS_NET):
     """Every RDMA device under ``root``, sorted by name; [] when ``root`` does not exist."""
     names = sorted(n for n in _listdir(root) if os.path.isdir(os.path.join(root, n)))
     return [read_device(root, name, net_root) for name in names]
+
+
+def counter_delta(before, after):
+    """Increase of a counter between two reads. A value lower than before means the counter was
+    reset in between (driver reload, ``perfquery -R``): what it counts now happened since, so the
+    new value is the increase (never negative)."""
+    return after - before if after >= before else after
+
+
+def add_counter_deltas(first, second):
+    """Set ``counter_deltas`` on every port of ``second`` (a later ``read_sysfs`` of the same host)
+    from the counters both reads have; ports or counters only one read has are left out."""
+    earlier = {(d["name"], p["port"]): p.get("counters") or {} for d in first for p in d["ports"]}
+    for device in second:
+        for port in device["ports"]:
+            before = earlier.get((device["name"], port["port"]))
+            now = port.get("counters") or {}
+            if before is None or not now:
+                continue
+            port["counter_deltas"] = {
+                name: counter_delta(before[name], value) for name, value in now.items() if name in before
+            }
+    return second
 
 
 # --- ibstat -------------------------------------------------------------------------------------

@@ -13,6 +13,11 @@ description:
   - Reads the kernel's RDMA devices from sysfs (C(/sys/class/infiniband)) and returns, per device, its
     GUIDs, firmware and board, and per port the state, physical state, rate, link layer (InfiniBand or
     Ethernet for RoCE), LIDs, port GUID, the net interfaces bound to it and its GIDs with their types.
+  - Reads each port's error counters under C(ports/<n>/counters/) (C(symbol_error), C(link_downed),
+    C(link_error_recovery), C(port_rcv_errors) and the others of the kernel's sysfs ABI that exist).
+    With O(counter_interval) it reads the whole tree twice that many seconds apart and returns, per
+    port, the second read's counters and their increase over the interval, so that a check can judge
+    errors by their rate of change rather than by totals accumulated since boot.
   - Optionally also runs C(ibstat) (infiniband-diags) and returns its parsed report next to the sysfs view.
   - A host without InfiniBand (no C(/sys/class/infiniband), e.g. a kernel built without
     C(CONFIG_INFINIBAND), or no adapter) is not an error; it reports
@@ -39,6 +44,14 @@ options:
         RV(ansible_facts.gpufleet_ib.ibstat). An absent C(ibstat) is not an error.
     type: bool
     default: false
+  counter_interval:
+    description:
+      - Seconds between two reads of the error counters. V(0) reads once (counters reported, no
+        increase); a positive value reads twice and returns the increase in each port's
+        C(counter_deltas) in RV(ansible_facts.gpufleet_ib.devices) and the measured interval in
+        RV(ansible_facts.gpufleet_ib.counter_interval_s). At most 3600.
+    type: int
+    default: 0
   timeout:
     description:
       - Seconds to wait for C(ibstat). Uses C(timeout) from coreutils when available; V(0) waits forever.
@@ -75,6 +88,10 @@ EXAMPLES = r"""
       - ansible_facts['gpufleet_ib']['ib_active']
       - ansible_facts['gpufleet_ib']['active_ports'] | length >= 2
     fail_msg: "active ports: {{ ansible_facts['gpufleet_ib']['active_ports'] }}"
+
+- name: Read the error counters twice, 5 seconds apart (their increase is in counter_deltas)
+  gpufleet.cluster.ib_facts:
+    counter_interval: 5
 
 - name: Compare with what ibstat says
   gpufleet.cluster.ib_facts:
@@ -161,6 +178,16 @@ ansible_facts:
                   netdevs: [ib0]
                   gids:
                     - {index: 0, gid: "fe80:0000:0000:0000:c470:bd03:00cf:4964", type: IB, ndev: null}
+                  counters: {symbol_error: 0, link_downed: 1, link_error_recovery: 0}
+                  counter_deltas: {symbol_error: 0, link_downed: 0, link_error_recovery: 0}
+        counter_interval_s:
+          description: >-
+            Seconds measured between the two reads of the error counters when O(counter_interval) asked
+            for two; V(null) after one read (each port's C(counter_deltas) is then V(null) too).
+            A counter lower in the second read than in the first was reset in between; its second
+            value is taken as the increase.
+          type: float
+          sample: 5.002
         ibstat:
           description: >-
             C(ibstat)'s report parsed into the same shape as RV(ansible_facts.gpufleet_ib.devices)
@@ -177,15 +204,19 @@ ansible_facts:
 """
 
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.gpufleet.cluster.plugins.module_utils.host_env import detect_container
 from ansible_collections.gpufleet.cluster.plugins.module_utils.infiniband import (
+    add_counter_deltas,
     parse_ibstat,
     read_sysfs,
     summarize,
 )
 from ansible_collections.gpufleet.cluster.plugins.module_utils.tool_run import run_tool
+
+MAX_COUNTER_INTERVAL = 3600
 
 
 def query_ibstat(module):
@@ -205,6 +236,7 @@ def main():
             sysfs_root=dict(type="path", default="/sys/class/infiniband"),
             net_root=dict(type="path", default="/sys/class/net"),
             ibstat=dict(type="bool", default=False),
+            counter_interval=dict(type="int", default=0),
             timeout=dict(type="int", default=30),
         ),
         supports_check_mode=True,
@@ -212,8 +244,18 @@ def main():
     if module.params["timeout"] < 0:
         module.fail_json(msg=f"timeout must be 0 or more seconds, got {module.params['timeout']}")
 
+    interval = module.params["counter_interval"]
+    if not 0 <= interval <= MAX_COUNTER_INTERVAL:
+        module.fail_json(msg=f"counter_interval must be 0 to {MAX_COUNTER_INTERVAL} seconds, got {interval}")
+
     root = module.params["sysfs_root"]
     devices = read_sysfs(root, module.params["net_root"])
+    interval_s = None
+    if interval and devices:
+        first, started = devices, time.monotonic()
+        time.sleep(interval)
+        devices = add_counter_deltas(first, read_sysfs(root, module.params["net_root"]))
+        interval_s = round(time.monotonic() - started, 3)
     facts = {
         "source": "sysfs",
         "present": bool(devices),
@@ -221,6 +263,7 @@ def main():
         "in_container": detect_container()[0],
     }
     facts.update(summarize(devices))
+    facts["counter_interval_s"] = interval_s
     facts["ibstat"], facts["ibstat_error"] = (None, None)
     if module.params["ibstat"]:
         facts["ibstat"], facts["ibstat_error"] = query_ibstat(module)

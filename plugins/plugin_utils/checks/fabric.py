@@ -8,6 +8,7 @@ import re
 
 from ansible_collections.gpufleet.cluster.plugins.module_utils.versions import to_int
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import baselines
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import ib_counters
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks.core import (
     AZURE,
     FAIL,
@@ -280,7 +281,8 @@ def _rail_problem(p, expected_rate_gbps):
 
 
 def ib_ports(ib, expected_ports=None, expected_rate_gbps=None, rail_ports=None, error=None):
-    """The host's InfiniBand rails, each judged on state, physical state, rate and width.
+    """The host's InfiniBand rails, each judged on state, physical state, rate and width, and on the
+    rate of change of its error counters where two reads exist.
 
     Rails are the InfiniBand link-layer ports, or, where the site names them
     (``gpufleet_ib_rails``: ``mlx5_0:1`` or ``mlx5_0``), exactly the ports named (RoCE fabrics).
@@ -293,7 +295,27 @@ def ib_ports(ib, expected_ports=None, expected_rate_gbps=None, rail_ports=None, 
     width, 1X where 4X is normal, shows in its rate). No HCA and none expected skips; rails not up
     with no expectation warn MONITOR. ``error``: ibstat's error when it failed part-way (reported
     by the ``collection`` check; the ports it printed are judged here).
+
+    Error counters (``ib_counters``): with two reads (``ib_facts`` ``counter_interval``, gpufleet
+    verify's tier full) a rail whose ``link_downed`` or ``link_error_recovery`` rose during the
+    interval fails ISOLATE (a flapping link); ``symbol_error`` above the IBTA rate, or rising
+    ``port_rcv_errors``, warns MONITOR with the rate per second; the worse of this and the state
+    verdict decides. After one read the counters are reported, not judged, and the summary says a
+    second read is needed.
     """
+    res = _rails_state(ib, expected_ports, expected_rate_gbps, rail_ports)
+    ib = ib or {}
+    rails = [(_port_id(d, p), p) for d, p in _ports(ib) if _is_rail(d, p, rail_ports)]
+    return ib_counters.merge(res, ib_counters.judge(rails, ib.get("counter_interval_s")))
+
+
+def _ports(ib):
+    devices = [d for d in ib.get("devices") or () if isinstance(d, dict)] if ib.get("present", True) else []
+    return [(d, p) for d in devices for p in d.get("ports") or () if isinstance(p, dict)]
+
+
+def _rails_state(ib, expected_ports, expected_rate_gbps, rail_ports):
+    """``ib_ports`` without the error counters: the rails' state, physical state, rate and width."""
     check = "ib_ports"
     ib = ib or {}
     expected_ports = to_int(expected_ports)
@@ -308,6 +330,8 @@ def ib_ports(ib, expected_ports=None, expected_rate_gbps=None, rail_ports=None, 
             "rate_gbps": p.get("rate_gbps"),
             "rate": p.get("rate"),
             "link_layer": p.get("link_layer"),
+            "counters": p.get("counters"),
+            "counter_deltas": p.get("counter_deltas"),
         }
         for d, p in ports
     ]

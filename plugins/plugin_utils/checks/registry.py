@@ -15,6 +15,9 @@ A need names where a value comes from, never how it is read:
 - ``error(key)``: what collection recorded when reading ``key`` failed (None when it did not);
 - ``BASELINE_OVERRIDES``: the run's validated per-SKU baseline overrides.
 
+``COLLECT_OPTIONS`` declares, per tier, how collection reads what the checks need where a tier asks
+for more than one look (two reads of the InfiniBand error counters from tier full).
+
 ``convert`` turns the raw value into the argument the check takes (a hostvar string into a number).
 """
 
@@ -31,6 +34,7 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import (
     gpu_memory,
     gpu_platform,
     host,
+    ib_counters,
     kernel_log,
     policy,
     software,
@@ -108,6 +112,15 @@ def _register(*checks):
         table[check.name] = check
     return table
 
+
+# tier -> keyword arguments of gpufleet.verify.collect.collect (the wiring test holds them to it).
+# ib_counter_interval: seconds between the two reads of the InfiniBand error counters that
+# ib_ports judges by rate of change (ib_facts counter_interval); quick stays one read.
+COLLECT_OPTIONS = {
+    "quick": {"ib_counter_interval": 0},
+    "full": {"ib_counter_interval": ib_counters.FULL_TIER_INTERVAL_S},
+    "burnin": {"ib_counter_interval": ib_counters.FULL_TIER_INTERVAL_S},
+}
 
 GPUS = {"gpus": state("gpus")}
 # The site's policy (plugin_utils/checks/policy.py), validated; None gives the defaults.

@@ -109,8 +109,12 @@ def network_facts(facts: dict) -> dict:
     return {k.removeprefix("ansible_"): v for k, v in facts.items()}
 
 
-def collect(host, hostvars: dict, *, services: list[str]) -> dict[str, Any]:
-    """Everything the checks need, read from ``host`` (a testinfra host). Raises Unreachable."""
+def collect(host, hostvars: dict, *, services: list[str], ib_counter_interval: int = 0) -> dict[str, Any]:
+    """Everything the checks need, read from ``host`` (a testinfra host). Raises Unreachable.
+
+    ``ib_counter_interval``: seconds between two reads of the InfiniBand error counters (ib_facts
+    ``counter_interval``; ``registry.COLLECT_OPTIONS`` per tier); 0 reads them once.
+    """
     started = time.monotonic()
     reach(host)
     state: dict[str, Any] = {"errors": {}}
@@ -123,7 +127,11 @@ def collect(host, hostvars: dict, *, services: list[str]) -> dict[str, Any]:
     state["gpus"] = facts.get("gpufleet_gpus")
     if err:
         errors["gpus"] = err
-    facts, err = _module(host, "gpufleet.cluster.ib_facts")
+    facts, err = _module(
+        host,
+        "gpufleet.cluster.ib_facts",
+        f"counter_interval={int(ib_counter_interval)}" if ib_counter_interval else None,
+    )
     state["ib"] = facts.get("gpufleet_ib")
     if err:
         errors["ib"] = err

@@ -21,7 +21,7 @@ import pytest
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core as health
 
 from gpufleet._io import write_atomic
-from gpufleet.verify import collect, settings
+from gpufleet.verify import collect, settings, wiring
 
 _KEY = pytest.StashKey[dict]()
 
@@ -100,7 +100,10 @@ def state(request, host, hostvars, gpufleet_results):
     gpufleet_results["host"] = hostvars.get("inventory_hostname") or str(host.backend.get_pytest_id())
     try:
         data = collect.collect(
-            host, hostvars, services=list(settings.hostvar(hostvars, "gpufleet_verify_services") or [])
+            host,
+            hostvars,
+            services=list(settings.hostvar(hostvars, "gpufleet_verify_services") or []),
+            **wiring.collect_options(request.config.getoption("--gpufleet-tier")),
         )
     except collect.Unreachable as exc:
         gpufleet_results["reachable"] = False

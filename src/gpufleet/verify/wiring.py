@@ -32,9 +32,19 @@ def _provided(need: registry.Need) -> str | None:
     return None
 
 
+def collect_options(tier: str) -> dict[str, Any]:
+    """Keyword arguments for ``collect.collect`` at ``tier`` (``registry.COLLECT_OPTIONS``)."""
+    return dict(registry.COLLECT_OPTIONS[tier])
+
+
 def problems(checks=None) -> list[str]:
-    """Every way a check in ``checks`` (default: the registry) could not be called by verify."""
+    """Every way a check in ``checks`` (default: the registry) could not be called by verify, and
+    every collection option the registry declares that ``collect.collect`` does not take."""
     out = []
+    accepted = inspect.signature(collect.collect).parameters
+    for tier, options in registry.COLLECT_OPTIONS.items():
+        missing = [name for name in options if name not in accepted]
+        out.extend(f"collect options ({tier}): collect.collect() takes no {name!r}" for name in missing)
     for name, check in (registry.CHECKS if checks is None else checks).items():
         if name != check.name:
             out.append(f"{name}: registered under another name ({check.name})")

@@ -10,6 +10,9 @@ import os
 
 import pytest
 from ansible_collections.gpufleet.cluster.plugins.module_utils.infiniband import (
+    ERROR_COUNTERS,
+    add_counter_deltas,
+    counter_delta,
     gid_interface_id,
     normalize_guid,
     parse_ibstat,
@@ -136,6 +139,9 @@ def test_procfs_tree_port_fields():
         "port_guid": None,  # no gids/ in the recording
         "netdevs": [],
         "gids": [],
+        # the error counters as recorded (all twelve, all zero); one read, so no increase
+        "counters": dict.fromkeys(ERROR_COUNTERS, 0),
+        "counter_deltas": None,
     }
 
 
@@ -442,3 +448,49 @@ def test_guid_forms():
     assert normalize_guid("  ") is None
     assert gid_interface_id("fe80:0000:0000:0000:c470:bd03:00cf:4964") == "0xc470bd0300cf4964"
     assert gid_interface_id("fe80::1") is None
+
+
+# --- error counters ------------------------------------------------------------------------------
+
+
+def test_recorded_counters_on_every_port():
+    devices = read_sysfs(str(IB / "sysfs-procfs"), "/nonexistent")
+    for device in devices:
+        for port in device["ports"]:
+            assert port["counters"] == dict.fromkeys(ERROR_COUNTERS, 0), (device["name"], port["port"])
+            assert port["counter_deltas"] is None
+    # the node_exporter tree was kept without its counters/ directory: no counters, not zeros
+    (iwarp,) = read_sysfs(str(IB / "sysfs-node-exporter"), "/nonexistent")
+    assert iwarp["ports"][0]["counters"] is None
+
+
+def test_counters_read_are_only_those_present_and_numeric(sysfs):
+    # CONSTRUCTED: a driver with two of the counters, one of them unreadable text
+    root, _net, _pci = sysfs
+    build_device(root, "mlx5_0", {1: {"state": "4: ACTIVE"}})
+    counters = root / "mlx5_0" / "ports" / "1" / "counters"
+    write(counters / "link_downed", "3\n")
+    write(counters / "symbol_error", "n/a\n")
+    write(counters / "port_rcv_data", "123456\n")  # a traffic counter: not read
+    (port,) = read_sysfs(str(root), "/nonexistent")[0]["ports"]
+    assert port["counters"] == {"link_downed": 3}
+
+
+def test_counter_deltas_between_two_reads():
+    first = read_sysfs(str(IB / "sysfs-procfs"), "/nonexistent")
+    second = read_sysfs(str(IB / "sysfs-procfs"), "/nonexistent")
+    # CONSTRUCTED: the second read edited -- mlx4_0:2 flapped twice and gained symbol errors
+    second[1]["ports"][1]["counters"].update(link_downed=2, symbol_error=40)
+    del second[2]["ports"][0]["counters"]["VL15_dropped"]  # gone in the second read: left out
+    add_counter_deltas(first, second)
+    assert second[1]["ports"][0]["counter_deltas"] == dict.fromkeys(ERROR_COUNTERS, 0)
+    assert second[1]["ports"][1]["counter_deltas"]["link_downed"] == 2
+    assert second[1]["ports"][1]["counter_deltas"]["symbol_error"] == 40
+    assert "VL15_dropped" not in second[2]["ports"][0]["counter_deltas"]
+    assert first[1]["ports"][1]["counter_deltas"] is None  # the first read is not changed
+
+
+def test_counter_reset_between_reads_counts_the_new_value():
+    assert counter_delta(10, 15) == 5
+    assert counter_delta(65535, 7) == 7  # reset (or wrapped): 7 since
+    assert counter_delta(4, 4) == 0

@@ -84,6 +84,7 @@ def test_no_infiniband_is_not_an_error(monkeypatch, tmp_path):
         "ib_active": False,
         "roce_active": False,
         "devices": [],
+        "counter_interval_s": None,
         "ibstat": None,  # not installed: not an error either
         "ibstat_error": None,
     }
@@ -147,3 +148,81 @@ def test_check_mode_and_second_run_are_identical(monkeypatch, tmp_path):
     checked = host.run(_ansible_check_mode=True, **args)
     assert checked == first
     assert host.check_modes == [True]  # read-only: ibstat runs in check mode too
+
+
+# --- counter_interval: two reads of the error counters ---------------------------------------------
+
+
+def copy_tree(tmp_path):
+    import shutil
+
+    tree = tmp_path / "infiniband"
+    shutil.copytree(PROCFS_TREE, tree)
+    return tree
+
+
+class Clock:
+    """time.sleep/time.monotonic for the module: sleeping advances the clock and runs ``between``
+    (what happens on the host between the two reads)."""
+
+    def __init__(self, monkeypatch, between=None):
+        self.now = 1000.0
+        self.slept = []
+        self.between = between
+        monkeypatch.setattr(ib_facts.time, "sleep", self.sleep)
+        monkeypatch.setattr(ib_facts.time, "monotonic", lambda: self.now)
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+        if self.between:
+            self.between()
+
+
+def test_one_read_by_default_reports_counters_without_deltas(monkeypatch, tmp_path):
+    clock = Clock(monkeypatch)
+    facts = Host(monkeypatch).run(sysfs_root=PROCFS_TREE, net_root=str(tmp_path))
+    assert clock.slept == []
+    assert facts["counter_interval_s"] is None
+    port = facts["devices"][1]["ports"][0]
+    assert port["counters"]["link_downed"] == 0 and port["counters"]["symbol_error"] == 0
+    assert port["counter_deltas"] is None
+
+
+def test_two_reads_report_the_increase_over_the_interval(monkeypatch, tmp_path):
+    tree = copy_tree(tmp_path)
+    counters = tree / "mlx4_0" / "ports" / "2" / "counters"
+
+    def flap():  # CONSTRUCTED: mlx4_0:2 goes down and retrains once, and counts symbol errors
+        (counters / "link_downed").write_text("1\n")
+        (counters / "link_error_recovery").write_text("1\n")
+        (counters / "symbol_error").write_text("25\n")
+
+    clock = Clock(monkeypatch, flap)
+    facts = Host(monkeypatch).run(sysfs_root=str(tree), net_root=str(tmp_path), counter_interval=5)
+    assert clock.slept == [5]
+    assert facts["counter_interval_s"] == 5.0
+    steady, flapping = facts["devices"][1]["ports"]
+    assert set(steady["counter_deltas"].values()) == {0}
+    assert flapping["counters"]["link_downed"] == 1  # the second read's values
+    assert flapping["counter_deltas"]["link_downed"] == 1
+    assert flapping["counter_deltas"]["link_error_recovery"] == 1
+    assert flapping["counter_deltas"]["symbol_error"] == 25
+    assert flapping["counter_deltas"]["port_rcv_errors"] == 0
+
+
+def test_no_device_means_no_wait(monkeypatch, tmp_path):
+    clock = Clock(monkeypatch)
+    facts = Host(monkeypatch, bins={}).run(
+        sysfs_root=str(tmp_path / "infiniband"), net_root=str(tmp_path), counter_interval=5
+    )
+    assert clock.slept == [] and facts["counter_interval_s"] is None
+
+
+@pytest.mark.parametrize("interval", [-1, 3601])
+def test_counter_interval_out_of_range_fails(monkeypatch, tmp_path, interval):
+    Host(monkeypatch)
+    args = {"sysfs_root": PROCFS_TREE, "counter_interval": interval}
+    with patch_module_args(args), pytest.raises(AnsibleFailJson) as exc:
+        ib_facts.main()
+    assert "counter_interval must be 0 to 3600 seconds" in exc.value.args[0]["msg"]

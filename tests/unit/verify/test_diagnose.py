@@ -219,3 +219,13 @@ def test_nccl_tests_with_mpi_rank_prefixes(tmp_path):
         (case / "expect.yml").write_text("sku: H100 SXM\n")
         res = check(D.diagnose(case), "probe_allreduce")
         assert res["status"] in (core.FAIL, core.WARN) and res["expected"] == 460  # azurehpc 8-GPU busbw
+
+
+def test_recorded_sysfs_counters_are_reported_not_judged(tmp_path):
+    # one read is all a recording has: the counters are reported and the summary asks for a second read
+    case = tmp_path / "sysfs"
+    shutil.copytree(FIXTURES / "infiniband" / "sysfs-procfs", case / "sys-class-infiniband")
+    res = check(D.diagnose(case), "ib_ports")
+    assert res["status"] == core.PASS
+    assert "error counters read once on 4 rail(s), not judged: a second read is needed" in res["summary"]
+    assert all(d["counters"]["link_downed"] == 0 and d["counter_deltas"] is None for d in res["details"])

@@ -194,3 +194,31 @@ def test_pytest_collects_every_registered_check_and_nothing_else(tmp_path):
     assert _collected(tmp_path, "-p", "extra_check_plugin", "--gpufleet-tier", "quick") == set(
         registry.CHECKS
     )
+
+
+class RecordingHost(FakeHost):
+    def __init__(self):
+        self.modules = []
+
+    def ansible(self, name, args=None, check=False):
+        self.modules.append((name, args))
+        return super().ansible(name, args, check)
+
+
+def test_tier_full_reads_the_ib_error_counters_twice_quick_once():
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import ib_counters
+
+    assert wiring.collect_options("quick") == {"ib_counter_interval": 0}
+    assert wiring.collect_options("full") == {"ib_counter_interval": ib_counters.FULL_TIER_INTERVAL_S}
+    for tier, interval_arg in (
+        ("quick", None),
+        ("full", f"counter_interval={ib_counters.FULL_TIER_INTERVAL_S}"),
+    ):
+        host = RecordingHost()
+        collect.collect(host, {}, services=[], **wiring.collect_options(tier))
+        assert ("gpufleet.cluster.ib_facts", interval_arg) in host.modules, tier
+
+
+def test_a_collect_option_collect_does_not_take_is_a_wiring_problem(monkeypatch):
+    monkeypatch.setitem(registry.COLLECT_OPTIONS, "full", {"ib_counter_interval": 5, "bogus": 1})
+    assert "collect options (full): collect.collect() takes no 'bogus'" in wiring.problems()

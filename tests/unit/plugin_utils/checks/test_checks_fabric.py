@@ -5,7 +5,11 @@ Inputs and their provenance: ``checks_inputs.py``.
 
 import copy
 
-from ansible_collections.gpufleet.cluster.plugins.module_utils.infiniband import read_sysfs, summarize
+from ansible_collections.gpufleet.cluster.plugins.module_utils.infiniband import (
+    add_counter_deltas,
+    read_sysfs,
+    summarize,
+)
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core, fabric
 from checks_inputs import (
     HEALTH,
@@ -147,3 +151,89 @@ def test_ib_ports_sysfs_tree_and_absent():
     assert_result(fabric.ib_ports(ib_none()), "ib_ports", core.SKIP)
     assert_result(fabric.ib_ports(None), "ib_ports", core.SKIP)
     assert fabric.ib_ports(ib_none(), expected_ports=2)["status"] == core.FAIL
+
+
+# --- ib_ports: error counters by rate of change ------------------------------------------------
+
+
+def procfs_reads(edit=None, interval_s=5.0):
+    """Two reads of the recorded procfs tree (counters all 0, as recorded). ``edit(second)``:
+    CONSTRUCTED changes to the second read's counters, as ib_facts would have read them."""
+    first = read_sysfs(str(IB / "sysfs-procfs"), "/nonexistent")
+    second = read_sysfs(str(IB / "sysfs-procfs"), "/nonexistent")
+    if edit:
+        edit({f"{d['name']}:{p['port']}": p["counters"] for d in second for p in d["ports"]})
+    add_counter_deltas(first, second)
+    return {"present": True, "counter_interval_s": interval_s, **summarize(second)}
+
+
+def test_ib_counters_steady_over_two_reads_pass():
+    res = assert_result(fabric.ib_ports(procfs_reads(), expected_ports=4), "ib_ports", core.PASS)
+    assert "error counters steady over 5 s on 4 rail(s)" in res["summary"]
+    assert res["details"][0]["counter_deltas"]["link_downed"] == 0
+
+
+def test_ib_counters_flapping_link_fails_isolate():
+    def flap(ports):
+        ports["mlx4_0:2"].update(link_downed=1, link_error_recovery=2)
+
+    res = assert_result(fabric.ib_ports(procfs_reads(flap), expected_ports=4), "ib_ports", core.FAIL)
+    assert res["action"] == core.ISOLATE
+    assert res["summary"].startswith("link flapping during 5 s between two counter reads: ")
+    assert "mlx4_0:2 link_downed +1" in res["summary"] and "mlx4_0:2 link_error_recovery +2" in res["summary"]
+    assert "4 rail(s) up" in res["summary"]  # the state verdict is still said
+    assert res["measured"] == 0.4 and res["unit"] == "errors/s"
+    assert core.AZURE in res["source"]
+
+
+def test_ib_counters_rising_symbol_errors_warn_with_the_rate():
+    def noisy(ports):
+        ports["mlx5_0:1"].update(symbol_error=50)
+
+    res = assert_result(fabric.ib_ports(procfs_reads(noisy), expected_ports=4), "ib_ports", core.WARN)
+    assert res["action"] == core.MONITOR
+    assert "error counters rising" in res["summary"]
+    assert "mlx5_0:1 symbol_error +50 (10/s" in res["summary"]
+    assert res["measured"] == 10.0
+    assert "IBTA" in res["source"]
+
+
+def test_ib_counters_symbol_errors_within_the_ibta_rate_pass():
+    # 120 per hour is the limit: 1 symbol error in an hour-long interval is within it
+    def one(ports):
+        ports["mlx5_0:1"].update(symbol_error=1)
+
+    res = fabric.ib_ports(procfs_reads(one, interval_s=3600.0), expected_ports=4)
+    assert res["status"] == core.PASS, res["summary"]
+
+
+def test_ib_counters_rising_receive_errors_warn():
+    def rcv(ports):
+        ports["hfi1_0:1"].update(port_rcv_errors=3)
+
+    res = assert_result(fabric.ib_ports(procfs_reads(rcv)), "ib_ports", core.WARN)
+    assert "hfi1_0:1 port_rcv_errors +3 (0.6/s" in res["summary"]
+
+
+def test_ib_counters_flap_on_a_host_already_failing_keeps_the_failure_and_says_both():
+    def flap(ports):
+        ports["mlx4_0:1"].update(link_downed=1)
+
+    res = assert_result(fabric.ib_ports(procfs_reads(flap), expected_ports=6), "ib_ports", core.FAIL)
+    assert res["summary"].startswith("4 rail(s) up")
+    assert "also link flapping" in res["summary"] and res["action"] == core.ISOLATE
+
+
+def test_ib_counters_single_read_reported_not_judged():
+    # one read of the recorded tree, as gpufleet diagnose has from a copy of /sys/class/infiniband
+    facts = {"present": True, **summarize(read_sysfs(str(IB / "sysfs-procfs"), "/nonexistent"))}
+    facts["devices"][1]["ports"][0]["counters"]["link_downed"] = 7  # CONSTRUCTED: a total since boot
+    res = assert_result(fabric.ib_ports(facts, expected_ports=4), "ib_ports", core.PASS)
+    assert "error counters read once on 4 rail(s), not judged: a second read is needed" in res["summary"]
+    assert "totals since boot or reset: mlx4_0:1 link_downed 7" in res["summary"]
+    assert res["details"][1]["counters"]["link_downed"] == 7
+
+
+def test_ib_counters_absent_say_nothing():
+    res = assert_result(fabric.ib_ports(ib_active(), expected_ports=1), "ib_ports", core.PASS)
+    assert "counter" not in res["summary"]  # ibstat gives no counters
