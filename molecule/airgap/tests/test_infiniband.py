@@ -1,14 +1,14 @@
 """Real state after the infiniband role converged on the air-gapped nodes (Debian 12, no InfiniBand).
 
 (Formerly its own Molecule scenario; folded here with every assertion kept. Each node gets one
-IPoIB interface definition, host_vars in molecule.yml: node1 10.99.0.11, node2 10.99.0.12.)"""
+IPoIB interface definition, host_vars in molecule.yml: node1 10.99.0.11.)"""
 
 import json
 
 import pytest
 
 testinfra_hosts = ["ansible://gpu_nodes"]
-IPOIB_ADDRESS = {"node1": "10.99.0.11/24", "node2": "10.99.0.12/24"}
+IPOIB_ADDRESS = {"node1": "10.99.0.11/24"}
 
 PACKAGES = ["rdma-core", "infiniband-diags", "ibverbs-utils", "perftest"]
 

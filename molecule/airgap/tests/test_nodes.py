@@ -1,4 +1,4 @@
-"""Both air-gapped lab nodes after site.yml: no route out, every layer installed from the bastion's
+"""The air-gapped lab node after site.yml: no route out, every layer installed from the bastion's
 bundle alone, recorded, and consistent with the others."""
 
 import json
