@@ -54,9 +54,9 @@ systemctl mask getty@tty1.service console-getty.service systemd-firstboot.servic
 : > /etc/machine-id
 rm -f /var/lib/dbus/machine-id
 printf 'APT::Install-Suggests "false";\n' > /etc/apt/apt.conf.d/90gpufleet-lab
-# dpkg without an fsync per file (what Docker's debootstrap image script shipped as docker-apt-speedup): a container's
-# "power loss" is a restart that keeps the host's page cache, and the 1.6 GB CUDA unpack is
-# otherwise bound by fsync.
+# dpkg without an fsync per file (what Docker's debootstrap image script shipped as
+# docker-apt-speedup): a container's "power loss" is a restart that keeps the host's page cache,
+# and the 1.6 GB CUDA unpack is otherwise bound by fsync.
 printf 'force-unsafe-io\n' > /etc/dpkg/dpkg.cfg.d/90gpufleet-lab-unsafe-io
 # Trust what the build host trusts (site CAs copied to /usr/local/share/ca-certificates), and make
 # pip use the system store instead of its bundled one, as the host does.
