@@ -96,3 +96,41 @@ def test_bad_name_and_node_count_are_refused():
     assert out.returncode == 2 and "invalid lab name" in out.stderr
     out = gpufleet("lab", "up", "--nodes", "99", "--no-inventory")
     assert out.returncode == 2 and "out of range" in out.stderr
+
+
+def test_ssh_mode_reaches_the_node_as_the_operator_with_host_keys_checked(tmp_path):
+    """lab up --ssh: Ansible logs in as 'ops' over OpenSSH (sudo to root) with the host key the lab
+    pinned; a known_hosts entry that does not match the served key is refused."""
+    inv = tmp_path / "hosts.yml"
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin"}
+    try:
+        gpufleet(
+            "lab",
+            "up",
+            "--ssh",
+            "--name",
+            "itest-ssh",
+            "--nodes",
+            "1",
+            "--inventory",
+            inv,
+            env=env,
+            check=True,
+        )
+        data = yaml.safe_load(inv.read_text())["all"]
+        assert data["vars"]["ansible_connection"] == "ansible.builtin.ssh"
+        assert data["vars"]["ansible_user"] == "ops"
+        ping = ["ansible", "-i", inv, "all", "-m", "ansible.builtin.command", "-a", "id -un"]
+        out = run(ping, env=env, check=True)
+        assert "node1 | CHANGED" in out.stdout and "root" in out.stdout  # ops, then sudo
+        known = tmp_path / "data" / "gpufleet" / "lab" / "itest-ssh" / "ssh" / "known_hosts"
+        line = known.read_text().split()
+        known.write_text(
+            f"{line[0]} {line[1]} AAAAC3NzaC1lZDI1NTE5AAAAIF6pXxU0mG6cQ3u0c2n2sJ3I0xQ8v3Dq9x0S3rK1c5xZ\n"
+        )
+        # A fresh connection (no multiplexed master from the run above): the changed key is refused.
+        refused = run(ping, env={**env, "ANSIBLE_SSH_ARGS": "-o ControlMaster=no"})
+        assert refused.returncode != 0
+        assert "Host key verification failed" in refused.stdout + refused.stderr
+    finally:
+        gpufleet("lab", "down", "--name", "itest-ssh", "--inventory", inv, env=env)
