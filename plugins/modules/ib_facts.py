@@ -227,6 +227,8 @@ def query_ibstat(module):
     out, error = run_tool(module, [ibstat], module.params["timeout"], "ibstat", partial=True)
     # ibstat exits non-zero at the first device it cannot read, after printing the ones it could:
     # keep those and its error lines whole.
+    if error is None:
+        return parse_ibstat(out or ""), None  # ran cleanly: [] when it lists no CA
     return (parse_ibstat(out) if out and out.strip() else None), error
 
 

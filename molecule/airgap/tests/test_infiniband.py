@@ -57,12 +57,13 @@ def test_kernel_modules_listed_for_boot(host):
 def test_ipoib_ifupdown_file(host):
     conf = host.file("/etc/network/interfaces.d/ib0")
     assert conf.exists
-    text = conf.content_string
-    assert "auto ib0\n" in text
-    assert "iface ib0 inet static\n" in text
-    assert f"    address {IPOIB_ADDRESS[host.check_output('hostname')]}\n" in text
-    assert "    mtu 2044\n" in text
-    assert "    pre-up echo datagram > /sys/class/net/$IFACE/mode\n" in text
+    # Whole lines (testinfra over SSH returns the file without its final newline).
+    lines = conf.content_string.splitlines()
+    assert "auto ib0" in lines
+    assert "iface ib0 inet static" in lines
+    assert f"    address {IPOIB_ADDRESS[host.check_output('hostname')]}" in lines
+    assert "    mtu 2044" in lines
+    assert "    pre-up echo datagram > /sys/class/net/$IFACE/mode" in lines
 
 
 def test_ib0_not_brought_up_in_container(host):

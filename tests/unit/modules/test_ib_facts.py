@@ -109,6 +109,15 @@ def test_ibstat_is_run_and_parsed(monkeypatch, tmp_path):
     assert facts["hca_count"] == 3  # the facts themselves still come from sysfs
 
 
+def test_ibstat_that_lists_no_ca_is_an_empty_report_not_a_missing_one(monkeypatch, tmp_path):
+    # What the lab's Debian 12 node prints (no InfiniBand in its kernel): nothing, exit 0.
+    facts = Host(monkeypatch, result=(0, "", "")).run(
+        sysfs_root=str(tmp_path / "none"), net_root=str(tmp_path), ibstat=True
+    )
+    assert facts["ibstat"] == []
+    assert facts["ibstat_error"] is None
+
+
 def test_ibstat_failure_is_reported(monkeypatch, tmp_path):
     panic = (IB / "ibstat-no-device.txt").read_text(encoding="utf-8")
     facts = Host(monkeypatch, result=(1, "", panic)).run(
