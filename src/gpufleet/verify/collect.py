@@ -41,6 +41,15 @@ def run(host, cmd: str, timeout: int = 60) -> dict[str, Any]:
     return {"rc": out.rc, "stdout": out.stdout, "stderr": out.stderr}
 
 
+def loaded_modules(host) -> tuple[str | None, str | None]:
+    """``/proc/modules`` as text, or None and why it could not be read. No ``/proc/modules`` is a
+    kernel without loadable modules (the lab's): no module is loaded, which is not an error."""
+    out = run(host, "if [ -e /proc/modules ]; then cat /proc/modules; fi")
+    if out["rc"] == 0:
+        return out["stdout"], None
+    return None, (out["stderr"] or "").strip()[-300:] or f"exit {out['rc']}"
+
+
 def reach(host) -> None:
     try:
         out = host.run(f"echo {REACH_MARKER}")
@@ -154,12 +163,9 @@ def collect(host, hostvars: dict, *, services: list[str], ib_counter_interval: i
     )
     state["packages"] = parse_packages(out["stdout"])
 
-    # No /proc/modules: a kernel without loadable modules (the lab's), so none is loaded - not an
-    # unreadable source.
-    out = run(host, "if [ -e /proc/modules ]; then cat /proc/modules; fi")
-    state["lsmod"] = out["stdout"] if out["rc"] == 0 else None
-    if out["rc"]:
-        errors["lsmod"] = (out["stderr"] or "").strip()[-300:]
+    state["lsmod"], error = loaded_modules(host)
+    if error:
+        errors["lsmod"] = error
 
     window = int(hostvars.get("gpufleet_verify_xid_window_hours", DEFAULT_XID_WINDOW_HOURS))
     state["xid_window_hours"] = window

@@ -222,3 +222,22 @@ def test_tier_full_reads_the_ib_error_counters_twice_quick_once():
 def test_a_collect_option_collect_does_not_take_is_a_wiring_problem(monkeypatch):
     monkeypatch.setitem(registry.COLLECT_OPTIONS, "full", {"ib_counter_interval": 5, "bogus": 1})
     assert "collect options (full): collect.collect() takes no 'bogus'" in wiring.problems()
+
+
+def test_loaded_modules_on_this_machine_is_read_or_empty_never_an_error():
+    """Run for real on the test machine (the CI kind has no /proc/modules: no loadable modules)."""
+    import testinfra
+
+    text, error = collect.loaded_modules(testinfra.get_host("local://"))
+    assert error is None
+    assert isinstance(text, str)
+    if not Path("/proc/modules").exists():
+        assert text == ""
+
+
+def test_an_unreadable_module_list_is_reported():
+    class Broken:
+        def run(self, cmd):
+            return _Out(rc=1, stderr="cat: /proc/modules: Permission denied")
+
+    assert collect.loaded_modules(Broken()) == (None, "cat: /proc/modules: Permission denied")
