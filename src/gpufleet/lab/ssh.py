@@ -109,10 +109,14 @@ def grant(containers: list[str], directory: Path, timeout: float = 60.0) -> dict
             stdin=public + "\n",
         )
         if proc.returncode != 0:
+            said = (proc.stderr or proc.stdout).strip()
+            hint = (
+                "check the name with 'docker ps'"
+                if "No such container" in said or "is not running" in said
+                else f"a lab image without the '{USER}' user? run 'gpufleet lab image' to rebuild it"
+            )
             raise SshSetupError(
-                f"{container}: could not install the operator key for '{USER}': "
-                f"{(proc.stderr or proc.stdout).strip()} (a lab image without the '{USER}' user? "
-                "run 'gpufleet lab image' to rebuild it)"
+                f"{container}: could not install the operator key for '{USER}': {said} ({hint})"
             )
         host_key = _served_host_key(container, timeout)
         addresses[container] = container_addresses(container)

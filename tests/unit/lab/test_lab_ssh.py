@@ -49,3 +49,25 @@ def test_paramiko_vars(tmp_path):
     assert v["ansible_connection"] == "ansible.builtin.paramiko_ssh"
     assert v["ansible_ssh_private_key_file"] == str(tmp_path / "id_ed25519")
     assert v["ansible_host_key_checking"] is True
+
+
+def test_a_missing_container_is_named_with_what_to_check(tmp_path, monkeypatch):
+    monkeypatch.setattr(ssh, "ensure_key", lambda d: _fake_key(d))
+    monkeypatch.setattr(
+        ssh,
+        "_exec",
+        lambda c, script, stdin=None: subprocess.CompletedProcess(
+            script, 1, "", "Error response from daemon: No such container: nosuch"
+        ),
+    )
+    with pytest.raises(ssh.SshSetupError, match=r"nosuch: could not install .*No such container.*docker ps"):
+        ssh.grant(["nosuch"], tmp_path)
+    assert not (tmp_path / "known_hosts").exists()  # nothing written when a container fails
+
+
+def _fake_key(directory):
+    directory.mkdir(parents=True, exist_ok=True)
+    key = directory / ssh.KEY_NAME
+    key.write_text("private")
+    (directory / (ssh.KEY_NAME + ".pub")).write_text("ssh-ed25519 AAAA test\n")
+    return key
