@@ -46,8 +46,14 @@ INTEGRATION = (
     "test_bundle.py",
 )
 # Molecule scenarios, each a stage of its own, with the lane it runs in: the air-gapped whole stack
-# follows the lab bundle in lane 1 (the longest path); nvidia_driver follows the unit tests in lane 0.
+# follows the lab bundle in lane 1 (the longest path); nvidia_driver ends lane 0.
 SCENARIOS = {"airgap": 1, "nvidia_driver": 0}
+# Scenarios that start from a lab layer image (gpufleet.lab.layers) another scenario commits: each
+# waits until `gpufleet lab layer check LAYER` accepts the image (made from this checkout's inputs),
+# or until the producing stage has ended. nvidia_driver starts from the node the air-gapped converge
+# provisioned, so the run builds the driver's DKMS module once.
+LAYER_WAITS = {"nvidia_driver": ("airgap", "node")}
+WAIT_POLL_S = 10
 
 
 @dataclass
@@ -60,6 +66,8 @@ class Stage:
     junit: str = ""  # a JUnit report the stage writes, read for per-file rows and test counts
     rows_from_junit: bool = False
     env: dict = field(default_factory=dict)
+    # (producing stage, layer): start only once that stage has committed the layer image
+    waits_for: tuple[str, str] | None = None
 
 
 def _pytest(*args: str) -> list[str]:
@@ -147,12 +155,10 @@ def stages() -> list[Stage]:
             junit=f"molecule-{name}.xml",
             env={"PYTEST_ADDOPTS": f"--junitxml={JUNIT_DIR}/molecule-{name}.xml"},
         )
-        # Lane 0 converges nvidia_driver right after the unit tests: its DKMS build then overlaps the
-        # bundle build and the bastion's plays in lane 1, not the air-gapped node's own DKMS build.
-        if lane == 0:
-            out.insert([st.name for st in out].index("unit") + 1, scenario)
-        else:
-            out.append(scenario)
+        if name in LAYER_WAITS:
+            producer, layer = LAYER_WAITS[name]
+            scenario.waits_for = (f"molecule {producer}", layer)
+        out.append(scenario)
     return out
 
 
@@ -182,8 +188,56 @@ def junit_counts(path: Path) -> dict:
     return {"counts": counts, "files": files}
 
 
-def run_stage(stage: Stage, results: list, lock: threading.Lock) -> int:
+def _layer_ready(layer: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "gpufleet"), "lab", "layer", "check", layer, "--root", str(REPO)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def wait_for_layer(stage: Stage, finished: set, env: dict) -> tuple[bool, float, str]:
+    """Poll until the layer image is accepted, or its producer has ended without making it."""
+    producer, layer = stage.waits_for
+    started = time.monotonic()
+    announced = False
+    while True:
+        ended = producer in finished
+        proc = _layer_ready(layer, env)
+        if proc.returncode == 0:
+            return True, time.monotonic() - started, proc.stdout.strip()
+        if ended:
+            why = (proc.stderr or proc.stdout).strip().splitlines()
+            return False, time.monotonic() - started, why[-1] if why else "no answer"
+        if not announced:
+            print(f"=== {stage.name}: waiting for lab layer '{layer}' ({producer} commits it)", flush=True)
+            announced = True
+        time.sleep(WAIT_POLL_S)
+
+
+def run_stage(stage: Stage, results: list, lock: threading.Lock, finished: set | None = None) -> int:
     env = {**os.environ, **ENV, **stage.env}
+    waited = 0.0
+    if stage.waits_for:
+        ok, waited, detail = wait_for_layer(stage, finished if finished is not None else set(), env)
+        if not ok:
+            print(f"=== {stage.name}: not started, the lab layer is missing: {detail}", flush=True)
+            with lock:
+                results.append(
+                    {
+                        "stage": stage.name,
+                        "item": "",
+                        "seconds": 0.0,
+                        "rc": 3,
+                        "group": stage.group,
+                        "waited_s": round(waited, 1),
+                    }
+                )
+            return 3
+        print(f"=== {stage.name}: lab layer ready after {_fmt(waited)} of waiting: {detail}", flush=True)
     started = time.monotonic()
     prefix = f"[{stage.name}] " if stage.group else ""
     print(f"\n=== {stage.name}: {stage.why}\n$ {' '.join(stage.argv)}", flush=True)
@@ -197,6 +251,8 @@ def run_stage(stage: Stage, results: list, lock: threading.Lock) -> int:
     rc = proc.wait()
     seconds = time.monotonic() - started
     row = {"stage": stage.name, "item": "", "seconds": round(seconds, 1), "rc": rc, "group": stage.group}
+    if stage.waits_for:
+        row["waited_s"] = round(waited, 1)
     rows = [row]
     if stage.junit:
         parsed = junit_counts(JUNIT_DIR / stage.junit)
@@ -210,11 +266,18 @@ def run_stage(stage: Stage, results: list, lock: threading.Lock) -> int:
     return rc
 
 
-def _run_lane(lane: list[Stage], results: list, lock: threading.Lock, rcs: list, keep_going: bool) -> None:
+def _run_lane(
+    lane: list[Stage], results: list, lock: threading.Lock, rcs: list, keep_going: bool, finished: set
+) -> None:
     for st in lane:
-        rc = run_stage(st, results, lock)
+        try:
+            rc = run_stage(st, results, lock, finished)
+        finally:
+            finished.add(st.name)
         rcs.append(rc)
         if rc and not keep_going:
+            # The lane's later stages never run: count them as ended for any stage waiting on them.
+            finished.update(s.name for s in lane)
             return
 
 
@@ -232,6 +295,8 @@ def table(results: list, total: float) -> str:
         if tests:
             result += f"  {tests['passed']} passed, {tests['failed']} failed, {tests['skipped']} skipped"
         par = " (parallel)" if r.get("group") else ""
+        if r.get("waited_s"):
+            par = f" (parallel, waited {_fmt(r['waited_s'])})"
         lines.append(f"{r['stage']:<20} {par:<28} {_fmt(r['seconds']):>7} {share:5.1f}%  {result}")
     verdict = "within" if total <= BUDGET_S else "OVER"
     budget = f"{verdict} the budget of {_fmt(BUDGET_S)}"
@@ -275,8 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         for st in batch:
             lanes.setdefault(st.lane, []).append(st)
         rcs: list[int] = []
+        finished: set[str] = set()
         threads = [
-            threading.Thread(target=_run_lane, args=(lane, results, lock, rcs, args.keep_going))
+            threading.Thread(target=_run_lane, args=(lane, results, lock, rcs, args.keep_going, finished))
             for lane in lanes.values()
         ]
         for t in threads:

@@ -92,3 +92,43 @@ def test_stages_find_the_venv_tools_without_make(suite):
     # Integration tests call ansible-playbook by name: the venv must come first on every stage's PATH.
     assert suite.ENV["PATH"].split(":")[0] == str(suite.BIN)
     assert suite.ENV["ANSIBLE_CONFIG"] == str(suite.REPO / "ansible.cfg")
+
+
+def test_a_layer_scenario_waits_for_its_producer(suite):
+    (nd,) = [s for s in suite.stages() if s.name == "molecule nvidia_driver"]
+    assert nd.waits_for == ("molecule airgap", "node")
+    producer = next(s for s in suite.stages() if s.name == nd.waits_for[0])
+    assert producer.group == nd.group and producer.lane != nd.lane, "producer and waiter run side by side"
+
+
+def test_waiting_ends_when_the_layer_is_ready_or_its_producer_ended(suite, monkeypatch):
+    import subprocess
+
+    answers = iter([1, 1, 0])
+    monkeypatch.setattr(suite, "WAIT_POLL_S", 0)
+    monkeypatch.setattr(
+        suite, "_layer_ready", lambda layer, env: subprocess.CompletedProcess([], next(answers), "ready", "")
+    )
+    stage = suite.Stage("molecule x", ["true"], "", waits_for=("molecule p", "node"))
+    ok, _, detail = suite.wait_for_layer(stage, set(), {})
+    assert ok and detail == "ready"
+    monkeypatch.setattr(
+        suite, "_layer_ready", lambda layer, env: subprocess.CompletedProcess([], 2, "", "error: no image\n")
+    )
+    ok, _, detail = suite.wait_for_layer(stage, {"molecule p"}, {})
+    assert not ok and detail == "error: no image"
+
+
+def test_a_stage_whose_layer_never_came_fails_without_running(suite, monkeypatch, capsys):
+    import subprocess
+    import threading
+
+    monkeypatch.setattr(
+        suite, "_layer_ready", lambda layer, env: subprocess.CompletedProcess([], 2, "", "no image")
+    )
+    stage = suite.Stage("molecule x", ["false-never-run"], "", group="g", waits_for=("molecule p", "node"))
+    results = []
+    rc = suite.run_stage(stage, results, threading.Lock(), {"molecule p"})
+    assert rc == 3
+    assert results[0]["rc"] == 3 and results[0]["stage"] == "molecule x"
+    assert "not started, the lab layer is missing: no image" in capsys.readouterr().out

@@ -1,11 +1,16 @@
-"""Real state after the nvidia_driver role converged on a lab container (Debian 12), online.
+"""Real state after an air-gapped lab node (Debian 12) went online: offline_repo and nvidia_driver
+converged with gpufleet_offline false.
 
-What only this scenario proves: a pinned version (older than the candidate) installed and held by
-the APT pin, and Debian's non-free components added on the host's own mirror. What every driver
-install must leave behind (headless, nouveau, persistenced, no peermem, no reboot) is asserted on
-the air-gapped stack (molecule/airgap/tests/test_nvidia_driver.py)."""
+The node is the lab layer image 'node': the air-gapped whole-stack scenario installed the pinned
+driver from the lab bundle earlier in this run (its DKMS build is the run's only one), proved
+idempotence and committed the node. What only this scenario proves: the pinned version (older than
+the online candidate) held by the APT pin against Debian's newer build, Debian's non-free components
+added on the host's own mirror, and the bundle no longer selected as the only source. What every
+driver install must leave behind (headless, nouveau, persistenced, no peermem, no reboot) is asserted
+on the air-gapped stack (molecule/airgap/tests/test_nvidia_driver.py)."""
 
 import json
+import re
 
 PINNED = "535.261.03-1"
 PINNED_PACKAGES = ["nvidia-kernel-dkms", "nvidia-smi", "libcuda1", "libnvidia-ml1", "firmware-nvidia-gsp"]
@@ -23,6 +28,13 @@ def test_apt_pin_holds_version_against_newer_candidate(host):
     assert pref.exists
     assert f"Pin: version {PINNED}" in pref.content_string
     # A newer 535 build is published (security archive); the pin must keep apt from moving to it.
+    policy = host.check_output("apt-cache policy nvidia-kernel-dkms")
+    table = policy.split("Version table:", 1)[1].splitlines()
+    # Version lines are "     VERSION PRIORITY" (" *** " marks the installed one); source lines follow.
+    versions = [m[1] for m in (re.match(r"^\s*(?:\*\*\*)?\s+(\S+) (-?\d+)$", line) for line in table) if m]
+    newer = [v for v in versions if host.run(f"dpkg --compare-versions {v} gt {PINNED}").rc == 0]
+    assert newer, f"no version newer than {PINNED} is published, so the pin is not exercised: {policy}"
+    assert f"Candidate: {PINNED}" in policy, policy
     sim = host.run("apt-get -s -o Debug::NoLocking=1 dist-upgrade")
     assert sim.rc == 0, sim.stderr
     moving = [line for line in sim.stdout.splitlines() if line.startswith("Inst ") and "nvidia" in line]
@@ -47,6 +59,17 @@ def test_non_free_components_added_on_same_mirror(host):
     own = host.file("/etc/apt/sources.list.d/debian.sources").content_string
     uri = next(line.split()[1] for line in own.splitlines() if line.startswith("URIs:"))
     assert f"URIs: {uri}" in src.content_string
+
+
+def test_bundle_no_longer_the_only_apt_source(host):
+    assert not host.file("/etc/apt/apt.conf.d/00gpufleet-offline").exists
+    assert not host.file("/etc/ansible/facts.d/gpufleet_offline.fact").exists
+    # apt reads the host's own mirror again: the online candidate is Debian's, not the bundle's.
+    policy = host.check_output("apt-cache policy nvidia-kernel-dkms")
+    own = host.file("/etc/apt/sources.list.d/debian.sources").content_string
+    uri = next(line.split()[1] for line in own.splitlines() if line.startswith("URIs:"))
+    assert uri.rstrip("/") in policy, policy
+    assert "http://bastion" not in policy, policy
 
 
 def test_local_fact_records_the_pinned_version(host):

@@ -96,6 +96,26 @@ def enable_components(container: BuildContainer, components: list[str]) -> None:
         )
 
 
+PIN_FILE = "/etc/apt/preferences.d/gpufleet-bundle.pref"
+
+
+def pin_preferences(pins: list[dict]) -> str:
+    """APT preferences holding each pinned group at its version (priority 1001: chosen even when
+    newer versions are published, as the roles pin them on the hosts)."""
+    return "\n".join(
+        f"Package: {' '.join(pin['packages'])}\nPin: version {pin['version']}\nPin-Priority: 1001\n"
+        for pin in pins
+    )
+
+
+def apply_pins(container: BuildContainer, pins: list[dict]) -> None:
+    """Write the profile's pins into the build container before anything is resolved."""
+    if not pins:
+        return
+    text = pin_preferences(pins).replace("'", "")
+    container.sh(f"printf '%s' '{text}' > {PIN_FILE}")
+
+
 def package_problems(stderr: str) -> list[str]:
     found = []
     for line in stderr.splitlines():

@@ -131,6 +131,7 @@ def build(
             )
             container = aptrepo.BuildContainer(ensure_image(), {str(pool): "/bundle-pool"}).__enter__()
             aptrepo.enable_components(container, prof["apt"]["components"])
+            aptrepo.apply_pins(container, prof["apt"].get("pins", []))
             apt_wanted = aptrepo.resolve(container, prof["apt"]["packages"])
             say(f"apt: {len(apt_wanted)} .deb files to carry (the requested packages and their dependencies)")
         wheels: list[dict] = []

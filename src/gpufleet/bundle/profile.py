@@ -40,7 +40,11 @@ IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
 
 TOP_KEYS = {"schema", "name", "description", "target", "roles", "apt", "wheels", "images", "files"}
 TARGET_KEYS = {"os", "arch", "python"}
-APT_KEYS = {"components", "packages"}
+APT_KEYS = {"components", "packages", "pins"}
+PIN_KEYS = {"packages", "version"}
+# An APT preferences "Package:" pattern (a name or a glob) and a "Pin: version" value (a glob allowed).
+APT_PIN_PKG_RE = re.compile(r"^[a-z0-9*][a-z0-9+.*-]*$")
+APT_PIN_VERSION_RE = re.compile(r"^[A-Za-z0-9.+~:*-]+$")
 WHEEL_KEYS = {"packages", "platform", "python"}
 FILE_KEYS = {"name", "url", "path", "sha256", "purpose", "size"}
 IMAGE_KEYS = {"name", "purpose"}
@@ -131,6 +135,7 @@ def validate(data, source: str = "profile", base_dir: Path | None = None) -> dic
         problems.append("apt.components: must be a list such as [main, contrib, non-free]")
         components = []
     apt_packages = _str_list("apt.packages", apt.get("packages"), APT_PKG_RE, "Debian package name", problems)
+    apt_pins = _pins(apt.get("pins"), problems)
 
     wheels = data.get("wheels") or {}
     if not isinstance(wheels, dict):
@@ -210,11 +215,43 @@ def validate(data, source: str = "profile", base_dir: Path | None = None) -> dic
         "description": str(data.get("description", "")),
         "target": {"os": os_name, "arch": arch, "python": python},
         "roles": list(roles),
-        "apt": {"components": list(components), "packages": apt_packages},
+        "apt": {"components": list(components), "packages": apt_packages, "pins": apt_pins},
         "wheels": {"packages": wheel_packages, "platform": platform, "python": wheel_python},
         "images": images,
         "files": files,
     }
+
+
+def _pins(value, problems: list[str]) -> list[dict]:
+    """apt.pins: [{packages: [patterns], version: V}], resolved the way the roles' APT pins hold
+    them on the hosts (Pin-Priority 1001), so the bundle carries the pinned versions, not the newest."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append("apt.pins: must be a list of {packages: [...], version: ...}")
+        return []
+    out = []
+    for i, pin in enumerate(value):
+        where = f"apt.pins[{i}]"
+        if not isinstance(pin, dict):
+            problems.append(f"{where}: must be a mapping with packages and version")
+            continue
+        _unknown(where, pin, PIN_KEYS, problems)
+        pkgs = _str_list(
+            f"{where}.packages", pin.get("packages"), APT_PIN_PKG_RE, "package name or glob", problems
+        )
+        version = str(pin.get("version", "")).strip()
+        if not APT_PIN_VERSION_RE.match(version):
+            problems.append(
+                f"{where}.version: {pin.get('version')!r} is not an APT version "
+                "(e.g. '535.261.03-1' or '535.261.03*')"
+            )
+            continue
+        if not pkgs:
+            problems.append(f"{where}.packages: name at least one package (globs such as 'nvidia-*' allowed)")
+            continue
+        out.append({"packages": pkgs, "version": version})
+    return out
 
 
 def load(path: str | Path) -> dict:

@@ -1,4 +1,5 @@
-"""``gpufleet lab up|down|status|inventory|ssh|image``: the parser and the commands over ``gpufleet.lab``."""
+"""``gpufleet lab up|down|status|inventory|ssh|image|layer``: the parser and the commands over
+``gpufleet.lab``."""
 
 from __future__ import annotations
 
@@ -73,6 +74,16 @@ def cmd_lab(args: argparse.Namespace) -> int:
         return 0
     if args.lab_cmd == "image":
         print(ensure_image(rebuild=args.rebuild))
+        return 0
+    if args.lab_cmd == "layer":
+        from gpufleet.lab import layers
+
+        if args.layer_cmd == "commit":
+            print(layers.commit(args.container, args.layer, root=args.root))
+        elif args.layer_cmd == "check":
+            print(layers.check(args.layer, root=args.root))
+        else:
+            print(layers.layer_key(args.layer, root=args.root))
         return 0
     raise AssertionError(args.lab_cmd)
 
@@ -154,4 +165,25 @@ def add_parser(sub) -> None:
     common(sh, inventory=False)
     img = lab_sub.add_parser("image", help="build the lab image if missing or its recipe changed")
     img.add_argument("--rebuild", action="store_true", help="rebuild even if up to date")
+    lay = lab_sub.add_parser(
+        "layer",
+        help="commit a converged lab node as an image keyed by what made it; check such an image",
+        description="Layered lab images (gpufleet.lab.layers): a node a real converge provisioned, "
+        "committed once per test run, so scenarios that need 'a provisioned node' start from it "
+        "instead of repeating the driver's DKMS build. 'check' refuses an image made from other "
+        "inputs (roles, bundle, lab image) than this checkout's.",
+    )
+    lay_sub = lay.add_subparsers(dest="layer_cmd", required=True)
+    for cmd, text in (
+        ("commit", "commit CONTAINER as the layer's image (tagged with its key and :current)"),
+        ("check", "print the layer's :current image if it was made from this checkout, else fail"),
+        ("key", "print the layer's key for this checkout"),
+    ):
+        p = lay_sub.add_parser(cmd, help=text)
+        if cmd == "commit":
+            p.add_argument("container", metavar="CONTAINER", help="the converged container")
+            p.add_argument("--as", dest="layer", required=True, metavar="LAYER", help="layer name (node)")
+        else:
+            p.add_argument("layer", metavar="LAYER", help="layer name (node)")
+        p.add_argument("--root", default=".", help="the checkout whose inputs key the layer (default: .)")
     lab.set_defaults(func=cmd_lab)

@@ -1,0 +1,135 @@
+"""Layered lab images: the state a real converge produced, committed once and reused.
+
+The expensive part of provisioning a lab node (the NVIDIA driver's DKMS build, the CUDA toolkit
+unpack) happens once per test run, in the air-gapped whole-stack scenario. Scenarios that only need
+"a node gpufleet provisioned" start from that node, committed as an image:
+
+    gpufleet lab layer commit gpufleet-airgap-node1 --as node   # after converge + idempotence
+    gpufleet lab layer check node                               # before a scenario starts from it
+
+The image is keyed by a hash of what produced it: the lab image it started from, the collection
+(roles, plugins, playbooks), the bundle it installed from, and the producing scenario's files. A
+scenario that would start from an image made by other inputs (a role edited since, another bundle)
+is refused with what to run, instead of testing stale state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from gpufleet._progress import sayer
+from gpufleet.lab import docker as dk
+from gpufleet.lab.fleet import LabError
+from gpufleet.lab.image import IMAGE, current_image_hash
+
+KEY_LABEL = "io.gpufleet.layer-key"
+NAME_LABEL = "io.gpufleet.layer"
+SOURCE_LABEL = "io.gpufleet.layer-source"
+CURRENT = "current"
+
+# Each layer: what produces it, and the files (relative to the checkout) whose content it depends on.
+LAYERS = {
+    "node": {
+        "produced_by": "molecule test -s airgap (site.yml converged air-gapped from the lab bundle, then "
+        "proven idempotent)",
+        "inputs": [
+            "roles",
+            "plugins",
+            "playbooks",
+            "bundles/lab.yml",
+            ".cache/bundles/lab/manifest.json",
+            "molecule/airgap/molecule.yml",
+            "molecule/airgap/converge.yml",
+            "molecule/airgap/prepare.yml",
+            "molecule/shared/prepare.yml",
+        ],
+    },
+}
+
+_say = sayer("lab")
+
+
+def image_name(layer: str) -> str:
+    return f"gpufleet-lab-{layer}"
+
+
+def _spec(layer: str) -> dict:
+    try:
+        return LAYERS[layer]
+    except KeyError:
+        raise LabError(f"no lab layer named {layer!r}; known: {', '.join(sorted(LAYERS))}") from None
+
+
+def _files(root: Path, rel: str) -> list[Path]:
+    path = root / rel
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix not in {".pyc", ".pyo"}
+        )
+    return []
+
+
+def layer_key(layer: str, root: str | Path = ".") -> str:
+    """The hash of everything the layer's state was made from (missing inputs count as absent)."""
+    root = Path(root).resolve()
+    digest = hashlib.sha256()
+    digest.update(f"base={IMAGE}@{current_image_hash()}\n".encode())
+    for rel in _spec(layer)["inputs"]:
+        found = _files(root, rel)
+        digest.update(f"input={rel} files={len(found)}\n".encode())
+        for path in found:
+            digest.update(f"{path.relative_to(root)}\n".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def commit(container: str, layer: str, root: str | Path = ".") -> str:
+    """Commit ``container`` as the ``layer`` image, tagged with its key and as ``current``."""
+    spec = _spec(layer)
+    dk.require_daemon()
+    if not dk.inspect("container", container):
+        raise LabError(f"container {container!r} does not exist; a layer is committed from a converged node")
+    key = layer_key(layer, root)
+    tag = f"{image_name(layer)}:{key}"
+    started = time.monotonic()
+    _say(f"committing {container} as {tag} (made by {spec['produced_by']})")
+    dk.docker(
+        "commit",
+        "--change",
+        f"LABEL {NAME_LABEL}={layer} {KEY_LABEL}={key} {SOURCE_LABEL}={container}",
+        container,
+        tag,
+    )
+    dk.docker("tag", tag, f"{image_name(layer)}:{CURRENT}")
+    _say(f"{tag} ready in {time.monotonic() - started:.0f} s (also tagged :{CURRENT})")
+    return tag
+
+
+def check(layer: str, root: str | Path = ".") -> str:
+    """The ``current`` image of ``layer`` when it was made from exactly this checkout's inputs."""
+    spec = _spec(layer)
+    dk.require_daemon()
+    want = layer_key(layer, root)
+    name = f"{image_name(layer)}:{CURRENT}"
+    info = dk.inspect("image", name)
+    if not info:
+        raise LabError(
+            f"the lab layer image {name} does not exist. It is made by {spec['produced_by']}; "
+            "run that first ('make test' runs it before every scenario that starts from it)."
+        )
+    labels = (info.get("Config") or {}).get("Labels") or {}
+    have = labels.get(KEY_LABEL)
+    if have != want:
+        raise LabError(
+            f"the lab layer image {name} was made from other inputs (key {have}, this checkout's is "
+            f"{want}: a role, the bundle or the lab image changed since). Make it again with "
+            f"{spec['produced_by'].split(' (')[0]}; nothing was started from the stale image."
+        )
+    return json.dumps({"image": name, "key": want, "source": labels.get(SOURCE_LABEL)})

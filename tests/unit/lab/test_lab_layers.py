@@ -1,0 +1,87 @@
+"""Lab layer images (gpufleet.lab.layers): keyed by what made them, refused when stale."""
+
+import json
+
+import pytest
+
+from gpufleet.lab import layers
+from gpufleet.lab.fleet import LabError
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    monkeypatch.setattr(layers, "current_image_hash", lambda: "base1")
+    monkeypatch.setattr(layers.dk, "require_daemon", lambda: "20.10")
+    monkeypatch.setitem(
+        layers.LAYERS, "t", {"produced_by": "molecule test -s x (why)", "inputs": ["roles", "b.yml"]}
+    )
+    (tmp_path / "roles" / "r" / "tasks").mkdir(parents=True)
+    (tmp_path / "roles" / "r" / "tasks" / "main.yml").write_text("- name: a\n")
+    (tmp_path / "b.yml").write_text("x: 1\n")
+    return tmp_path
+
+
+def test_key_changes_with_any_input_and_the_base_image(tree, monkeypatch):
+    key = layers.layer_key("t", tree)
+    assert key == layers.layer_key("t", tree)
+    (tree / "roles" / "r" / "tasks" / "main.yml").write_text("- name: b\n")
+    edited = layers.layer_key("t", tree)
+    assert edited != key
+    (tree / "roles" / "r" / "tasks" / "new.yml").write_text("")
+    added = layers.layer_key("t", tree)
+    assert added != edited
+    (tree / "roles" / "r" / "__pycache__").mkdir()
+    (tree / "roles" / "r" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    assert layers.layer_key("t", tree) == added, "byte-code is not an input"
+    monkeypatch.setattr(layers, "current_image_hash", lambda: "base2")
+    assert layers.layer_key("t", tree) != added
+
+
+def test_unknown_layer_is_named(tree):
+    with pytest.raises(LabError, match="no lab layer named 'nope'; known: "):
+        layers.layer_key("nope", tree)
+
+
+def test_check_refuses_a_missing_image_with_what_to_run(tree, monkeypatch):
+    monkeypatch.setattr(layers.dk, "inspect", lambda kind, name: None)
+    with pytest.raises(LabError) as err:
+        layers.check("t", tree)
+    assert "gpufleet-lab-t:current does not exist" in str(err.value)
+    assert "molecule test -s x" in str(err.value)
+
+
+def test_check_refuses_an_image_made_from_other_inputs(tree, monkeypatch):
+    labels = {layers.KEY_LABEL: "0" * 16, layers.SOURCE_LABEL: "c1"}
+    monkeypatch.setattr(layers.dk, "inspect", lambda kind, name: {"Config": {"Labels": labels}})
+    with pytest.raises(LabError) as err:
+        layers.check("t", tree)
+    assert "was made from other inputs (key 0000000000000000" in str(err.value)
+    assert "nothing was started from the stale image" in str(err.value)
+    labels[layers.KEY_LABEL] = layers.layer_key("t", tree)
+    ok = json.loads(layers.check("t", tree))
+    assert ok == {"image": "gpufleet-lab-t:current", "key": labels[layers.KEY_LABEL], "source": "c1"}
+
+
+def test_commit_labels_and_tags_by_key(tree, monkeypatch):
+    calls = []
+    monkeypatch.setattr(layers.dk, "inspect", lambda kind, name: {"Id": "c"} if kind == "container" else None)
+    monkeypatch.setattr(layers.dk, "docker", lambda *a, **k: calls.append(a) or "")
+    tag = layers.commit("node1", "t", tree)
+    key = layers.layer_key("t", tree)
+    assert tag == f"gpufleet-lab-t:{key}"
+    commit, retag = calls
+    assert commit[0] == "commit" and commit[-2:] == ("node1", tag)
+    assert f"{layers.KEY_LABEL}={key}" in commit[2]
+    assert retag == ("tag", tag, "gpufleet-lab-t:current")
+
+
+def test_commit_of_a_missing_container_is_refused(tree, monkeypatch):
+    monkeypatch.setattr(layers.dk, "inspect", lambda kind, name: None)
+    with pytest.raises(LabError, match="container 'gone' does not exist"):
+        layers.commit("gone", "t", tree)
+
+
+def test_the_node_layer_is_keyed_by_the_collection_and_the_bundle():
+    inputs = layers.LAYERS["node"]["inputs"]
+    for needed in ("roles", "plugins", "bundles/lab.yml", ".cache/bundles/lab/manifest.json"):
+        assert needed in inputs
