@@ -178,6 +178,7 @@ def host_entry(raw: dict) -> dict:
         "failing": folded["failing"],
         "warning": folded["warning"],
         "policy": folded.get("policy", []),
+        "unverified": folded.get("unverified", []),
         "error": raw.get("error"),
         "duration_s": round(float(raw.get("duration_s") or 0), 3),
         "gpu_count": raw.get("gpu_count"),
@@ -187,9 +188,10 @@ def host_entry(raw: dict) -> dict:
 
 
 def summarize(hosts: list[dict]) -> dict:
+    """Hosts per verdict; ``unverified`` is listed only when some host has it."""
     counts = {v: 0 for v in health.VERDICTS}
     for h in hosts:
-        counts[h["verdict"]] += 1
+        counts[h["verdict"]] = counts.get(h["verdict"], 0) + 1
     return counts
 
 
@@ -278,7 +280,7 @@ def run(
                 if entry["verdict"] == health.UNREACHABLE:
                     extra = f": {entry['error'][:200]}"
                 elif entry["verdict"] != health.HEALTHY:
-                    extra = f" ({', '.join(entry['failing'] or entry['warning'])})"
+                    extra = f" ({', '.join(entry['failing'] or entry['warning'] or entry['unverified'])})"
                 else:
                     extra = ""
                 say(f"[{n}/{len(hosts)}] {host}: {entry['verdict']}{extra} in {entry['duration_s']:.1f} s")
