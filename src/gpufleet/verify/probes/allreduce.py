@@ -140,7 +140,7 @@ def _worker(rank, world, store_path, sizes, opts, out_path):
 
 
 def run_torch(args):
-    torch = require_torch_cuda()
+    torch = require_torch_cuda(expect_gpus=args.expect_gpus)
     world = torch.cuda.device_count()
     if world < 2:
         raise Unavailable(f"all-reduce needs at least 2 GPUs; torch sees {world}")
@@ -213,7 +213,7 @@ def run_nccl_tests(args):
         binary = os.path.join(binary, "all_reduce_perf")
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         raise Unavailable(f"nccl-tests binary not found or not executable: {binary}")
-    gpus = args.gpus or _gpu_count()
+    gpus = args.gpus or args.expect_gpus or _gpu_count()
     if gpus is None:
         raise Unavailable("cannot count GPUs (no torch with CUDA, no nvidia-smi); pass --gpus")
     if gpus < 2:

@@ -166,7 +166,7 @@ def main(argv=None):
     if args.shapes is None:
         args.shapes = parse_shapes(DEFAULT_SHAPES)
 
-    torch = require_torch_cuda()
+    torch = require_torch_cuda(expect_gpus=args.expect_gpus)
     dtype = getattr(torch, args.dtype)
     devices = select_devices(torch, args.devices)
     if args.seconds is None:
