@@ -219,8 +219,10 @@ def prepare(
 
 
 def check_policies(hosts: dict[str, dict]) -> None:
-    """Every host's ``gpufleet_verify_policy`` valid, before any host is touched (VerifyError names
-    the host and the setting)."""
+    """Every host's ``gpufleet_verify_policy``, ``gpufleet_inference_baselines`` and
+    ``gpufleet_verify_burnin_seconds`` valid, before any host is touched (VerifyError names the host
+    and the setting)."""
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils import baselines
     from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import policy
 
     for host, hostvars in hosts.items():
@@ -228,6 +230,18 @@ def check_policies(hosts: dict[str, dict]) -> None:
             policy.validate(hostvars.get("gpufleet_verify_policy"), where=f"{host}: gpufleet_verify_policy")
         except policy.PolicyError as exc:
             raise VerifyError(str(exc)) from exc
+        try:
+            baselines.load_inference_baselines(hostvars.get("gpufleet_inference_baselines"))
+        except ValueError as exc:
+            raise VerifyError(f"host {host}: {exc}") from exc
+        seconds = hostvars.get("gpufleet_verify_burnin_seconds")
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 60
+        ):
+            raise VerifyError(
+                f"host {host}: gpufleet_verify_burnin_seconds: must be an integer of at least 60, "
+                f"got {seconds!r}"
+            )
 
 
 def run(
