@@ -272,6 +272,20 @@ def test_inference_tokens_per_second(tmp_path):
     assert result["status"] == "ok" and result["value"] == data["value"]
 
 
+def test_inference_warmup_and_rounds_stay_inside_the_budget(tmp_path):
+    """Issue 18 class 7: warm-up counts against --seconds; once it is spent, one round is measured and
+    no further request starts (the run ends within the budget plus one round)."""
+    with FakeCompletionServer() as server:
+        proc, data = run_program(
+            "inference", "--url", server.url, "--model", "tiny", "--concurrency", "2", "--repeats", "5",
+            "--warmup", "3", "--seconds", "0.01", tmp_path=tmp_path,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    posts = [r for r in server.requests if r[0] == "POST"]
+    assert data["params"]["warmup"] == 1  # the budget ended after the first warm-up request
+    assert len(data["rounds"]) == 1 and len(posts) == 1 + 2
+
+
 def test_inference_model_from_v1_models(tmp_path):
     with FakeCompletionServer() as server:
         proc, data = run_program(
