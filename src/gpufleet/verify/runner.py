@@ -149,6 +149,8 @@ def verify_host(
         "--gpufleet-hostvars", str(vars_file), "--gpufleet-baselines", str(base_file),
     ]  # fmt: skip
     limit = timeout_s or HOST_TIMEOUT_S[tier]
+    if not timeout_s and tier == "burnin":  # a long sustained burn-in must not outlast the host's limit
+        limit = max(limit, int(hostvars.get("gpufleet_verify_burnin_seconds") or 0) + 2 * 3600)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0")
     try:
         proc = subprocess.run(
