@@ -33,9 +33,10 @@ METRICS = {
     "bf16_tflops": "TFLOPS",  # bf16 dense matmul, per GPU
     "mem_bw_tbps": "TB/s",  # device memory bandwidth, per GPU (HBM; GDDR6 on L40S)
     "h2d_gbps": "GB/s",  # host <-> device copy bandwidth, per GPU
-    "allreduce_busbw_gbps": "GB/s",  # nccl-tests all_reduce_perf bus bandwidth, 8 GPUs in one node
+    "allreduce_busbw_gbps": "GB/s",  # all-reduce bus bandwidth in one node: per GPU count and interconnect
     "nvlink_active_links": "links",  # NVLinks active per GPU
     "ib_write_bw_gbps": "Gb/s",  # ib_write_bw per InfiniBand port
+    "sustained_bf16_tflops": "TFLOPS",  # bf16 matmul per GPU with every GPU loaded at once (burn-in)
 }
 FIELDS = ("expected", "warn_ratio", "fail_ratio")
 
@@ -134,6 +135,49 @@ BASELINES = {
     },
 }
 
+# Sustained (burn-in): every GPU multiplies at once for minutes, with an all-reduce beside it. Judged
+# against the same achieved-matmul figure as the burst, with wider ratios (gpufleet policy): the whole
+# node's power and cooling now limit the clocks, which the one-GPU-at-a-time burst never sees.
+SUSTAINED = (0.85, 0.75)
+for _sku, _rows in BASELINES.items():
+    _burst = _rows.get("bf16_tflops")
+    _rows["sustained_bf16_tflops"] = (
+        None
+        if _burst is None
+        else _metric(
+            _burst["theoretical"],
+            _burst["expected"],
+            SUSTAINED,
+            "TFLOPS",
+            _burst["source"] + "; sustained ratios gpufleet policy (all GPUs loaded at once)",
+        )
+    )
+
+# All-reduce bus bandwidth depends on how many GPUs take part and how NCCL connects them: NVLink
+# SHARP (NVLS, NVSwitch systems with all 8 GPUs) or a ring. One threshold for every configuration
+# failed a healthy 4-GPU ring against the 8-GPU NVLS figure. Rows per (SKU, interconnect, GPUs);
+# a configuration without a row is measured and not judged. BASELINES[sku]["allreduce_busbw_gbps"]
+# stays the 8-GPU row (what ``gpufleet diagnose`` judges a recorded report against without a config).
+_NCCL_212 = (
+    "ref: nccl-tests #212, #290 (8xH100 NVLink: ring ~370 GB/s, NVLS ~480 GB/s; "
+    "https://github.com/NVIDIA/nccl-tests/issues/212: ring busbw ~370 GB/s is NVLink4's effective rate)"
+)
+_ISSUE18_H200 = (
+    "gpufleet issue 18 (public measurements: healthy 4-GPU H200 ring ~363 GB/s; not re-read), in line "
+    "with " + _NCCL_212
+)
+NVLS = "nvls"
+RING = "ring"
+INTERCONNECTS = (NVLS, RING)
+ALLREDUCE = {
+    ("H100 SXM", NVLS, 8): BASELINES["H100 SXM"]["allreduce_busbw_gbps"],
+    ("H200", NVLS, 8): BASELINES["H200"]["allreduce_busbw_gbps"],
+    ("A100 SXM 80GB", RING, 8): BASELINES["A100 SXM 80GB"]["allreduce_busbw_gbps"],  # no NVLS on A100
+}
+for _n in range(2, 9):  # a ring over NVSwitch: busbw is bound by each GPU's NVLink, not by the count
+    ALLREDUCE[("H100 SXM", RING, _n)] = _metric(None, 370, ACHIEVED, "GB/s", _NCCL_212)
+    ALLREDUCE[("H200", RING, _n)] = _metric(None, 363, ACHIEVED, "GB/s", _ISSUE18_H200)
+
 # nvidia-smi "Product Name" (lower-cased, spaces collapsed) -> SKU. Exact names only: an unlisted
 # name (A100 40GB, H200 NVL, ...) is None, never the nearest neighbour.
 GPU_NAMES = {
@@ -217,10 +261,39 @@ def _merge(base, fields):
     return row
 
 
-def baseline(sku, metric, overrides=None):
-    """The effective row for (sku, metric), overrides applied, or None when there is none."""
+def allreduce_config(gpus, interconnect):
+    """A validated all-reduce configuration ``{"gpus", "interconnect"}`` (ValueError on bad input)."""
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 2:
+        raise ValueError(f"all-reduce configuration: gpus must be an integer of at least 2, got {gpus!r}")
+    if interconnect not in INTERCONNECTS:
+        known = _known(INTERCONNECTS)
+        raise ValueError(
+            f"all-reduce configuration: interconnect must be one of {known}, got {interconnect!r}"
+        )
+    return {"gpus": gpus, "interconnect": interconnect}
+
+
+def config_label(config):
+    return f"{config['gpus']} GPUs, {config['interconnect']}" if config else ""
+
+
+def _base_row(sku, metric, config):
+    if metric == "allreduce_busbw_gbps" and config is not None:
+        row = ALLREDUCE.get((sku, config["interconnect"], config["gpus"]))
+        return dict(row) if row is not None else None
+    row = BASELINES.get(sku, {}).get(metric)
+    return dict(row) if row is not None else None
+
+
+def baseline(sku, metric, overrides=None, config=None):
+    """The effective row for (sku, metric), overrides applied, or None when there is none.
+
+    ``config`` (``allreduce_config``) picks the all-reduce row for that GPU count and interconnect;
+    an override of ``allreduce_busbw_gbps`` is the site's figure for its own nodes and applies to
+    every configuration.
+    """
     fields = load_overrides(overrides).get(sku, {}).get(metric) if overrides else None
-    base = BASELINES.get(sku, {}).get(metric)
+    base = _base_row(sku, metric, config)
     if not fields:
         return dict(base) if base is not None else None
     row = _merge(base, fields)
@@ -230,13 +303,14 @@ def baseline(sku, metric, overrides=None):
     return row
 
 
-def judge(sku, metric, measured, overrides=None):
+def judge(sku, metric, measured, overrides=None, config=None):
     """Judge one measurement against its baseline.
 
     Returns ``{"status": "pass"|"warn"|"fail"|"skip", "sku", "metric", "measured", "expected",
     "ratio", "unit", "source", "reason"}``. ``skip`` only for an unknown SKU or no ``expected``
     figure, with the reason; a missing/non-numeric measurement with a baseline is ``fail``. An
     unknown metric name is a programming error: ValueError. Invalid overrides raise ValueError.
+    ``config`` (all-reduce only): the GPU count and interconnect whose row applies.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; known: {_known(METRICS)}")
@@ -254,14 +328,16 @@ def judge(sku, metric, measured, overrides=None):
     if sku not in BASELINES:
         result["reason"] = f"unknown GPU SKU {sku!r}; known: {_known(BASELINES)}"
         return result
-    row = baseline(sku, metric, overrides)
+    row = baseline(sku, metric, overrides, config)
     if row is None or row["expected"] is None:
         peak = ""
         if row is not None and row["theoretical"] is not None:
             peak = f" (theoretical {row['theoretical']:g} {row['unit']} is not a pass mark)"
             result["source"] = row["source"]
+        where = f" ({config_label(config)})" if config else ""
         result["reason"] = (
-            f"no expected {metric} figure for {sku}{peak}; set baselines.{sku}.{metric}.expected to judge it"
+            f"no expected {metric} figure for {sku}{where}{peak}; "
+            f"set baselines.{sku}.{metric}.expected to judge it"
         )
         return result
     expected, unit = row["expected"], row["unit"]
@@ -282,5 +358,100 @@ def judge(sku, metric, measured, overrides=None):
     result["reason"] = (
         f"measured {measured:g} {unit} is {ratio:.0%} of expected {expected:g} {unit} "
         f"(warn below {warn:.0%}, fail below {fail:.0%})"
+    )
+    return result
+
+
+# ---- inference tokens/s: per model and GPU, set by the site ----------------------------------------
+# Tokens/s depend on the model, the engine and its settings as much as on the GPU, and no public
+# figure fits "this model on this engine on this GPU" well enough to ship one. So there is no built-in
+# row: a site sets ``gpufleet_inference_baselines`` ({model: {sku: {expected, warn_ratio, fail_ratio,
+# source}}}) from its own healthy nodes; without one the figure is measured and not judged (a skip
+# that carries it), never a pass.
+INFERENCE_METRIC = "inference_tokens_per_s"
+INFERENCE_UNIT = "tokens/s"
+INFERENCE_FIELDS = ("expected", "warn_ratio", "fail_ratio", "source")
+
+
+def load_inference_baselines(data):
+    """Validated ``{model: {sku: row}}`` from ``gpufleet_inference_baselines``; ValueError names the field."""
+    if data is None:
+        return {}
+    where = "gpufleet_inference_baselines"
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: must be a mapping of model name to {{GPU SKU: baseline}}")
+    table = {}
+    for model, per_sku in data.items():
+        mpath = f"{where}.{model}"
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"{where}: model names must be non-empty strings, got {model!r}")
+        if not isinstance(per_sku, dict):
+            raise ValueError(f"{mpath}: must be a mapping of GPU SKU to baseline")
+        for sku, fields in per_sku.items():
+            spath = f"{mpath}.{sku}"
+            if sku not in BASELINES:
+                raise ValueError(f"{spath}: unknown SKU; known: {_known(BASELINES)}")
+            if not isinstance(fields, dict):
+                raise ValueError(f"{spath}: must be a mapping of {' / '.join(INFERENCE_FIELDS)}")
+            unknown = sorted(set(fields) - set(INFERENCE_FIELDS))
+            if unknown:
+                raise ValueError(f"{spath}.{unknown[0]}: unknown field; known: {_known(INFERENCE_FIELDS)}")
+            expected = fields.get("expected")
+            if not _is_number(expected) or expected <= 0:
+                raise ValueError(f"{spath}.expected: must be a positive number")
+            row = _metric(None, float(expected), ACHIEVED, INFERENCE_UNIT, None)
+            for name in ("warn_ratio", "fail_ratio"):
+                if name in fields:
+                    value = fields[name]
+                    if not _is_number(value) or not 0 < value <= 1:
+                        raise ValueError(f"{spath}.{name}: must be a number between 0 and 1")
+                    row[name] = float(value)
+            if row["warn_ratio"] < row["fail_ratio"]:
+                raise ValueError(f"{spath}.warn_ratio: must be at least fail_ratio ({row['fail_ratio']:g})")
+            row["source"] = f"site baseline ({spath})" + (
+                f": {fields['source']}" if fields.get("source") else ""
+            )
+            table.setdefault(model, {})[sku] = row
+    return table
+
+
+def judge_inference(model, sku, measured, table=None):
+    """Judge tokens/s against the site's baseline for (model, sku); ``judge``'s result shape.
+
+    No baseline for the pair (or no model name) is ``skip`` with the measured figure and what to set.
+    """
+    row = (load_inference_baselines(table).get(model) or {}).get(sku) if model else None
+    result = {
+        "status": "skip",
+        "sku": sku,
+        "metric": INFERENCE_METRIC,
+        "measured": measured,
+        "expected": None,
+        "ratio": None,
+        "unit": INFERENCE_UNIT,
+        "source": None,
+        "reason": (
+            f"no tokens/s baseline for model {model!r} on {sku or 'an unknown GPU SKU'}; set "
+            f"gpufleet_inference_baselines.{model or '<model>'}.{sku or '<SKU>'}.expected to judge it"
+        ),
+    }
+    if row is None:
+        return result
+    expected = row["expected"]
+    result.update({"expected": expected, "source": row["source"]})
+    if not _is_number(measured):
+        result.update(
+            status="fail", reason=f"no valid measured value ({measured!r}); expected {expected:g} tokens/s"
+        )
+        return result
+    ratio = measured / expected
+    status = "fail" if ratio < row["fail_ratio"] else "warn" if ratio < row["warn_ratio"] else "pass"
+    result.update(
+        status=status,
+        ratio=round(ratio, 4),
+        reason=(
+            f"measured {measured:g} tokens/s is {ratio:.0%} of expected {expected:g} tokens/s for {model} "
+            f"(warn below {row['warn_ratio']:.0%}, fail below {row['fail_ratio']:.0%})"
+        ),
     )
     return result

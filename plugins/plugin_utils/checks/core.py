@@ -9,12 +9,17 @@ family modules (gpu, gpu_memory, kernel_log, fabric, software, host), once. Cont
 
 Every check returns ``result(...)``::
 
-    {"check": str, "status": "pass"|"warn"|"fail"|"skip"|"policy", "summary": str,
+    {"check": str, "status": "pass"|"warn"|"fail"|"skip"|"policy"|"unverified", "summary": str,
      "measured": JSON value or None, "expected": JSON value or None, "unit": str or None,
      "source": str or None, "action": one of ACTIONS or None, "details": list}
 
 ``skip`` always carries its reason in ``summary`` ("no GPU present", ...) and is never a pass.
-``action`` is None for pass and skip, and set for warn, fail and policy.
+``action`` is None for pass and skip, and set for warn, fail, policy and unverified.
+
+``unverified`` says a GPU benchmark could not measure hardware that is there (no probe runtime
+recorded on a GPU host, GPU memory held by other processes): the GPUs were not verified. It is not
+a fault (never degraded or unhealthy on its own: a missing package is not broken hardware), and it
+is not a pass either: a host with one is ``unverified``, not ``healthy`` (``verdict``).
 
 Health and policy are different results. ``fail``/``warn`` say something is broken or going wrong
 (hardware, driver, fabric). ``policy`` says the host differs from what this site intends (ECC or
@@ -32,7 +37,8 @@ WARN = "warn"
 FAIL = "fail"
 SKIP = "skip"
 POLICY_STATUS = "policy"  # differs from the site's intended configuration; nothing broken
-STATUSES = (PASS, WARN, FAIL, SKIP, POLICY_STATUS)
+UNVERIFIED_STATUS = "unverified"  # GPUs present but a benchmark could not measure them
+STATUSES = (PASS, WARN, FAIL, SKIP, POLICY_STATUS, UNVERIFIED_STATUS)
 
 # Suggested actions, least to most severe. MONITOR: nothing to do now, watch for repeats.
 # RECONFIGURE: the host differs from the site's policy (a setting, not a fault): apply the site's
@@ -54,6 +60,11 @@ DEGRADED = "degraded"
 UNHEALTHY = "unhealthy"
 UNREACHABLE = "unreachable"
 VERDICTS = (HEALTHY, DEGRADED, UNHEALTHY, UNREACHABLE)
+# Nothing failed or warned, but some GPU benchmark could not run: not known to be healthy. Kept out
+# of VERDICTS so reports without such a host read as before (summaries and metrics list it only
+# when a host has it, as the policy status is listed only where there is one).
+UNVERIFIED = "unverified"
+ALL_VERDICTS = (*VERDICTS, UNVERIFIED)
 
 
 def result(
@@ -103,15 +114,17 @@ def verdict(results, reachable=True):
     "policy"}``.
 
     unreachable when the host could not be reached; unhealthy when any check failed; degraded when
-    any warned; healthy otherwise. Policy results never change the verdict: a healthy host that
-    differs from the site's policy stays healthy, with action RECONFIGURE. ``failing``/``warning``/
-    ``skipped``/``policy`` list check names.
+    any warned; unverified when a GPU benchmark could not measure (and nothing failed or warned);
+    healthy otherwise. Policy results never change the verdict: a healthy host that differs from
+    the site's policy stays healthy, with action RECONFIGURE. ``failing``/``warning``/``skipped``/
+    ``policy``/``unverified`` list check names (``policy``, ``unverified`` only when there are any).
     """
     results = list(results or ())
     failing = [r["check"] for r in results if r.get("status") == FAIL]
     warning = [r["check"] for r in results if r.get("status") == WARN]
     skipped = [r["check"] for r in results if r.get("status") == SKIP]
     policy = [r["check"] for r in results if r.get("status") == POLICY_STATUS]
+    unverified = [r["check"] for r in results if r.get("status") == UNVERIFIED_STATUS]
     if not reachable:
         state = UNREACHABLE
         action = None  # the error says why; nothing about the host's health is known
@@ -121,12 +134,17 @@ def verdict(results, reachable=True):
     elif warning:
         state = DEGRADED
         action = worst_action(r.get("action") for r in results if r.get("status") == WARN)
+    elif unverified:
+        state = UNVERIFIED
+        action = worst_action(r.get("action") for r in results if r.get("status") == UNVERIFIED_STATUS)
     else:
         state = HEALTHY
         action = worst_action(r.get("action") for r in results if r.get("status") == POLICY_STATUS)
     out = {"verdict": state, "action": action, "failing": failing, "warning": warning, "skipped": skipped}
     if policy:
         out["policy"] = policy
+    if unverified:
+        out["unverified"] = unverified
     return out
 
 

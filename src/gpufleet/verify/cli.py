@@ -128,7 +128,8 @@ def add_parser(sub) -> None:
         help="health checks and benchmark probes on every inventory host, with a verdict per host",
         description="Run gpufleet's testinfra health checks (and, from tier full, the benchmark probes) on "
         "every host of an Ansible inventory in parallel, judge them against per-GPU-SKU baselines and "
-        "print a verdict per host: healthy, degraded, unhealthy or unreachable, with the failing checks, "
+        "print a verdict per host: healthy, degraded, unhealthy, unreachable or (GPUs present but not "
+        "measured by the probes) unverified, with the failing checks, "
         "measured and expected values, their source and a suggested action. Exit status 1 when any host "
         "is unhealthy or unreachable.",
     )

@@ -4,8 +4,8 @@ The report object (built by the verify framework) is::
 
     {"schema": 1, "tool": "gpufleet verify", "version": str, "inventory": str, "tier": str,
      "started": ISO 8601 str, "duration_s": float,
-     "summary": {"healthy": int, "degraded": int, "unhealthy": int, "unreachable": int},
-     "hosts": [{"host": str, "verdict": one of health.VERDICTS, "action": one of health.ACTIONS or None,
+     "summary": {"healthy": int, "degraded": int, "unhealthy": int, "unreachable": int[, "unverified": int]},
+     "hosts": [{"host": str, "verdict": one of health.ALL_VERDICTS, "action": one of health.ACTIONS or None,
                 "error": str or None, "duration_s": float, "gpu_count": int, "sku": str or None,
                 "checks": [{"check", "title", "tier", "kind", "status", "summary", "measured",
                             "expected", "unit", "source", "action", "details", "duration_s"}]}]}
@@ -104,10 +104,12 @@ def _status_counts(host) -> dict[str, int]:
 
 
 def _verdict_counts(report) -> dict[str, int]:
+    """Hosts per verdict; ``unverified`` only when some host has it (reports without one read as before)."""
     counts = dict.fromkeys(health.VERDICTS, 0)
     for host in _hosts(report):
-        if host.get("verdict") in counts:
-            counts[host["verdict"]] += 1
+        verdict = host.get("verdict")
+        if verdict in counts or verdict == health.UNVERIFIED:
+            counts[verdict] = counts.get(verdict, 0) + 1
     return counts
 
 
@@ -184,6 +186,8 @@ def render_table(report, verbose: bool = False) -> str:
     shown_statuses = [health.PASS, health.WARN, health.FAIL, health.SKIP]
     if any(_status_counts(h)[health.POLICY_STATUS] for h in hosts):
         shown_statuses.append(health.POLICY_STATUS)
+    if any(_status_counts(h)[health.UNVERIFIED_STATUS] for h in hosts):
+        shown_statuses.append(health.UNVERIFIED_STATUS)
     columns = ["HOST", "VERDICT", "ACTION", "GPUS", *(s.upper() for s in shown_statuses), "TIME"]
     rows = []
     for host in hosts:
@@ -200,7 +204,7 @@ def render_table(report, verbose: bool = False) -> str:
             ]
         )
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
-    numeric = {"GPUS", "PASS", "WARN", "FAIL", "SKIP", "POLICY", "TIME"}
+    numeric = {"GPUS", "PASS", "WARN", "FAIL", "SKIP", "POLICY", "UNVERIFIED", "TIME"}
 
     def fmt(cells):
         out = [
@@ -228,13 +232,20 @@ def render_table(report, verbose: bool = False) -> str:
             if host.get("sku"):
                 title += f" ({_clean(host['sku'])})"
             block.append(title)
-        flagged = (health.FAIL, health.WARN, health.POLICY_STATUS)
+        flagged = (health.FAIL, health.WARN, health.UNVERIFIED_STATUS, health.POLICY_STATUS)
         shown = checks if verbose else [c for c in checks if c.get("status") in flagged]
         if verdict == health.HEALTHY and not verbose:
             shown = [c for c in shown if c.get("status") == health.POLICY_STATUS]
             if shown and not block:
                 block.append(f"{name}: {_clean(verdict)}, differs from the site's policy")
-        order = {health.FAIL: 0, health.WARN: 1, health.POLICY_STATUS: 2, health.PASS: 3, health.SKIP: 4}
+        order = {
+            health.FAIL: 0,
+            health.WARN: 1,
+            health.UNVERIFIED_STATUS: 2,
+            health.POLICY_STATUS: 3,
+            health.PASS: 4,
+            health.SKIP: 5,
+        }
         if not verbose:
             shown = sorted(shown, key=lambda c: order.get(c.get("status"), 9))
         for check in shown:
@@ -256,7 +267,7 @@ def render_table(report, verbose: bool = False) -> str:
             lines += ["", *block]
 
     counts = _verdict_counts(report)
-    lines += ["", ", ".join(f"{counts[v]} {v}" for v in health.VERDICTS)]
+    lines += ["", ", ".join(f"{n} {v}" for v, n in counts.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -341,6 +352,9 @@ def render_junit(report) -> str:
                 counts["failures"] += 1
             elif status == health.SKIP:
                 ET.SubElement(case, "skipped", message=summary or "skipped, no reason given")
+                counts["skipped"] += 1
+            elif status == health.UNVERIFIED_STATUS:  # not measured: never a pass, not a fault
+                ET.SubElement(case, "skipped", message=f"UNVERIFIED: {summary}")
                 counts["skipped"] += 1
             elif status in (health.WARN, health.POLICY_STATUS):
                 out = ET.SubElement(case, "system-out")
@@ -445,7 +459,14 @@ def _parse_time(text):
     return when.timestamp()
 
 
-_SEVERITY = {health.FAIL: 4, health.WARN: 3, health.POLICY_STATUS: 2, health.PASS: 1, health.SKIP: 0}
+_SEVERITY = {
+    health.FAIL: 5,
+    health.WARN: 4,
+    health.UNVERIFIED_STATUS: 3,
+    health.POLICY_STATUS: 2,
+    health.PASS: 1,
+    health.SKIP: 0,
+}
 
 
 def render_prometheus(report) -> str:
@@ -490,21 +511,22 @@ def render_prometheus(report) -> str:
 
     # The policy status is a series of its own only in reports that have a policy result, so the
     # health one-hot stays as it was for sites without a policy.
+    optional = (health.POLICY_STATUS, health.UNVERIFIED_STATUS)
     statuses = [
         s
         for s in health.STATUSES
-        if s != health.POLICY_STATUS or any(c.get("status") == s for _, h in hosts for c in _checks(h))
+        if s not in optional or any(c.get("status") == s for _, h in hosts for c in _checks(h))
     ]
     verdicts = dict.fromkeys(health.VERDICTS, 0)
     for _, host in hosts:
-        if host.get("verdict") in verdicts:
-            verdicts[host["verdict"]] += 1
+        if host.get("verdict") in verdicts or host.get("verdict") == health.UNVERIFIED:
+            verdicts[host["verdict"]] = verdicts.get(host["verdict"], 0) + 1
     for verdict, count in verdicts.items():
         add("gpufleet_verify_hosts", {"verdict": verdict}, count)
 
     for name, host in hosts:
         verdict = host.get("verdict")
-        for v in health.VERDICTS:
+        for v in verdicts:
             add("gpufleet_verify_host_verdict", {"host": name, "verdict": v}, int(verdict == v))
         add("gpufleet_verify_host_unhealthy", {"host": name}, int(verdict == health.UNHEALTHY))
         add("gpufleet_verify_host_reachable", {"host": name}, int(verdict != health.UNREACHABLE))

@@ -149,6 +149,8 @@ def verify_host(
         "--gpufleet-hostvars", str(vars_file), "--gpufleet-baselines", str(base_file),
     ]  # fmt: skip
     limit = timeout_s or HOST_TIMEOUT_S[tier]
+    if not timeout_s and tier == "burnin":  # a long sustained burn-in must not outlast the host's limit
+        limit = max(limit, int(hostvars.get("gpufleet_verify_burnin_seconds") or 0) + 2 * 3600)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0")
     try:
         proc = subprocess.run(
@@ -178,6 +180,7 @@ def host_entry(raw: dict) -> dict:
         "failing": folded["failing"],
         "warning": folded["warning"],
         "policy": folded.get("policy", []),
+        "unverified": folded.get("unverified", []),
         "error": raw.get("error"),
         "duration_s": round(float(raw.get("duration_s") or 0), 3),
         "gpu_count": raw.get("gpu_count"),
@@ -187,9 +190,10 @@ def host_entry(raw: dict) -> dict:
 
 
 def summarize(hosts: list[dict]) -> dict:
+    """Hosts per verdict; ``unverified`` is listed only when some host has it."""
     counts = {v: 0 for v in health.VERDICTS}
     for h in hosts:
-        counts[h["verdict"]] += 1
+        counts[h["verdict"]] = counts.get(h["verdict"], 0) + 1
     return counts
 
 
@@ -217,8 +221,10 @@ def prepare(
 
 
 def check_policies(hosts: dict[str, dict]) -> None:
-    """Every host's ``gpufleet_verify_policy`` valid, before any host is touched (VerifyError names
-    the host and the setting)."""
+    """Every host's ``gpufleet_verify_policy``, ``gpufleet_inference_baselines`` and
+    ``gpufleet_verify_burnin_seconds`` valid, before any host is touched (VerifyError names the host
+    and the setting)."""
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils import baselines
     from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import policy
 
     for host, hostvars in hosts.items():
@@ -226,6 +232,18 @@ def check_policies(hosts: dict[str, dict]) -> None:
             policy.validate(hostvars.get("gpufleet_verify_policy"), where=f"{host}: gpufleet_verify_policy")
         except policy.PolicyError as exc:
             raise VerifyError(str(exc)) from exc
+        try:
+            baselines.load_inference_baselines(hostvars.get("gpufleet_inference_baselines"))
+        except ValueError as exc:
+            raise VerifyError(f"host {host}: {exc}") from exc
+        seconds = hostvars.get("gpufleet_verify_burnin_seconds")
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 60
+        ):
+            raise VerifyError(
+                f"host {host}: gpufleet_verify_burnin_seconds: must be an integer of at least 60, "
+                f"got {seconds!r}"
+            )
 
 
 def run(
@@ -278,7 +296,7 @@ def run(
                 if entry["verdict"] == health.UNREACHABLE:
                     extra = f": {entry['error'][:200]}"
                 elif entry["verdict"] != health.HEALTHY:
-                    extra = f" ({', '.join(entry['failing'] or entry['warning'])})"
+                    extra = f" ({', '.join(entry['failing'] or entry['warning'] or entry['unverified'])})"
                 else:
                     extra = ""
                 say(f"[{n}/{len(hosts)}] {host}: {entry['verdict']}{extra} in {entry['duration_s']:.1f} s")

@@ -20,11 +20,13 @@ HOSTVAR_DEFAULTS = {
     "gpufleet_verify_min_free_mib": 10240,
     "gpufleet_verify_min_free_pct": 5,
     "gpufleet_verify_min_mem_available_pct": 10,
-    "gpufleet_verify_python": None,  # runtime Python for probes; default: the NCCL venv, else python3
+    "gpufleet_verify_python": None,  # Python with PyTorch for probes; default: the one the nccl role recorded
     "gpufleet_verify_inference_url": None,  # OpenAI-compatible endpoint for the inference probe
     "gpufleet_verify_inference_model": None,
     "gpufleet_verify_inference_api_key_env": None,  # name of an environment variable on the host
-    "gpufleet_verify_probe_timeout_s": None,  # overrides each probe's own limit
+    "gpufleet_verify_probe_timeout_s": None,  # a hard limit per probe; default: budget + start-up margin
+    "gpufleet_verify_burnin_seconds": 600,  # the sustained all-GPU load of tier burnin
+    "gpufleet_inference_baselines": None,  # tokens/s per model and GPU SKU, see baselines.py
     "gpufleet_verify_probe_retries": 1,  # re-runs of a probe that fails its baseline, best result kept
     "gpufleet_baselines": None,  # per-SKU overrides, see plugins/plugin_utils/baselines.py
     "gpufleet_slurm_node": None,  # node name for the Slurm drain hook (default: inventory name)

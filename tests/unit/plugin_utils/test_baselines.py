@@ -251,3 +251,96 @@ def test_judge_unknown_metric_and_bad_overrides_raise():
         B.judge("H100 SXM", "tflops", 1)
     with pytest.raises(ValueError, match=r"baselines\.H100 SXM\.bf16_tflops\.fail_ratio: must be"):
         B.judge("H100 SXM", "bf16_tflops", 1, {"H100 SXM": {"bf16_tflops": {"fail_ratio": 2}}})
+
+
+# --- all-reduce per GPU count and interconnect; inference per model and GPU (issue 18) -------------
+
+
+def test_healthy_4_gpu_h200_ring_passes_its_own_row_not_the_8_gpu_nvls_one():
+    ring4 = B.allreduce_config(4, "ring")
+    assert B.judge("H200", "allreduce_busbw_gbps", 363.0, config=ring4)["status"] == "pass"
+    assert (
+        B.judge("H200", "allreduce_busbw_gbps", 363.0, config=B.allreduce_config(8, "nvls"))["status"]
+        == "fail"
+    )
+    low = B.judge("H200", "allreduce_busbw_gbps", 250.0, config=ring4)
+    assert low["status"] == "fail" and low["expected"] == 363 and "issue 18" in low["source"]
+
+
+def test_h100_ring_and_nvls_rows_are_sourced():
+    ring = B.baseline("H100 SXM", "allreduce_busbw_gbps", config=B.allreduce_config(8, "ring"))
+    nvls = B.baseline("H100 SXM", "allreduce_busbw_gbps", config=B.allreduce_config(8, "nvls"))
+    assert ring["expected"] == 370 and "nccl-tests #212" in ring["source"]
+    assert nvls["expected"] == 460 and "azurehpc" in nvls["source"]
+
+
+def test_allreduce_configuration_without_a_row_is_measured_not_judged():
+    res = B.judge("H200", "allreduce_busbw_gbps", 300.0, config=B.allreduce_config(4, "nvls"))
+    assert res["status"] == "skip" and "(4 GPUs, nvls)" in res["reason"]
+    assert res["measured"] == 300.0
+
+
+def test_allreduce_override_applies_to_the_sites_configuration():
+    res = B.judge(
+        "H200",
+        "allreduce_busbw_gbps",
+        300.0,
+        {"H200": {"allreduce_busbw_gbps": {"expected": 310}}},
+        config=B.allreduce_config(4, "nvls"),
+    )
+    assert res["status"] == "pass" and res["source"].startswith("override")
+
+
+@pytest.mark.parametrize(("gpus", "interconnect"), [(1, "ring"), ("8", "ring"), (8, "tree"), (True, "ring")])
+def test_allreduce_config_bad(gpus, interconnect):
+    with pytest.raises(ValueError, match="all-reduce configuration"):
+        B.allreduce_config(gpus, interconnect)
+
+
+def test_sustained_row_follows_the_burst_row_with_its_own_ratios():
+    burst = B.baseline("H100 SXM", "bf16_tflops")
+    sustained = B.baseline("H100 SXM", "sustained_bf16_tflops")
+    assert sustained["expected"] == burst["expected"]
+    assert (sustained["warn_ratio"], sustained["fail_ratio"]) == B.SUSTAINED
+    assert B.judge("H100 SXM", "sustained_bf16_tflops", 700)["status"] == "pass"  # 88%: above 85%
+    assert B.judge("H100 SXM", "bf16_tflops", 700)["status"] == "warn"
+
+
+def test_inference_without_a_baseline_is_measured_not_judged():
+    res = B.judge_inference("llama-3.1-8b", "H100 SXM", 2400.0, None)
+    assert res["status"] == "skip" and res["measured"] == 2400.0
+    assert "gpufleet_inference_baselines.llama-3.1-8b.H100 SXM.expected" in res["reason"]
+
+
+def test_inference_judged_per_model_and_gpu():
+    table = {"llama-3.1-8b": {"H100 SXM": {"expected": 2500, "source": "our node17, 2026-10"}}}
+    assert B.judge_inference("llama-3.1-8b", "H100 SXM", 2400.0, table)["status"] == "pass"
+    low = B.judge_inference("llama-3.1-8b", "H100 SXM", 1500.0, table)
+    assert low["status"] == "fail" and "our node17" in low["source"]
+    assert B.judge_inference("llama-3.1-8b", "H200", 2400.0, table)["status"] == "skip"
+    assert B.judge_inference("other", "H100 SXM", 2400.0, table)["status"] == "skip"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([], "gpufleet_inference_baselines: must be a mapping"),
+        ({"m": {"B300": {"expected": 1}}}, "gpufleet_inference_baselines.m.B300: unknown SKU"),
+        (
+            {"m": {"H200": {"expected": 0}}},
+            "gpufleet_inference_baselines.m.H200.expected: must be a positive",
+        ),
+        (
+            {"m": {"H200": {"expected": 5, "tokens": 1}}},
+            "gpufleet_inference_baselines.m.H200.tokens: unknown field",
+        ),
+        (
+            {"m": {"H200": {"expected": 5, "warn_ratio": 0.5}}},
+            "gpufleet_inference_baselines.m.H200.warn_ratio",
+        ),
+    ],
+)
+def test_inference_baselines_bad(data, message):
+    with pytest.raises(ValueError) as excinfo:
+        B.load_inference_baselines(data)
+    assert str(excinfo.value).startswith(message)

@@ -50,13 +50,16 @@ def run_program(name, *args, tmp_path, env=None, via_c=False, timeout=60):
 
 
 def test_registry_shape():
-    for meta in probes.PROBES.values():
-        assert set(meta) >= {"metric", "unit", "tier", "timeout_s", "script", "needs_gpu", "description"}
-        assert meta["tier"] == "full"
-        assert meta["timeout_s"] >= 60
+    keys = {"metric", "unit", "tier", "seconds", "burnin_seconds", "script", "needs_gpu", "needs_torch"}
+    for name, meta in probes.PROBES.items():
+        assert set(meta) >= {*keys, "description"}
+        assert meta["tier"] == ("burnin" if name == "sustained" else "full")
         assert (probes.HERE / meta["script"]).is_file()
     assert set(probes.BURNIN_ARGS) <= set(probes.PROBES)
-    assert probes.PROBES["inference"]["needs_gpu"] is False
+    assert (
+        probes.PROBES["inference"]["needs_gpu"] is False
+        and probes.PROBES["inference"]["needs_torch"] is False
+    )
 
 
 @pytest.mark.parametrize("name", sorted(probes.PROBES))
@@ -269,6 +272,20 @@ def test_inference_tokens_per_second(tmp_path):
     assert result["status"] == "ok" and result["value"] == data["value"]
 
 
+def test_inference_warmup_and_rounds_stay_inside_the_budget(tmp_path):
+    """Issue 18 class 7: warm-up counts against --seconds; once it is spent, one round is measured and
+    no further request starts (the run ends within the budget plus one round)."""
+    with FakeCompletionServer() as server:
+        proc, data = run_program(
+            "inference", "--url", server.url, "--model", "tiny", "--concurrency", "2", "--repeats", "5",
+            "--warmup", "3", "--seconds", "0.01", tmp_path=tmp_path,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    posts = [r for r in server.requests if r[0] == "POST"]
+    assert data["params"]["warmup"] == 1  # the budget ended after the first warm-up request
+    assert len(data["rounds"]) == 1 and len(posts) == 1 + 2
+
+
 def test_inference_model_from_v1_models(tmp_path):
     with FakeCompletionServer() as server:
         proc, data = run_program(
@@ -477,7 +494,25 @@ def test_inference_endpoint():
     assert inference.endpoint("https://u:p@h/x/v1/completions", "/v1/models") == "https://h/x/v1/models"
 
 
-def test_burnin_budgets_fit_the_timeouts():
-    for name, args in probes.BURNIN_ARGS.items():
-        if "--seconds" in args:
-            assert float(args[args.index("--seconds") + 1]) < probes.PROBES[name]["timeout_s"]
+@pytest.mark.parametrize("tier", ["full", "burnin"])
+@pytest.mark.parametrize("gpus", [1, 4, 8])
+def test_timeouts_derive_from_the_requested_budget(tier, gpus):
+    """Issue 18 class 6: a healthy run ends within budget + start-up, so it cannot time out."""
+    for name in probes.PROBES:
+        if tier == "full" and probes.PROBES[name]["seconds"] is None:
+            continue
+        seconds = probes.seconds_for(name, tier, 1800)
+        budget, timeout = probes.timeout_for(name, seconds, gpus)
+        assert budget == seconds
+        assert timeout >= seconds + probes.STARTUP_MARGIN_S + probes.PER_GPU_MARGIN_S * gpus
+    assert probes.seconds_for("sustained", "burnin", 1800) == 1800.0  # the requested duration
+    budget, timeout = probes.timeout_for("sustained", 1800.0, 8)
+    assert timeout - budget >= probes.STARTUP_MARGIN_S
+
+
+def test_an_explicit_limit_shrinks_the_budget_to_fit():
+    budget, timeout = probes.timeout_for("gemm", 200.0, 8, limit=300)
+    assert timeout == 300 and budget == 300 - probes.margin_for("gemm", 8)
+    assert probes.timeout_for("gemm", 60.0, 1, limit=5) == (1.0, 5)  # never below 1 s
+    with pytest.raises(ValueError, match="burnin only"):
+        probes.seconds_for("sustained", "full")

@@ -523,3 +523,57 @@ def test_promtool_check_metrics_passes(which):
     assert proc.stdout.decode().strip() == "" and proc.stderr.decode().strip() == "", (
         proc.stdout.decode() + proc.stderr.decode()
     )
+
+
+# ---- unverified: GPUs present, a benchmark could not measure them (issue 18) ---------------------
+
+
+def unverified_report():
+    gpu_host = host(
+        "gpu1",
+        [
+            check("ecc", "pass", "no uncorrectable ECC errors"),
+            check(
+                "probe_gemm",
+                "unverified",
+                "not verified: no PyTorch in the probe runtime",
+                kind="probe",
+                action=health.REPROVISION,
+            ),
+        ],
+    )
+    lab = host("lab1", [check("probe_gemm", "skip", "no GPU present", kind="probe")], gpu_count=0)
+    return {"schema": 1, "tier": "full", "hosts": [gpu_host, lab]}
+
+
+def test_unverified_host_is_neither_healthy_nor_degraded():
+    report = unverified_report()
+    gpu_host, lab = report["hosts"]
+    assert gpu_host["verdict"] == health.UNVERIFIED and gpu_host["action"] == health.REPROVISION
+    assert lab["verdict"] == health.HEALTHY  # a skip for no GPU is not a missing verification
+    folded = health.verdict(gpu_host["checks"])
+    assert folded["unverified"] == ["probe_gemm"] and folded["warning"] == [] and folded["failing"] == []
+    # a warning elsewhere still makes the host degraded: unverified never hides a fault
+    worse = health.verdict([*gpu_host["checks"], health.result("xid", health.WARN, "x")])
+    assert worse["verdict"] == health.DEGRADED
+
+
+def test_unverified_in_table_junit_and_metrics():
+    report = unverified_report()
+    text = R.render_table(report)
+    assert any(line.startswith("HOST") and "UNVERIFIED" in line for line in text.splitlines())
+    assert "not verified: no PyTorch in the probe runtime" in text
+    assert text.splitlines()[-1] == "1 healthy, 0 degraded, 0 unhealthy, 0 unreachable, 1 unverified"
+    suite = ET.fromstring(R.render_junit(report))
+    skipped = [s.get("message") for s in suite.iter("skipped")]
+    assert "UNVERIFIED: not verified: no PyTorch in the probe runtime" in skipped
+    assert not list(suite.iter("failure")) and not list(suite.iter("error"))
+    prom = R.render_prometheus(report)
+    assert 'gpufleet_verify_host_verdict{host="gpu1",verdict="unverified"} 1' in prom
+    assert 'gpufleet_verify_hosts{verdict="unverified"} 1' in prom
+
+
+def test_reports_without_unverified_read_as_before():
+    text = R.render_table(make_report())
+    assert "unverified" not in text.lower()
+    assert "unverified" not in R.render_prometheus(make_report())

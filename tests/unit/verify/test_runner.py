@@ -93,7 +93,8 @@ def test_probe_crash_is_probe_failed_with_stderr_tail():
     res = probing.judge_probe("gemm", [crash], "H100 SXM", {}, "/opt/gpufleet/venv/bin/python")
     assert res["status"] == "fail" and res["summary"].startswith("probe failed")
     assert "RuntimeError: CUDA error" in json.dumps(res["details"])
-    assert res["action"] == "REPROVISION"
+    # a CUDA error is the GPU's, not a reason to re-run site.yml (issue 18, class 7)
+    assert res["action"] == "RESET_GPU" and "cause: cuda" in res["summary"]
 
 
 def test_probe_timeout_suggests_gpu_reset():
@@ -103,11 +104,12 @@ def test_probe_timeout_suggests_gpu_reset():
     assert res["status"] == "fail" and res["action"] == "RESET_GPU"
 
 
-def test_probe_that_cannot_run_is_a_warning_not_a_pass():
+def test_probe_that_cannot_run_is_unverified_not_a_warning_nor_a_pass():
     res = probing.judge_probe(
         "gemm", [attempt("unavailable", reason="torch not importable")], "H200", {}, "py"
     )
-    assert res["status"] == "warn" and "not measured: torch not importable" in res["summary"]
+    assert res["status"] == "unverified" and "not verified: torch not importable" in res["summary"]
+    assert "gpufleet_verify_python" in res["summary"]  # how to provision it
 
 
 def test_probe_judged_against_baseline_best_of_attempts():

@@ -1,4 +1,4 @@
-"""Benchmark probes (tier full): run on the host in its runtime Python, judged per GPU SKU."""
+"""Benchmark probes (tier full; sustained in burnin): run on the host with its recorded probe runtime."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ _PARAMS = [
 ]
 
 
-def _args(name, hostvars, tier):
+def probe_args(name, hostvars, tier, *, gpus, seconds, runtime, numa=""):
+    """The probe's command line: what gpufleet knows about the host, the budget, the tier's extras."""
     args = []
     if name == "inference":
         args += ["--url", str(hostvars["gpufleet_verify_inference_url"])]
@@ -25,6 +26,14 @@ def _args(name, hostvars, tier):
             args += ["--model", str(hostvars["gpufleet_verify_inference_model"])]
         if hostvar(hostvars, "gpufleet_verify_inference_api_key_env"):
             args += ["--api-key-env", str(hostvars["gpufleet_verify_inference_api_key_env"])]
+    else:
+        args += ["--expect-gpus", str(gpus)]
+    if name == "allreduce" and runtime.get("nccl_tests"):
+        args += ["--nccl-tests", runtime["nccl_tests"], "--gpus", str(gpus)]
+    elif name in ("h2d",) and numa:
+        args += ["--numa-nodes", numa]
+    if not (name == "allreduce" and runtime.get("nccl_tests")):
+        args += ["--seconds", f"{seconds:g}"]
     if tier == "burnin":
         args += probes.BURNIN_ARGS.get(name, [])
     return args
@@ -54,15 +63,53 @@ def test_probe(probe, host, state, hostvars, baseline_overrides, record, request
         return done(
             health.result(check, health.SKIP, "no endpoint configured (gpufleet_verify_inference_url)")
         )
-    python = probing.runtime_python(hostvars, state.get("local_facts"))
-    timeout_s = int(hostvar(hostvars, "gpufleet_verify_probe_timeout_s") or meta["timeout_s"])
+    mig = probing.mig_gpus(gpus) if meta.get("needs_gpu", True) else []
+    if mig:
+        return done(
+            health.result(
+                check,
+                health.SKIP,
+                f"MIG mode on {', '.join(mig)}: per-GPU baselines do not apply to MIG slices; "
+                "disable MIG to benchmark whole GPUs",
+            )
+        )
+    listed = health.gpu_list(gpus)
+    count = len(listed) or int(gpus.get("gpu_count") or 0)
+    if probe == "allreduce" and count < 2:
+        return done(
+            health.result(check, health.SKIP, f"all-reduce needs at least 2 GPUs; this host has {count}")
+        )
+    local_facts = state.get("local_facts") or {}
+    runtime = probing.probe_runtime(hostvars, local_facts)
+    missing = probing.missing_runtime(probe, runtime)
+    if missing:
+        return done(probing.unverified(check, missing))
+    python = probing.python_for(probe, runtime)
+    limit = hostvar(hostvars, "gpufleet_verify_probe_timeout_s")
+    seconds = probes.seconds_for(probe, tier, hostvar(hostvars, "gpufleet_verify_burnin_seconds"))
+    nccl_tests = probe == "allreduce" and bool(runtime.get("nccl_tests"))
+    seconds, timeout_s = probes.timeout_for(
+        probe, seconds, count, None if limit is None else float(limit), nccl_tests=nccl_tests
+    )
+    args = probe_args(
+        probe, hostvars, tier, gpus=count, seconds=seconds, runtime=runtime, numa=probing.numa_map(gpus)
+    )
     retries = int(hostvar(hostvars, "gpufleet_verify_probe_retries"))
-    names = {g.get("name") for g in gpus.get("gpus", [])}
+    names = {g.get("name") for g in listed}
     sku = baselines.sku_for(next(iter(names))) if len(names) == 1 else None
+    config = None
+    if probe == "allreduce" and count >= 2:
+        nccl_settings = (local_facts.get("gpufleet_nccl") or {}).get("settings")
+        config = baselines.allreduce_config(count, probing.allreduce_interconnect(gpus, nccl_settings))
+    judge = {
+        "config": config,
+        "model": hostvar(hostvars, "gpufleet_verify_inference_model"),
+        "inference_baselines": hostvar(hostvars, "gpufleet_inference_baselines"),
+    }
     attempts = []
     for _ in range(1 + max(0, retries)):
-        attempts.append(probing.run_once(host, probe, python, _args(probe, hostvars, tier), timeout_s))
-        res = probing.judge_probe(probe, attempts, sku, baseline_overrides, python)
+        attempts.append(probing.run_once(host, probe, python, args, timeout_s))
+        res = probing.judge_probe(probe, attempts, sku, baseline_overrides, python, **judge)
         if attempts[-1]["status"] == "unavailable" or res["status"] != health.FAIL:
             break
     return done(res)

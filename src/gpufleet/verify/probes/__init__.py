@@ -25,66 +25,134 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
+# ``seconds``: the measuring budget of tier full (the probe's ``--seconds``, checked inside its loops);
+# ``burnin_seconds`` the same in tier burnin. The time limit is never a fixed number: ``timeout_for``
+# derives it from the budget, the GPU count and a start-up margin, so a healthy run cannot time out.
+# ``needs_torch``: the probe measures with PyTorch (allreduce can use nccl-tests instead).
 PROBES = {
     "gemm": {
         "metric": "bf16_tflops",
         "unit": "TFLOPS",
         "tier": "full",
-        "timeout_s": 240,
+        "seconds": 60,
+        "burnin_seconds": 200,
         "script": "gemm.py",
         "needs_gpu": True,
+        "needs_torch": True,
         "description": "bf16 dense matmul TFLOPS per GPU (best of a shape sweep, lowest GPU)",
     },
     "membw": {
         "metric": "mem_bw_tbps",
         "unit": "TB/s",
         "tier": "full",
-        "timeout_s": 180,
+        "seconds": 60,
+        "burnin_seconds": 150,
         "script": "membw.py",
         "needs_gpu": True,
+        "needs_torch": True,
         "description": "device memory bandwidth per GPU, device-to-device copy, read+write counted",
     },
     "h2d": {
         "metric": "h2d_gbps",
         "unit": "GB/s",
         "tier": "full",
-        "timeout_s": 180,
+        "seconds": 60,
+        "burnin_seconds": 150,
         "script": "h2d.py",
         "needs_gpu": True,
-        "description": "pinned host-to-device copy bandwidth per GPU (device-to-host reported beside it)",
+        "needs_torch": True,
+        "description": "pinned host<->device copy bandwidth per GPU, both directions, on the GPU's NUMA node",
     },
     "allreduce": {
         "metric": "allreduce_busbw_gbps",
         "unit": "GB/s",
         "tier": "full",
-        "timeout_s": 300,
+        "seconds": 120,
+        "burnin_seconds": 240,
         "script": "allreduce.py",
         "needs_gpu": True,
+        "needs_torch": True,
         "description": "NCCL all-reduce bus bandwidth over all local GPUs, at the largest size",
     },
     "inference": {
         "metric": "inference_tokens_per_s",
         "unit": "tokens/s",
         "tier": "full",
-        "timeout_s": 300,
+        "seconds": 60,
+        "burnin_seconds": 240,
         "script": "inference.py",
         "needs_gpu": False,
+        "needs_torch": False,
         "description": "completion tokens/s of the OpenAI-compatible endpoint",
+    },
+    "sustained": {
+        "metric": "sustained_bf16_tflops",
+        "unit": "TFLOPS",
+        "tier": "burnin",
+        "seconds": None,  # burn-in only
+        "burnin_seconds": 600,  # gpufleet_verify_burnin_seconds
+        "script": "sustained.py",
+        "needs_gpu": True,
+        "needs_torch": True,
+        "description": "bf16 matmul on every GPU at once plus an all-reduce, for the burn-in duration",
     },
 }
 
-# Extra arguments for the burn-in tier: longer sweeps, more samples. Each "--seconds" budget stays
-# inside the probe's timeout_s (a run-time override of the timeout may allow larger budgets).
+# Start-up outside the measuring budget: interpreter, ``import torch``, a CUDA context per GPU,
+# NCCL communicators (tens of seconds on 8 GPUs), allocations and warm-up before the clock starts.
+STARTUP_MARGIN_S = 90
+PER_GPU_MARGIN_S = 15
+INFERENCE_REQUEST_TIMEOUT_S = 120  # one request can still be in flight when the budget ends
+NCCL_TESTS_SECONDS = 300  # all_reduce_perf -b 8 -e 8G runs to its end; no budget of its own
+
+# Extra arguments for the burn-in tier: longer sweeps, more samples (the budget comes from
+# ``burnin_seconds`` and is passed as --seconds by ``args_for``).
 BURNIN_ARGS = {
-    "gemm": ["--thorough", "--seconds", "200"],
-    "membw": ["--repeats", "50", "--seconds", "150"],
-    "h2d": ["--repeats", "50", "--seconds", "150"],
+    "gemm": ["--thorough"],
+    "membw": ["--repeats", "50"],
+    "h2d": ["--repeats", "50"],
     "allreduce": ["--repeats", "20", "--max-bytes", "8G"],
-    "inference": ["--repeats", "10", "--seconds", "240"],
+    "inference": ["--repeats", "10"],
 }
 
+
+def seconds_for(name: str, tier: str, burnin_seconds: float | None = None) -> float:
+    """The measuring budget of probe ``name`` in ``tier`` (burn-in: ``burnin_seconds`` for sustained)."""
+    meta = PROBES[name]
+    if tier == "burnin":
+        if name == "sustained" and burnin_seconds:
+            return float(burnin_seconds)
+        return float(meta["burnin_seconds"])
+    if meta["seconds"] is None:
+        raise ValueError(f"probe {name!r} runs in tier burnin only")
+    return float(meta["seconds"])
+
+
+def margin_for(name: str, gpus: int, nccl_tests: bool = False) -> float:
+    """Seconds a run needs beyond its budget: start-up, per-GPU set-up, a request in flight."""
+    margin = STARTUP_MARGIN_S + PER_GPU_MARGIN_S * max(1, int(gpus or 1))
+    if name == "inference":
+        margin += INFERENCE_REQUEST_TIMEOUT_S
+    if nccl_tests:
+        margin += NCCL_TESTS_SECONDS
+    return float(margin)
+
+
+def timeout_for(name: str, seconds: float, gpus: int, limit: float | None = None, nccl_tests: bool = False):
+    """``(budget, timeout)``: the probe's ``--seconds`` and the time limit it runs under.
+
+    Without ``limit`` the timeout is the budget plus ``margin_for``: a healthy run ends in its budget
+    plus start-up, so it cannot time out. With ``limit`` (``gpufleet_verify_probe_timeout_s``) the limit
+    is kept and the budget shrinks to fit inside it (at least 1 s).
+    """
+    margin = margin_for(name, gpus, nccl_tests)
+    if limit is None:
+        return float(seconds), int(seconds + margin)
+    return max(1.0, min(float(seconds), float(limit) - margin)), int(limit)
+
+
 # Extra sources a probe program carries (module_utils files, stdlib-only and self-contained).
-_EXTRA_SOURCES = {"allreduce": ["versions", "probe_output"]}
+_EXTRA_SOURCES = {"allreduce": ["versions", "probe_output"], "sustained": ["versions", "probe_output"]}
 
 EXIT_UNAVAILABLE = 3
 TIMEOUT_CODES = (124, 137)

@@ -26,6 +26,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -109,27 +110,68 @@ def run_probe(name, main, argv=None):
         return emit_failed(name, f"{type(exc).__name__}: {exc}")
 
 
-def require_torch_cuda(name=None):
-    """Import torch and check that CUDA devices are visible; raise Unavailable otherwise.
+def _cuda_init_error(torch, caught):
+    """The text of CUDA's initialisation error: PyTorch's warning, else what ``torch.cuda.init()`` raises.
 
-    With ``name`` the JSON line is printed and the process exits 3 here (for scripts that do not
-    run inside ``run_probe``); without it, Unavailable is raised for ``run_probe`` to report.
+    PyTorch turns a failed ``cudaGetDeviceCount()`` into a UserWarning ("CUDA initialization:
+    Unexpected error from cudaGetDeviceCount() ... Error 802: system not yet initialized") and then
+    reports zero devices; ``torch.cuda.init()`` raises the RuntimeError with the same error.
+    """
+    texts = [str(w.message) for w in caught if "CUDA" in str(w.message)]
+    try:
+        torch.cuda.init()
+    except Exception as exc:  # the RuntimeError PyTorch raises for the CUDA error
+        texts.append(f"{type(exc).__name__}: {exc}")
+    return " | ".join(dict.fromkeys(t.strip() for t in texts if t.strip()))
+
+
+def require_torch_cuda(name=None, expect_gpus=None):
+    """Import torch and check that CUDA can use the GPUs the driver lists; raise otherwise.
+
+    No torch (or a broken one) is Unavailable: the probe cannot measure here. With ``expect_gpus``
+    (the GPUs ``nvidia-smi`` lists, passed by gpufleet as ``--expect-gpus``) fewer CUDA devices is a
+    failure of the host, ProbeFailed with CUDA's own error text ("CUDA usable: CUDA initialised 0 of
+    the 8 GPU(s) nvidia-smi lists: ... Error 802: system not yet initialized"): a GPU the driver
+    sees but CUDA cannot start is broken for every workload. Without ``expect_gpus`` no CUDA device
+    is Unavailable, as before. With ``name`` the JSON line is printed and the process exits here (for
+    scripts that do not run inside ``run_probe``); without it, the exception is raised.
     """
     try:
         try:
             import torch
         except Exception as exc:  # ImportError, or a broken install raising anything else
             raise Unavailable(f"torch not importable: {type(exc).__name__}: {exc}") from None
-        if not torch.cuda.is_available() or torch.cuda.device_count() < 1:
-            raise Unavailable("no CUDA device visible to torch")
-    except Unavailable as exc:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            available = torch.cuda.is_available()
+            count = torch.cuda.device_count() if available else 0
+        if expect_gpus and count < expect_gpus:
+            error = _cuda_init_error(torch, caught) or "no CUDA error reported"
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            note = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
+            raise ProbeFailed(
+                f"CUDA usable: CUDA initialised {count} of the {expect_gpus} GPU(s) nvidia-smi lists{note}: "
+                + error
+            )
+        if count < 1:
+            error = _cuda_init_error(torch, caught)
+            raise Unavailable("no CUDA device visible to torch" + (f": {error}" if error else ""))
+    except (Unavailable, ProbeFailed) as exc:
         if name is None:
             raise
+        if isinstance(exc, ProbeFailed):
+            sys.exit(emit_failed(name, exc))
         sys.exit(emit_unavailable(name, exc))
     return torch
 
 
 def add_common_args(parser, warmup, repeats, seconds=None):
+    parser.add_argument(
+        "--expect-gpus",
+        type=int,
+        default=None,
+        help="GPUs nvidia-smi lists; fewer CUDA devices fails with CUDA's error (default: not compared)",
+    )
     parser.add_argument("--warmup", type=int, default=warmup, help=f"warm-up iterations (default {warmup})")
     parser.add_argument("--repeats", type=int, default=repeats, help=f"timed samples (default {repeats})")
     if seconds is not None:

@@ -85,15 +85,31 @@ def _worker(rank, world, store_path, sizes, opts, out_path):
         timeout=datetime.timedelta(seconds=opts["timeout_s"]),
     )
     try:
+        import time
+
         device = torch.device("cuda", rank)
         results = []
+        began = time.monotonic()
+        stop = torch.zeros(1, dtype=torch.int32, device=device)
+
+        def out_of_time():
+            # rank 0 decides for every rank (a broadcast), so no rank waits on a collective the others left
+            if rank == 0:
+                stop.fill_(int(time.monotonic() - began >= opts["seconds"]))
+            dist.broadcast(stop, 0)
+            return bool(int(stop.item()))
+
         for size in sizes:
+            if results and out_of_time():
+                break
             tensor = torch.ones(size // 4, dtype=torch.float32, device=device)
             for _ in range(max(1, opts["warmup"])):
                 dist.all_reduce(tensor)
             torch.cuda.synchronize(device)
             times_us = []
             for _ in range(max(1, opts["repeats"])):
+                if times_us and out_of_time():
+                    break
                 dist.barrier()
                 start = torch.cuda.Event(enable_timing=True)
                 end = torch.cuda.Event(enable_timing=True)
@@ -140,7 +156,7 @@ def _worker(rank, world, store_path, sizes, opts, out_path):
 
 
 def run_torch(args):
-    torch = require_torch_cuda()
+    torch = require_torch_cuda(expect_gpus=args.expect_gpus)
     world = torch.cuda.device_count()
     if world < 2:
         raise Unavailable(f"all-reduce needs at least 2 GPUs; torch sees {world}")
@@ -152,6 +168,7 @@ def run_torch(args):
         "repeats": args.repeats,
         "iters": args.iters,
         "timeout_s": args.nccl_timeout,
+        "seconds": args.seconds,
     }
     with tempfile.TemporaryDirectory(prefix="gpufleet-allreduce-") as tmp:
         store = os.path.join(tmp, "store")
@@ -179,6 +196,7 @@ def run_torch(args):
             "warmup": args.warmup,
             "repeats": args.repeats,
             "iters": args.iters,
+            "seconds": args.seconds,
             "dtype": "float32",
             "reported": REPORTED,
             "busbw": "algbw * 2(n-1)/n",
@@ -213,7 +231,7 @@ def run_nccl_tests(args):
         binary = os.path.join(binary, "all_reduce_perf")
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         raise Unavailable(f"nccl-tests binary not found or not executable: {binary}")
-    gpus = args.gpus or _gpu_count()
+    gpus = args.gpus or args.expect_gpus or _gpu_count()
     if gpus is None:
         raise Unavailable("cannot count GPUs (no torch with CUDA, no nvidia-smi); pass --gpus")
     if gpus < 2:
@@ -259,7 +277,7 @@ def run_nccl_tests(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="allreduce", description=DESCRIPTION)
-    add_common_args(parser, warmup=5, repeats=5)
+    add_common_args(parser, warmup=5, repeats=5, seconds=120.0)
     parser.add_argument(
         "--iters", type=int, default=20, help="all-reduce calls per timed sample (default 20)"
     )

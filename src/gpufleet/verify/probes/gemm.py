@@ -71,7 +71,7 @@ def thorough_shapes():
     return shapes
 
 
-def measure_shape(torch, device, dtype, shape, warmup, repeats, sample_ms):
+def measure_shape(torch, device, dtype, shape, warmup, repeats, sample_ms, deadline=None):
     m, n, k = shape
     a = torch.randn(m, k, device=device, dtype=dtype)
     b = torch.randn(k, n, device=device, dtype=dtype)
@@ -89,6 +89,8 @@ def measure_shape(torch, device, dtype, shape, warmup, repeats, sample_ms):
     flops = 2.0 * m * n * k * calls
     samples = []
     for _ in range(max(1, repeats)):
+        if samples and deadline is not None and deadline.expired():  # checked inside the loop too
+            break
         ms = cuda_time_ms(torch, call, calls)
         if ms > 0:
             samples.append(flops / (ms / 1e3) / 1e12)
@@ -104,7 +106,7 @@ def run_device(torch, index, dtype, shapes, args, deadline):
             break
         try:
             samples, calls = measure_shape(
-                torch, device, dtype, shape, args.warmup, args.repeats, args.sample_ms
+                torch, device, dtype, shape, args.warmup, args.repeats, args.sample_ms, deadline
             )
         except torch.cuda.OutOfMemoryError:
             per_shape.append({"shape": list(shape), "skipped": "out of memory"})
@@ -166,7 +168,7 @@ def main(argv=None):
     if args.shapes is None:
         args.shapes = parse_shapes(DEFAULT_SHAPES)
 
-    torch = require_torch_cuda()
+    torch = require_torch_cuda(expect_gpus=args.expect_gpus)
     dtype = getattr(torch, args.dtype)
     devices = select_devices(torch, args.devices)
     if args.seconds is None:

@@ -137,14 +137,29 @@ def main(argv=None):
     if args.ignore_eos:
         body["ignore_eos"] = True
 
-    for _ in range(max(0, args.warmup)):
-        completion_tokens(_request(url, headers, body, args.request_timeout))
+    # One budget for warm-up and rounds: the deadline is checked before every request (a warm-up that
+    # spends it stops early; one round is still measured), and a request may not wait longer than what
+    # is left (at least 1 s), so the run ends within --seconds plus one round's --request-timeout,
+    # which is what gpufleet's time limit allows for.
     started = time.monotonic()
+
+    def left():
+        return args.seconds - (time.monotonic() - started)
+
+    def timeout():
+        return max(1.0, min(args.request_timeout, left()))
+
+    warmed = 0
+    for _ in range(max(0, args.warmup)):
+        if left() <= 0:
+            break
+        completion_tokens(_request(url, headers, body, timeout()))
+        warmed += 1
     rounds = []
     while len(rounds) < args.repeats:
-        if rounds and time.monotonic() - started >= args.seconds:
+        if left() <= 0 and rounds:  # at least one round is measured, even after a slow warm-up
             break
-        tokens, wall = run_round(url, headers, body, args.concurrency, args.request_timeout)
+        tokens, wall = run_round(url, headers, body, args.concurrency, timeout())
         rounds.append(
             {"completion_tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall if wall > 0 else None}
         )
@@ -163,8 +178,9 @@ def main(argv=None):
             "model": model,
             "max_tokens": args.max_tokens,
             "concurrency": args.concurrency,
-            "warmup": args.warmup,
+            "warmup": warmed,
             "repeats": args.repeats,
+            "seconds": args.seconds,
             "authenticated": "Authorization" in headers,
             "method": "sum of usage.completion_tokens / wall time of a round of concurrent requests; median",
         },

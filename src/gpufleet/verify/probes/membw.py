@@ -81,7 +81,7 @@ def main(argv=None):
     parser.add_argument("--devices", default=None, help="comma-separated GPU indices (default: all visible)")
     args = parser.parse_args(argv)
 
-    torch = require_torch_cuda()
+    torch = require_torch_cuda(expect_gpus=args.expect_gpus)
     devices = select_devices(torch, args.devices)
     per_gpu = []
     for index in devices:
