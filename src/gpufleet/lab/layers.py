@@ -109,7 +109,17 @@ def commit(container: str, layer: str, root: str | Path = ".") -> str:
     )
     dk.docker("tag", tag, f"{image_name(layer)}:{CURRENT}")
     _say(f"{tag} ready in {time.monotonic() - started:.0f} s (also tagged :{CURRENT})")
+    for old in superseded(layer, key):
+        # A node image is several GB: keep one per layer. One still in use stays (docker refuses).
+        dk.docker("rmi", old, check=False)
     return tag
+
+
+def superseded(layer: str, key: str) -> list[str]:
+    """This layer's images tagged with another key than ``key`` (made from older inputs)."""
+    out = dk.docker("image", "ls", image_name(layer), "--format", "{{.Repository}}:{{.Tag}}", check=False)
+    keep = {f"{image_name(layer)}:{key}", f"{image_name(layer)}:{CURRENT}"}
+    return [ref for ref in out.split() if ref not in keep and not ref.endswith(":<none>")]
 
 
 def check(layer: str, root: str | Path = ".") -> str:

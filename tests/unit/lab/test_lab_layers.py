@@ -65,14 +65,22 @@ def test_check_refuses_an_image_made_from_other_inputs(tree, monkeypatch):
 def test_commit_labels_and_tags_by_key(tree, monkeypatch):
     calls = []
     monkeypatch.setattr(layers.dk, "inspect", lambda kind, name: {"Id": "c"} if kind == "container" else None)
-    monkeypatch.setattr(layers.dk, "docker", lambda *a, **k: calls.append(a) or "")
-    tag = layers.commit("node1", "t", tree)
     key = layers.layer_key("t", tree)
+    listed = f"gpufleet-lab-t:{key}\ngpufleet-lab-t:current\ngpufleet-lab-t:0123456789abcdef\n"
+
+    def docker(*args, **kw):
+        calls.append(args)
+        return listed if args[:2] == ("image", "ls") else ""
+
+    monkeypatch.setattr(layers.dk, "docker", docker)
+    tag = layers.commit("node1", "t", tree)
     assert tag == f"gpufleet-lab-t:{key}"
-    commit, retag = calls
+    commit, retag, listing, prune = calls
     assert commit[0] == "commit" and commit[-2:] == ("node1", tag)
     assert f"{layers.KEY_LABEL}={key}" in commit[2]
     assert retag == ("tag", tag, "gpufleet-lab-t:current")
+    assert listing[:2] == ("image", "ls")
+    assert prune == ("rmi", "gpufleet-lab-t:0123456789abcdef"), "only the superseded image is removed"
 
 
 def test_commit_of_a_missing_container_is_refused(tree, monkeypatch):
