@@ -98,6 +98,55 @@ def check_disk(out: Path, need: dict[str, int], free: int | None = None) -> None
         )
 
 
+def reusable(
+    profile_path: str | Path, out: str | Path, signing_home=None, key: str | None = None
+) -> dict | None:
+    """The finished bundle in ``out`` when it can be used as it is, else None (with why, said).
+
+    Reusable: built from this very profile (the validated profile the manifest records), signed by
+    this machine's bundle key (gpgv), and every file the manifest lists present at its recorded size.
+    Contents are not hashed here: ``gpufleet bundle verify`` and the bastion do that. Package
+    updates published since the build are not picked up; build without ``--reuse`` to refresh."""
+    core = _core()
+    prof = profile.load(profile_path)
+    out = Path(out).resolve()
+    manifest_file = out / core.MANIFEST
+    if (out / STATE_DIR).exists() or not manifest_file.is_file():
+        say(f"--reuse: no finished bundle in {out}; building")
+        return None
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except (OSError, ValueError) as exc:
+        say(f"--reuse: {manifest_file} is unreadable ({exc}); building")
+        return None
+    if manifest.get("profile") != json.loads(json.dumps(prof)):
+        say(f"--reuse: the bundle in {out} was built from another profile; building")
+        return None
+    fpr = SigningKey(signing_home, key).fingerprint()
+    sig = core.check_signature(str(out), fpr)
+    if not sig["ok"]:
+        say(
+            f"--reuse: the bundle's signature does not check against this machine's key "
+            f"({sig['problem']}); building"
+        )
+        return None
+    for entry in manifest.get("files", []):
+        path = out / entry["path"]
+        if not path.is_file() or path.stat().st_size != entry["size"]:
+            say(f"--reuse: {entry['path']} is missing or has another size; building")
+            return None
+    say(f"--reuse: the bundle in {out} is this profile's, complete and signed by {fpr}; not rebuilt")
+    return {
+        "path": str(out),
+        "name": prof["name"],
+        "fingerprint": fpr,
+        "files": len(manifest["files"]),
+        "bytes": sum(e["size"] for e in manifest["files"]),
+        "seconds": 0.0,
+        "reused": True,
+    }
+
+
 def build(
     profile_path: str | Path,
     out: str | Path,

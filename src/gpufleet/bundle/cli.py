@@ -72,15 +72,20 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     from gpufleet.bundle import build, update
 
     if args.bundle_cmd == "build":
-        result = build.build(
-            args.profile,
-            args.output,
-            signing_home=args.signing_home,
-            key=args.key,
-            apt_rate_limit=args.apt_rate_limit,
-        )
+        result = None
+        if args.reuse:
+            result = build.reusable(args.profile, args.output, signing_home=args.signing_home, key=args.key)
+        if result is None:
+            result = build.build(
+                args.profile,
+                args.output,
+                signing_home=args.signing_home,
+                key=args.key,
+                apt_rate_limit=args.apt_rate_limit,
+            )
         print(
-            f"bundle '{result['name']}' built in {result['path']}: {result['files']} files, "
+            f"bundle '{result['name']}' {'reused' if result.get('reused') else 'built'} in "
+            f"{result['path']}: {result['files']} files, "
             f"{human(result['bytes'])}, {result['seconds']:.0f} s\n"
             f"signed by {result['fingerprint']}\n"
             f"pin it on the fleet:  gpufleet_bundle_fingerprint: {result['fingerprint']}\n"
@@ -202,6 +207,13 @@ def add_parser(sub) -> None:
         type=parse_rate,
         help="cap apt's download rate, e.g. 500K or 20M (bytes/s), to spare a shared uplink; "
         "apt applies it per connection (Acquire::http::Dl-Limit)",
+    )
+    bb.add_argument(
+        "--reuse",
+        action="store_true",
+        help="use the bundle already in -o as it is when it was built from this profile, is signed by "
+        "this machine's key and has every file at its recorded size (no download, no re-resolve; "
+        "contents are hashed by 'gpufleet bundle verify'); otherwise build as usual",
     )
     signing(bb)
     bv = bs.add_parser("verify", help="check the signature, then every file's sha256; exit 1 on any problem")
