@@ -1,8 +1,9 @@
 """PyTorch in the compatibility matrix (issue 18, "a probe runtime gpufleet provisions"): the rows,
 the driver rule (own minimum or CUDA minor version compatibility), ``choose_torch`` and every
-``torch_problems`` message."""
+``torch_problems`` message; and the nccl role's ``nccl_probe_torch`` option wired to them."""
 
 import pytest
+import yaml
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import compat
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.compat import (
     NCCL,
@@ -13,6 +14,14 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils.compat import (
     runs_cuda_runtime,
     torch_problems,
 )
+from conftest import REPO
+
+NCCL_ROLE = REPO / "roles" / "nccl"
+
+
+def load(path):
+    return yaml.safe_load(path.read_text())
+
 
 # ---------------------------------------------------------------- rows
 
@@ -160,3 +169,42 @@ def test_wheels_torch_pins_differently_in_the_same_venv():
     assert "nvidia-nccl-cu11==2.21.5" in cu11
     # the pinned versions themselves, and unrelated wheels, are fine
     assert torch_problems("2.10.0", "550", "3.11", wheels=["nvidia-nccl-cu12==2.27.5", "numpy==2.2.6"]) == []
+
+
+# ---------------------------------------------------------------- the nccl role option
+
+
+def test_the_role_option_is_declared_off_by_default():
+    defaults = load(NCCL_ROLE / "defaults" / "main.yml")
+    assert defaults["nccl_probe_torch"] is False
+    assert defaults["nccl_probe_torch_version"] == ""
+    options = load(NCCL_ROLE / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    assert options["nccl_probe_torch"]["type"] == "bool" and options["nccl_probe_torch"]["default"] is False
+    assert options["nccl_probe_torch_version"]["default"] == ""
+
+
+def _task(path, name_start):
+    return next(t for t in load(path) if t["name"].startswith(name_start))
+
+
+def test_the_role_installs_the_planned_torch_into_the_venv_only_when_asked():
+    task = _task(NCCL_ROLE / "tasks" / "install.yml", "Install PyTorch")
+    pip = task["ansible.builtin.pip"]
+    assert pip["name"] == "torch=={{ __nccl_torch_plan['version'] }}"
+    assert pip["virtualenv"] == "{{ nccl_venv }}"
+    assert task["when"] == "nccl_probe_torch | bool"
+    plan = _task(NCCL_ROLE / "tasks" / "set_vars.yml", "Choose PyTorch")
+    text = yaml.safe_dump(plan)
+    assert "gpufleet.cluster.choose_torch" in text and "gpufleet.cluster.torch_problems" in text
+    # preflight stops on its problems before anything is installed
+    (check,) = [t for t in load(NCCL_ROLE / "tasks" / "preflight.yml") if "set_fact" in str(t)][:1]
+    assert "__nccl_torch_plan['problems'] if nccl_probe_torch | bool" in str(check)
+
+
+def test_no_lab_inventory_scenario_or_bundle_turns_it_on():
+    # make test downloads nothing new: no torch in the lab bundle, the option off everywhere
+    for top in ("inventories", "molecule", "group_vars", "bundles", "playbooks"):
+        for path in (REPO / top).rglob("*.yml"):
+            text = path.read_text()
+            assert "nccl_probe_torch: true" not in text, path
+            assert "torch==" not in text, path
