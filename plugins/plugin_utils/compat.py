@@ -650,6 +650,18 @@ def _wheel_base(spec):
     return re.sub(r"-cu\d+$", "", name), name, version.strip()
 
 
+def torch_nccl(torch_version, cuda):
+    """The NCCL release (``"2.27.5"``) the wheel of torch ``torch_version`` pins, when that wheel is for
+    CUDA ``cuda``'s major; else None. The nccl role installs it instead of its own choice when both go
+    into one venv (``nccl_probe_torch``), so pip never swaps one NCCL for the other."""
+    row = TORCH.get(_text(torch_version))
+    parsed = parse_cuda(cuda)
+    if row is None or parsed is None:
+        return None
+    _base, name, version = _wheel_base(row["nccl"])
+    return version if name == f"nvidia-nccl-cu{parsed[0]}" else None
+
+
 _SHARED_WHEEL_FIX = {
     "nvidia-nccl": "set {var} to {version} and nccl_cuda to a CUDA {major}.x version",
     "nvidia-cudnn": "set cuda_toolkit_cudnn_version to {version}, or cuda_toolkit_venv to another venv",

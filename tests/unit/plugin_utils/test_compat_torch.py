@@ -5,6 +5,7 @@ the driver rule (own minimum or CUDA minor version compatibility), ``choose_torc
 import pytest
 import yaml
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import compat
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import nccl_tuning as nt
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.compat import (
     NCCL,
     TORCH,
@@ -17,6 +18,8 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils.compat import (
 from conftest import REPO
 
 NCCL_ROLE = REPO / "roles" / "nccl"
+NO_IB = {"present": False, "hca_count": 0, "devices": []}
+ETH = [{"name": "eth0", "active": True, "ipv4": "172.18.0.2", "type": "ether", "default_route": True}]
 
 
 def load(path):
@@ -171,6 +174,36 @@ def test_wheels_torch_pins_differently_in_the_same_venv():
     assert torch_problems("2.10.0", "550", "3.11", wheels=["nvidia-nccl-cu12==2.27.5", "numpy==2.2.6"]) == []
 
 
+# ---------------------------------------------------------------- NCCL follows torch's pin
+
+
+def test_torch_nccl_is_the_pinned_wheel_for_the_same_cuda_major():
+    assert compat.torch_nccl("2.10.0", "12.8") == "2.27.5"
+    assert compat.torch_nccl("2.8.0", "12.4") == "2.27.3"
+    assert compat.torch_nccl("2.14.1", "13.0") == "2.30.7"
+    assert compat.torch_nccl("2.10.0", "11.8") is None  # a cu11 NCCL wheel: torch cannot share it
+    assert compat.torch_nccl("", "12.8") is None
+
+
+def test_the_nccl_plan_takes_the_wheel_torch_pins_so_preflight_passes():
+    plain = nt.nccl_role_plan("pip", "Debian", "", "12.8", NO_IB, ETH)
+    assert plain["version"] == "2.32.3"  # the matrix's newest cu12 wheel
+    plan = nt.nccl_role_plan("pip", "Debian", "", "12.8", NO_IB, ETH, torch="2.10.0")
+    assert plan["problems"] == [] and plan["packages"] == ["nvidia-nccl-cu12==2.27.5"]
+    assert "NCCL 2.27.5: the wheel PyTorch 2.10.0 pins (nccl_probe_torch)" in plan["notes"]
+    assert torch_problems("2.10.0", "550", "3.11", wheels=plan["packages"]) == []
+    # an explicit nccl_version wins, and preflight then says what to set
+    pinned = nt.nccl_role_plan("pip", "Debian", "2.27.7", "12.8", NO_IB, ETH, torch="2.10.0")
+    assert pinned["version"] == "2.27.7" and torch_problems(
+        "2.10.0", "550", "3.11", wheels=pinned["packages"]
+    )
+    # NVIDIA's packages are not in the venv: the matrix choice stands
+    assert (
+        nt.nccl_role_plan("cuda_repo", "Ubuntu", "", "12.8", NO_IB, ETH, torch="2.10.0")["version"]
+        == "2.26.2"
+    )
+
+
 # ---------------------------------------------------------------- the nccl role option
 
 
@@ -193,9 +226,14 @@ def test_the_role_installs_the_planned_torch_into_the_venv_only_when_asked():
     assert pip["name"] == "torch=={{ __nccl_torch_plan['version'] }}"
     assert pip["virtualenv"] == "{{ nccl_venv }}"
     assert task["when"] == "nccl_probe_torch | bool"
-    plan = _task(NCCL_ROLE / "tasks" / "set_vars.yml", "Choose PyTorch")
-    text = yaml.safe_dump(plan)
-    assert "gpufleet.cluster.choose_torch" in text and "gpufleet.cluster.torch_problems" in text
+    assert "gpufleet.cluster.choose_torch" in str(
+        _task(NCCL_ROLE / "tasks" / "set_vars.yml", "Choose PyTorch")
+    )
+    assert "gpufleet.cluster.torch_problems" in str(
+        _task(NCCL_ROLE / "tasks" / "set_vars.yml", "Check the PyTorch")
+    )
+    # NCCL is planned knowing the torch release (its pinned wheel)
+    assert "__nccl_torch_version" in str(_task(NCCL_ROLE / "tasks" / "set_vars.yml", "Plan NCCL"))
     # preflight stops on its problems before anything is installed
     (check,) = [t for t in load(NCCL_ROLE / "tasks" / "preflight.yml") if "set_fact" in str(t)][:1]
     assert "__nccl_torch_plan['problems'] if nccl_probe_torch | bool" in str(check)
