@@ -1,12 +1,13 @@
 # Copyright: gpufleet developers
 # Apache-2.0
-"""NCCL filters: the nccl role's plan, the interfaces it tunes for and the nccl.conf it writes.
-The knowledge lives in module_utils/nccl_tuning.py; each filter has the name of the function it
+"""NCCL filters: the nccl role's plan, the interfaces it tunes for, the nccl.conf it writes and the
+PyTorch release it installs for the benchmark probes (``nccl_probe_torch``). The knowledge lives in
+plugin_utils/nccl_tuning.py and plugin_utils/compat.py; each filter has the name of the function it
 exposes and its own documentation (``<name>.yml`` next to this file)."""
 
 from __future__ import annotations
 
-from ansible_collections.gpufleet.cluster.plugins.plugin_utils import nccl_tuning
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import compat, nccl_tuning
 
 
 class FilterModule:
@@ -16,4 +17,6 @@ class FilterModule:
             "interfaces_from_facts": nccl_tuning.interfaces_from_facts,
             "nccl_conf_text": nccl_tuning.nccl_conf_text,
             "nccl_values": nccl_tuning.nccl_values,
+            "choose_torch": compat.choose_torch,
+            "torch_problems": compat.torch_problems,
         }

@@ -25,6 +25,12 @@ Sources (each table row cites its own; documents named here once):
 - [TRTLLM-RN] TensorRT-LLM ``docs/source/release-notes.md``, "Infrastructure Changes" of each
   release, https://github.com/NVIDIA/TensorRT-LLM/blob/main/docs/source/release-notes.md
 - [DEB] packages.debian.org, bookworm, https://packages.debian.org/bookworm/nvidia-cuda-toolkit
+- [TORCH-PYPI] the torch wheels on PyPI (https://pypi.org/project/torch/), read 2026-12-01 with pip
+  itself (``pip install --dry-run --no-deps --report`` reads the wheel's METADATA only;
+  ``--python-version X --only-binary=:all:`` for which cpXY wheels exist): Requires-Python and the
+  ``nvidia-*`` / ``cuda-toolkit`` pins of the Linux x86_64 wheel.
+- [TORCH-PV] "Installing previous versions of PyTorch", https://pytorch.org/get-started/previous-versions/
+  (the CUDA variants of each release on download.pytorch.org; PyPI carries one of them).
 """
 
 from __future__ import annotations
@@ -250,6 +256,7 @@ NCCL = {
     "2.23.4": {"apt": ("12.6",), "pip": ("12",)},  # [PYPI]; CUDA image env libnccl2=2.23.4-1+cuda12.6
     "2.25.1": {"apt": ("12.8",), "pip": ("12",)},  # [PYPI]; apt libnccl2=2.25.1-1+cuda12.8
     "2.26.2": {"apt": ("12.8",), "pip": ("12",)},  # [PYPI]; apt libnccl2=2.26.2-1+cuda12.8
+    "2.27.3": {"apt": (), "pip": ("12",)},  # [TORCH-PYPI] torch 2.8.0 requires nvidia-nccl-cu12==2.27.3
     # [PYPI]; tensorrtllm_backend Dockerfile.triton.trt_llm_backend "NCCL_VER=2.27.5-1+cuda12.9"
     "2.27.5": {"apt": ("12.9",), "pip": ("12",)},
     # [PYPI] cu12 and cu13; apt libnccl2=2.27.7-1+cuda12.9 and libnccl2=2.27.7-1+cuda13.0
@@ -308,5 +315,90 @@ DEBIAN_CUDA = {
         "cudnn_package": "nvidia-cudnn",
         "cudnn_package_version": "8.5.0.96~cuda11.7",
         "cudnn_is_downloader": True,
+    },
+}
+
+# --------------------------------------------------------------------------------------------
+# 7. PyTorch, keyed by release: the default Linux x86_64 wheel on PyPI (``pip install torch==X``),
+# the newest patch release of each series whose pins were read ([TORCH-PYPI]).
+# "cuda": the CUDA runtime it is built with and brings along as wheels (nvidia-cuda-runtime-cu12 /
+# cuda-toolkit[cudart] pin); "python": the oldest and newest CPython with a cpXY wheel; "nccl" /
+# "cudnn": the NCCL and cuDNN wheels it pins exactly (they share its venv, so nothing else may
+# install another version of them there). Left out: 2.13.0, whose ``torch==2.13.0`` also matches
+# the 2.13.0+cpu wheel PyPI carries (pip picked that one), and 2.15.0 (no cp311 wheel to read).
+# Other CUDA variants (cu118, cu126, cu130, ... [TORCH-PV]) live on download.pytorch.org only.
+# --------------------------------------------------------------------------------------------
+TORCH = {
+    # nvidia-cuda-runtime-cu12==12.1.105, nvidia-nccl-cu12==2.20.5, nvidia-cudnn-cu12==9.1.0.70;
+    # Requires-Python >=3.8.0, no cp313 wheel
+    "2.4.1": {
+        "cuda": "12.1",
+        "python": ("3.8", "3.12"),
+        "nccl": "nvidia-nccl-cu12==2.20.5",
+        "cudnn": "nvidia-cudnn-cu12==9.1.0.70",
+    },
+    # nvidia-cuda-runtime-cu12==12.4.127, nccl 2.21.5, cudnn 9.1.0.70; cp313 wheel, no cp38 wheel
+    "2.5.1": {
+        "cuda": "12.4",
+        "python": ("3.9", "3.13"),
+        "nccl": "nvidia-nccl-cu12==2.21.5",
+        "cudnn": "nvidia-cudnn-cu12==9.1.0.70",
+    },
+    # nvidia-cuda-runtime-cu12==12.4.127, nccl 2.21.5, cudnn 9.1.0.70; Requires-Python >=3.9.0
+    "2.6.0": {
+        "cuda": "12.4",
+        "python": ("3.9", "3.13"),
+        "nccl": "nvidia-nccl-cu12==2.21.5",
+        "cudnn": "nvidia-cudnn-cu12==9.1.0.70",
+    },
+    # nvidia-cuda-runtime-cu12==12.6.77, nccl 2.26.2, cudnn 9.5.1.17; Requires-Python >=3.9.0
+    "2.7.1": {
+        "cuda": "12.6",
+        "python": ("3.9", "3.13"),
+        "nccl": "nvidia-nccl-cu12==2.26.2",
+        "cudnn": "nvidia-cudnn-cu12==9.5.1.17",
+    },
+    # nvidia-cuda-runtime-cu12==12.8.90, nccl 2.27.3, cudnn 9.10.2.21; no cp314 wheel
+    "2.8.0": {
+        "cuda": "12.8",
+        "python": ("3.9", "3.13"),
+        "nccl": "nvidia-nccl-cu12==2.27.3",
+        "cudnn": "nvidia-cudnn-cu12==9.10.2.21",
+    },
+    # nvidia-cuda-runtime-cu12==12.8.90, nccl 2.27.5, cudnn 9.10.2.21; Requires-Python >=3.10, cp314
+    "2.9.1": {
+        "cuda": "12.8",
+        "python": ("3.10", "3.14"),
+        "nccl": "nvidia-nccl-cu12==2.27.5",
+        "cudnn": "nvidia-cudnn-cu12==9.10.2.21",
+    },
+    # nvidia-cuda-runtime-cu12==12.8.90, nccl 2.27.5, cudnn 9.10.2.21; Requires-Python >=3.10, cp314
+    "2.10.0": {
+        "cuda": "12.8",
+        "python": ("3.10", "3.14"),
+        "nccl": "nvidia-nccl-cu12==2.27.5",
+        "cudnn": "nvidia-cudnn-cu12==9.10.2.21",
+    },
+    # cuda-toolkit[cudart,...]==13.0.2, nvidia-nccl-cu13==2.28.9, nvidia-cudnn-cu13==9.19.0.56; cp314
+    "2.11.0": {
+        "cuda": "13.0",
+        "python": ("3.10", "3.14"),
+        "nccl": "nvidia-nccl-cu13==2.28.9",
+        "cudnn": "nvidia-cudnn-cu13==9.19.0.56",
+    },
+    # cuda-toolkit[cudart,...]==13.0.2, nvidia-nccl-cu13==2.29.7, nvidia-cudnn-cu13==9.20.0.48; cp314
+    "2.12.1": {
+        "cuda": "13.0",
+        "python": ("3.10", "3.14"),
+        "nccl": "nvidia-nccl-cu13==2.29.7",
+        "cudnn": "nvidia-cudnn-cu13==9.20.0.48",
+    },
+    # cuda-toolkit[cudart,...]==13.0.3, nvidia-nccl-cu13==2.30.7, nvidia-cudnn-cu13==9.24.0.43; cp314,
+    # no cp315 wheel
+    "2.14.1": {
+        "cuda": "13.0",
+        "python": ("3.10", "3.14"),
+        "nccl": "nvidia-nccl-cu13==2.30.7",
+        "cudnn": "nvidia-cudnn-cu13==9.24.0.43",
     },
 }

@@ -455,10 +455,11 @@ def nccl_values(settings_):
 
 
 def nccl_role_plan(
-    source, distribution, version, cuda, ib, interfaces, peermem=False, topo_file="", overrides=None
+    source, distribution, version, cuda, ib, interfaces, peermem=False, topo_file="", overrides=None, torch=""
 ):
     """Everything the nccl role needs: source, version (chosen by the compatibility matrix when
-    empty), package specs, fabric, nccl.conf settings, notes and every problem."""
+    empty; with ``torch``, the PyTorch release going into the same venv, the NCCL wheel it pins),
+    package specs, fabric, nccl.conf settings, notes and every problem."""
     from ansible_collections.gpufleet.cluster.plugins.plugin_utils import compat
 
     source = resolve_source(source, distribution)
@@ -469,6 +470,7 @@ def nccl_role_plan(
     cuda = str(cuda or "")
     version = str(version or "")
     packages = []
+    pinned = None
     if not cuda:
         problems.append(
             "no CUDA version to match NCCL to: set nccl_cuda (e.g. '12.4'), or run the cuda_toolkit role "
@@ -477,7 +479,8 @@ def nccl_role_plan(
     elif compat.parse_cuda(cuda) is None:
         problems.append(f"nccl_cuda '{cuda}' is not a CUDA version; write it as '12.4'")
     elif source in ("pip", "cuda_repo"):
-        version = version or (compat.choose_nccl(cuda, source) or "")
+        pinned = compat.torch_nccl(torch, cuda) if source == "pip" and not version else None
+        version = version or pinned or (compat.choose_nccl(cuda, source) or "")
         if not version:
             problems.append(
                 f"the compatibility matrix has no NCCL {'wheel' if source == 'pip' else 'package'} for CUDA "
@@ -499,6 +502,7 @@ def nccl_role_plan(
         "packages": packages,
         "fabric": tuned["fabric"],
         "settings": tuned["settings"],
-        "notes": tuned["notes"],
+        "notes": tuned["notes"]
+        + ([f"NCCL {version}: the wheel PyTorch {torch} pins (nccl_probe_torch)"] if pinned else []),
         "problems": problems + tuned["problems"],
     }

@@ -32,9 +32,9 @@ from gpufleet.verify import probes
 NCCL_FACT = "gpufleet_nccl"
 FACT_FILE = "/etc/ansible/facts.d/gpufleet_nccl.fact"
 TORCH_REMEDY = (
-    "install a PyTorch build for the host's CUDA into the probe runtime (the NCCL venv; e.g. from the "
-    "bundle's wheelhouse) and run the nccl role again so it records it, or set gpufleet_verify_python "
-    "to a Python with PyTorch and CUDA"
+    "provision PyTorch in the probe runtime with the nccl role (nccl_probe_torch: true; "
+    "nccl_probe_torch_version empty lets the compatibility matrix choose for the driver; offline, the "
+    "bundle's wheelhouse must hold it), or set gpufleet_verify_python to a Python with PyTorch and CUDA"
 )
 NCCL_TESTS_REMEDY = (
     "or build nccl-tests with the nccl role (nccl_tests: true, nccl_tests_url, nccl_tests_sha256)"
@@ -76,7 +76,7 @@ def missing_runtime(name: str, runtime: dict) -> str | None:
     if runtime["python"] is None:
         return (
             f"no probe runtime recorded on this host ({FACT_FILE} names no Python venv; the nccl role "
-            f"with nccl_source pip records one); {TORCH_REMEDY}{extra}"
+            f"records one with nccl_source pip or nccl_probe_torch: true); {TORCH_REMEDY}{extra}"
         )
     if runtime["torch"] == "":
         python = runtime["python"]

@@ -147,6 +147,8 @@ def test_gpu_host_whose_venv_has_no_torch_is_not_verified_with_the_remedy(probe)
     res = run_check(probe, host, gpu_state(facts=facts))
     assert res["status"] == "unverified"
     assert "/opt/gpufleet/venv/bin/python has no PyTorch" in res["summary"]
+    # the remedy names the role option that provisions it, and the override
+    assert "with the nccl role (nccl_probe_torch: true" in res["summary"]
     assert "gpufleet_verify_python" in res["summary"]
     if probe == "allreduce":
         assert "nccl_tests: true" in res["summary"]
@@ -159,6 +161,7 @@ def test_gpu_host_without_any_recorded_runtime_is_not_verified():
     res = run_check("gemm", LocalHost(), gpu_state())
     assert res["status"] == "unverified"
     assert "no probe runtime recorded" in res["summary"] and "gpufleet_nccl.fact" in res["summary"]
+    assert "nccl_probe_torch: true" in res["summary"]
 
 
 def test_torch_not_importable_in_the_runtime_is_not_verified(tmp_path):
