@@ -267,33 +267,11 @@ def _judge_h2d(check, sku, best, overrides, details, suffix):
 
 
 def _from_judged(check, judged, value, unit, fail_action, details, data, suffix=""):
-    status = judged["status"]
-    summary = judged["reason"]
-    if status == health.SKIP:
-        summary = f"measured {value:g} {unit}, not judged: {judged['reason']}"
-    return health.result(
-        check,
-        status,
-        f"{summary}{suffix}",
-        measured=value,
-        expected=judged["expected"],
-        unit=judged["unit"] or unit,
-        source=judged["source"],
-        action=fail_action if status == health.FAIL else health.MONITOR,
-        details=[*details, {"data": data}],
-    )
+    return _judged_to_result(check, judged, value, unit, fail_action, [*details, {"data": data}], "", suffix)
 
 
-def judged_result(
-    check, sku, metric, value, overrides, *, unit, fail_action, details, prefix="", suffix="", config=None
-):
-    """A measurement judged against its per-SKU baseline as a health result (probes and ib_write_bw).
-
-    pass/warn/fail as ``baselines.judge`` says (``fail_action`` on fail, MONITOR on warn); no
-    baseline for the SKU (or the all-reduce ``config``) is a skip that still reports the measured
-    value — never a pass.
-    """
-    judged = baselines.judge(sku, metric, value, overrides, config=config)
+def _judged_to_result(check, judged, value, unit, fail_action, details, prefix, suffix):
+    """``baselines.judge``'s answer as a health result: a skip still reports the measured value."""
     status = judged["status"]
     summary = judged["reason"]
     if status == health.SKIP:
@@ -309,3 +287,16 @@ def judged_result(
         action=fail_action if status == health.FAIL else health.MONITOR,
         details=details,
     )
+
+
+def judged_result(
+    check, sku, metric, value, overrides, *, unit, fail_action, details, prefix="", suffix="", config=None
+):
+    """A measurement judged against its per-SKU baseline as a health result (probes and ib_write_bw).
+
+    pass/warn/fail as ``baselines.judge`` says (``fail_action`` on fail, MONITOR on warn); no
+    baseline for the SKU (or the all-reduce ``config``) is a skip that still reports the measured
+    value — never a pass.
+    """
+    judged = baselines.judge(sku, metric, value, overrides, config=config)
+    return _judged_to_result(check, judged, value, unit, fail_action, details, prefix, suffix)
