@@ -1,6 +1,6 @@
 # Copyright: gpufleet developers
 # Apache-2.0
-"""APT source filters. The parsing lives in module_utils/apt_sources.py; each filter has the name
+"""APT source filters. The parsing lives in plugin_utils/apt_sources.py; each filter has the name
 of the function it exposes and its own documentation (``<name>.yml`` next to this file)."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 # Copyright: gpufleet developers
 # Apache-2.0
 """CUDA toolkit and cuDNN filters: plans, toolkit homes, ``nvcc`` output, hello-program results
-and the compatibility matrix's CUDA checks. The knowledge lives in module_utils/cuda_toolkit.py
-and module_utils/compat.py; each filter has the name of the function it exposes and its own
+and the compatibility matrix's CUDA checks. The knowledge lives in plugin_utils/cuda_toolkit.py
+and plugin_utils/compat.py; each filter has the name of the function it exposes and its own
 documentation (``<name>.yml`` next to this file)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 # Copyright: gpufleet developers
 # Apache-2.0
 """NVIDIA driver filters: input checks, package plans, version pinning, ``dkms status`` and the
-load/reboot decision. The knowledge lives in module_utils/nvidia_driver.py; each filter has the
+load/reboot decision. The knowledge lives in plugin_utils/nvidia_driver.py; each filter has the
 name of the function it exposes and its own documentation (``<name>.yml`` next to this file)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 # Copyright: gpufleet developers
 # Apache-2.0
 """Preflight filters: whole-stack compatibility, Secure Boot, free disk and the one failure
-message. The rules live in module_utils/preflight.py and module_utils/compat.py; each filter has
+message. The rules live in plugin_utils/preflight.py and plugin_utils/compat.py; each filter has
 the name of the function it exposes and its own documentation (``<name>.yml`` next to this file)."""
 
 from __future__ import annotations

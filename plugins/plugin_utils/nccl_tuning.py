@@ -460,7 +460,7 @@ def nccl_role_plan(
     """Everything the nccl role needs: source, version (chosen by the compatibility matrix when
     empty; with ``torch``, the PyTorch release going into the same venv, the NCCL wheel it pins),
     package specs, fabric, nccl.conf settings, notes and every problem."""
-    from ansible_collections.gpufleet.cluster.plugins.plugin_utils import compat
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils import compat, compat_torch
 
     source = resolve_source(source, distribution)
     tuned = plan(ib, interfaces, peermem, topo_file, overrides)
@@ -479,7 +479,7 @@ def nccl_role_plan(
     elif compat.parse_cuda(cuda) is None:
         problems.append(f"nccl_cuda '{cuda}' is not a CUDA version; write it as '12.4'")
     elif source in ("pip", "cuda_repo"):
-        pinned = compat.torch_nccl(torch, cuda) if source == "pip" and not version else None
+        pinned = compat_torch.torch_nccl(torch, cuda) if source == "pip" and not version else None
         version = version or pinned or (compat.choose_nccl(cuda, source) or "")
         if not version:
             problems.append(

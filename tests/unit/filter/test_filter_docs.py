@@ -110,3 +110,19 @@ def test_every_filter_used_in_the_collection_exists():
                 names = set(used.findall(path.read_text()))
                 unknown += [f"{path.relative_to(REPO)}: {n}" for n in sorted(names - set(REGISTERED))]
     assert unknown == []
+
+
+WRAPS = re.compile(r"C\((\w+)\)\s+in\s+C\(([\w/.]+\.py)\)")
+
+
+def test_each_doc_names_the_file_that_defines_the_function():
+    """A doc that says "Wraps C(fn) in C(path)" points at a file that exists and defines fn (the
+    docs went stale once when controller code moved from module_utils to plugin_utils)."""
+    stale = []
+    for doc in sorted(FILTER_DIR.glob("*.yml")):
+        for fn, path in WRAPS.findall(doc.read_text()):
+            source = REPO / path
+            text = source.read_text() if source.is_file() else ""
+            if not re.search(rf"^def {fn}\b|^{fn} = ", text, re.M):
+                stale.append(f"{doc.name}: {fn} is not defined in {path}")
+    assert not stale, "\n".join(stale)

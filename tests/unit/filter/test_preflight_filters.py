@@ -1,5 +1,5 @@
 """gpufleet.cluster preflight filters (plugins/filter/preflight.py): what they take from tasks
-(slurp's base64, df's text) before the rules in module_utils/preflight.py judge it."""
+(slurp's base64, df's text) before the rules in plugin_utils/preflight.py judge it."""
 
 import base64
 from types import SimpleNamespace

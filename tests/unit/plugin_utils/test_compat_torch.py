@@ -4,14 +4,16 @@ the driver rule (own minimum or CUDA minor version compatibility), ``choose_torc
 
 import pytest
 import yaml
-from ansible_collections.gpufleet.cluster.plugins.plugin_utils import compat
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import compat, compat_torch
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import nccl_tuning as nt
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.compat import (
     NCCL,
-    TORCH,
-    choose_torch,
     max_cuda_for_driver,
     parse_cuda,
+)
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.compat_matrix import TORCH
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.compat_torch import (
+    choose_torch,
     runs_cuda_runtime,
     torch_problems,
 )
@@ -178,11 +180,11 @@ def test_wheels_torch_pins_differently_in_the_same_venv():
 
 
 def test_torch_nccl_is_the_pinned_wheel_for_the_same_cuda_major():
-    assert compat.torch_nccl("2.10.0", "12.8") == "2.27.5"
-    assert compat.torch_nccl("2.8.0", "12.4") == "2.27.3"
-    assert compat.torch_nccl("2.14.1", "13.0") == "2.30.7"
-    assert compat.torch_nccl("2.10.0", "11.8") is None  # a cu11 NCCL wheel: torch cannot share it
-    assert compat.torch_nccl("", "12.8") is None
+    assert compat_torch.torch_nccl("2.10.0", "12.8") == "2.27.5"
+    assert compat_torch.torch_nccl("2.8.0", "12.4") == "2.27.3"
+    assert compat_torch.torch_nccl("2.14.1", "13.0") == "2.30.7"
+    assert compat_torch.torch_nccl("2.10.0", "11.8") is None  # a cu11 NCCL wheel: torch cannot share it
+    assert compat_torch.torch_nccl("", "12.8") is None
 
 
 def test_the_nccl_plan_takes_the_wheel_torch_pins_so_preflight_passes():
