@@ -189,6 +189,21 @@ GPU_NAMES = {
     "nvidia l40s": "L40S",
 }
 
+# Memory per GPU in GB, as NVIDIA's product datasheets state it (A100 80GB HBM2e; H100 SXM 80GB,
+# H100 PCIe 80GB, H100 NVL 94GB; H200 SXM 141GB HBM3e; L40S 48GB GDDR6). Sizing (gpufleet plan,
+# plugin_utils/sizing.py) reads a figure as 10^9 bytes: the smaller reading of "GB", so a plan that
+# fits on paper is not short of memory on the card (nvidia-smi reports somewhat more, e.g. about
+# 81559 MiB on an H100 80GB HBM3).
+MEMORY_SOURCE = "NVIDIA datasheet"
+MEMORY_GB = {
+    "A100 SXM 80GB": 80,
+    "H100 SXM": 80,
+    "H100 PCIe": 80,
+    "H100 NVL": 94,
+    "H200": 141,
+    "L40S": 48,
+}
+
 
 def _known(names):
     return ", ".join(names)

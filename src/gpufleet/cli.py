@@ -13,6 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``gpufleet`` parser: each command group adds its own (``gpufleet.<group>.cli.add_parser``)."""
     from gpufleet.bundle.cli import add_parser as add_bundle
     from gpufleet.lab.cli import add_parser as add_lab
+    from gpufleet.plan.cli import add_parser as add_plan
     from gpufleet.verify.cli import add_parser as add_verify
     from gpufleet.verify.diagnose_cli import add_parser as add_diagnose
 
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gpufleet {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for add_group in (add_lab, add_verify, add_diagnose, add_bundle):
+    for add_group in (add_lab, add_verify, add_diagnose, add_bundle, add_plan):
         add_group(sub)
     return parser
 
