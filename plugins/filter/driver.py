@@ -1,11 +1,13 @@
 # Copyright: gpufleet developers
 # Apache-2.0
 """NVIDIA driver filters: input checks, package plans, version pinning, ``dkms status`` and the
-load/reboot decision. The knowledge lives in plugin_utils/nvidia_driver.py; each filter has the
+load/reboot decision. The knowledge lives in plugin_utils/nvidia_driver.py
+(``dkms status``: module_utils/pkg_recovery.py); each filter has the
 name of the function it exposes and its own documentation (``<name>.yml`` next to this file)."""
 
 from __future__ import annotations
 
+from ansible_collections.gpufleet.cluster.plugins.module_utils import pkg_recovery
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import nvidia_driver
 
 
@@ -30,8 +32,8 @@ class FilterModule:
             "driver_plan": nvidia_driver.driver_plan,
             "driver_version_match": nvidia_driver.driver_version_match,
             "driver_version_problem": nvidia_driver.driver_version_problem,
-            "parse_dkms_status": nvidia_driver.parse_dkms_status,
-            "dkms_missing_kernels": nvidia_driver.dkms_missing_kernels,
+            "parse_dkms_status": pkg_recovery.parse_dkms_status,
+            "dkms_missing_kernels": pkg_recovery.dkms_missing_kernels,
             "activation_plan": nvidia_driver.activation_plan,
             "upstream_version": nvidia_driver.upstream_version,
         }

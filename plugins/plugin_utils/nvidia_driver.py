@@ -1,7 +1,7 @@
 # Copyright: gpufleet developers
 # Apache-2.0
 """NVIDIA driver knowledge, written once: supported OSes, install sources and their package
-names, version pinning, ``dkms status`` parsing and the decision whether a host needs a
+names, version pinning and the decision whether a host needs a
 module load, a reboot, or nothing.
 
 Controller code (plugin_utils): runs in filters and the CLI, never on managed hosts. The ``gpufleet.cluster``
@@ -220,65 +220,6 @@ def driver_version_problem(available, pinned, branch, package):
         f"{wanted} is not available from the configured source: {package} has {have}; "
         "set nvidia_driver_version (and nvidia_driver_branch) to one of those upstream versions"
     )
-
-
-_DKMS_NEW = re.compile(
-    r"^(?P<module>[^/,\s]+)/(?P<version>[^,\s]+),\s*(?P<kernel>[^,\s]+),\s*(?P<arch>[^:\s]+):\s*(?P<state>.+)$"
-)
-_DKMS_OLD = re.compile(
-    r"^(?P<module>[^,\s]+),\s*(?P<version>[^,\s]+),\s*(?P<kernel>[^,\s]+),\s*(?P<arch>[^:\s]+):\s*(?P<state>.+)$"
-)
-_DKMS_ADDED = re.compile(r"^(?P<module>[^/,\s]+)[/,]\s*(?P<version>[^,:\s]+):\s*(?P<state>.+)$")
-
-
-def parse_dkms_status(text):
-    """Parse ``dkms status`` (dkms 2.x comma form and 3.x slash form).
-
-    Returns a list of {module, version, kernel, arch, state, warnings}; modules only 'added'
-    (no kernel) have kernel and arch None.
-    """
-    rows = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        m = _DKMS_NEW.match(line) or _DKMS_OLD.match(line)
-        if m:
-            state, _, warning = m.group("state").partition("(")
-            rows.append(
-                {
-                    "module": m.group("module"),
-                    "version": m.group("version"),
-                    "kernel": m.group("kernel"),
-                    "arch": m.group("arch"),
-                    "state": state.strip(),
-                    "warnings": warning.rstrip(")").strip() or None,
-                }
-            )
-            continue
-        m = _DKMS_ADDED.match(line)
-        if m:
-            rows.append(
-                {
-                    "module": m.group("module"),
-                    "version": m.group("version"),
-                    "kernel": None,
-                    "arch": None,
-                    "state": m.group("state").strip(),
-                    "warnings": None,
-                }
-            )
-    return rows
-
-
-def dkms_missing_kernels(rows, module, version, kernels):
-    """Kernels (from ``kernels``) for which ``module``/``version`` is not 'installed'."""
-    built = {
-        r["kernel"]
-        for r in rows
-        if r["module"] == module and r["state"] == "installed" and (not version or r["version"] == version)
-    }
-    return sorted(k for k in kernels if k not in built)
 
 
 def activation_plan(

@@ -2,14 +2,16 @@
 parsing and the load/reboot decision."""
 
 import pytest
+from ansible_collections.gpufleet.cluster.plugins.module_utils.pkg_recovery import (
+    dkms_missing_kernels,
+    parse_dkms_status,
+)
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.nvidia_driver import (
     activation_plan,
-    dkms_missing_kernels,
     driver_plan,
     driver_problems,
     match_version,
     on_branch,
-    parse_dkms_status,
     upstream_version,
 )
 from conftest import FIXTURES
