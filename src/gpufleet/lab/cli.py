@@ -79,11 +79,24 @@ def cmd_lab(args: argparse.Namespace) -> int:
         from gpufleet.lab import layers
 
         if args.layer_cmd == "commit":
-            print(layers.commit(args.container, args.layer, root=args.root))
+            print(
+                layers.commit(args.container, args.layer, root=args.root, unless_current=args.unless_current)
+            )
         elif args.layer_cmd == "check":
             print(layers.check(args.layer, root=args.root))
         else:
             print(layers.layer_key(args.layer, root=args.root))
+        return 0
+    if args.lab_cmd == "fault":
+        from gpufleet.lab import faults
+
+        if args.fault_cmd == "power-loss":
+            result = faults.power_loss(args.container, args.during, timeout=args.timeout, delay=args.delay)
+        else:
+            result = faults.stop(
+                args.container, args.during, watch=args.watch, timeout=args.timeout, down_s=args.down
+            )
+        print(json.dumps(result))
         return 0
     raise AssertionError(args.lab_cmd)
 
@@ -183,7 +196,37 @@ def add_parser(sub) -> None:
         if cmd == "commit":
             p.add_argument("container", metavar="CONTAINER", help="the converged container")
             p.add_argument("--as", dest="layer", required=True, metavar="LAYER", help="layer name (node)")
+            p.add_argument(
+                "--unless-current",
+                action="store_true",
+                help="when an image with this checkout's key exists, only tag it :current "
+                "(says 'not committed again')",
+            )
         else:
             p.add_argument("layer", metavar="LAYER", help="layer name (node)")
         p.add_argument("--root", default=".", help="the checkout whose inputs key the layer (default: .)")
+    flt = lab_sub.add_parser(
+        "fault",
+        help="inject a fault into a lab node at a chosen point of a run (fault-injection tests)",
+        description="Wait (bounded by --timeout) until a process of the chosen point runs on the node, "
+        "then inject the fault. Points: dkms (the NVIDIA module's DKMS make), dpkg, pip (pip install), "
+        "apt-download (apt fetching packages). A point that never comes is an error, and nothing is "
+        "done then. Lab only: gpufleet never does this to a fleet.",
+    )
+    flt_sub = flt.add_subparsers(dest="fault_cmd", required=True)
+    from gpufleet.lab.faults import POINTS
+
+    for cmd, text in (
+        ("power-loss", "kill CONTAINER (every process, as a power cut) during the point, then start it"),
+        ("stop", "stop CONTAINER (a bastion) while --watch runs the point; start it after --down seconds"),
+    ):
+        p = flt_sub.add_parser(cmd, help=text, description=text)
+        p.add_argument("container", metavar="CONTAINER")
+        p.add_argument("--during", required=True, choices=sorted(POINTS), help="the point of the run")
+        p.add_argument("--timeout", type=float, default=1200, help="seconds to wait for it (default 1200)")
+        if cmd == "power-loss":
+            p.add_argument("--delay", type=float, default=0, help="seconds into the point (default 0)")
+        else:
+            p.add_argument("--watch", required=True, metavar="NODE", help="the node whose point is awaited")
+            p.add_argument("--down", type=float, default=0, help="seconds stopped (0: stays stopped)")
     lab.set_defaults(func=cmd_lab)

@@ -29,12 +29,13 @@ KEY_LABEL = "io.gpufleet.layer-key"
 NAME_LABEL = "io.gpufleet.layer"
 SOURCE_LABEL = "io.gpufleet.layer-source"
 CURRENT = "current"
+NOT_AGAIN = "not committed again"
 
 # Each layer: what produces it, and the files (relative to the checkout) whose content it depends on.
 LAYERS = {
     "node": {
-        "produced_by": "molecule test -s airgap (site.yml converged air-gapped from the lab bundle, then "
-        "proven idempotent)",
+        "produced_by": "molecule test -s airgap (site.yml converged air-gapped from the lab bundle; "
+        "committed at the end of the converge, then proven idempotent and verified)",
         "inputs": [
             "roles",
             "plugins",
@@ -90,14 +91,22 @@ def layer_key(layer: str, root: str | Path = ".") -> str:
     return digest.hexdigest()[:16]
 
 
-def commit(container: str, layer: str, root: str | Path = ".") -> str:
-    """Commit ``container`` as the ``layer`` image, tagged with its key and as ``current``."""
+def commit(container: str, layer: str, root: str | Path = ".", unless_current: bool = False) -> str:
+    """Commit ``container`` as the ``layer`` image, tagged with its key and as ``current``.
+
+    ``unless_current``: when an image with this checkout's key exists already (committed earlier in
+    this run, or by an earlier run from the same inputs), only point ``current`` at it and say so;
+    the playbook that commits at the end of a converge then reports no change on its second run."""
     spec = _spec(layer)
     dk.require_daemon()
     if not dk.inspect("container", container):
         raise LabError(f"container {container!r} does not exist; a layer is committed from a converged node")
     key = layer_key(layer, root)
     tag = f"{image_name(layer)}:{key}"
+    if unless_current and dk.inspect("image", tag):
+        dk.docker("tag", tag, f"{image_name(layer)}:{CURRENT}")
+        _say(f"{tag} exists (made from this checkout's inputs): {NOT_AGAIN}")
+        return tag
     started = time.monotonic()
     _say(f"committing {container} as {tag} (made by {spec['produced_by']})")
     dk.docker(

@@ -93,3 +93,21 @@ def test_the_node_layer_is_keyed_by_the_collection_and_the_bundle():
     inputs = layers.LAYERS["node"]["inputs"]
     for needed in ("roles", "plugins", "bundles/lab.yml", ".cache/bundles/lab/manifest.json"):
         assert needed in inputs
+
+
+def test_commit_unless_current_only_retags_an_image_with_this_key(tree, monkeypatch):
+    """The airgap converge commits at its end; its idempotence run must change nothing."""
+    calls = []
+    key = layers.layer_key("t", tree)
+    monkeypatch.setattr(
+        layers.dk,
+        "inspect",
+        lambda kind, name: {"Id": "x"} if kind == "container" or name.endswith(key) else None,
+    )
+    monkeypatch.setattr(layers.dk, "docker", lambda *args, **kw: calls.append(args) or "")
+    assert layers.commit("node1", "t", tree, unless_current=True) == f"gpufleet-lab-t:{key}"
+    assert calls == [("tag", f"gpufleet-lab-t:{key}", "gpufleet-lab-t:current")], "no commit, nothing removed"
+    calls.clear()
+    monkeypatch.setattr(layers.dk, "inspect", lambda kind, name: {"Id": "x"} if kind == "container" else None)
+    layers.commit("node1", "t", tree, unless_current=True)
+    assert calls[0][0] == "commit", "no image with this key yet: committed"

@@ -1,0 +1,113 @@
+"""Faults injected into lab nodes at chosen points of a run (``gpufleet lab fault``).
+
+Lab tooling for the fault-injection tests (issue "Survive faults mid-run"): never part of what
+gpufleet installs on a fleet. A point is a process that runs on the node at that moment of a
+converge (the DKMS build's make, dpkg, pip, apt's download methods); the fault happens as soon as
+one is seen:
+
+- ``power-loss``: ``docker kill`` (SIGKILL to every process of the node, as a power cut does to
+  them; the file system keeps what was written, as a journaled disk does) then ``docker start``;
+  returns when systemd runs again.
+- ``stop``: ``docker stop`` of a node that serves others (the bastion), started again after
+  ``down_s`` seconds, or left stopped when ``down_s`` is 0.
+
+Every wait is bounded: a point that never comes within ``timeout`` seconds is an error, and nothing
+is done to the node then.
+"""
+
+from __future__ import annotations
+
+import time
+
+from gpufleet._progress import sayer
+from gpufleet.lab import docker as dk
+from gpufleet.lab.fleet import LabError
+
+# pgrep -f patterns; the [x] trick keeps pgrep (and a shell running it) from matching itself.
+POINTS = {
+    "dkms": "[K]ERNEL_UNAME=",  # the NVIDIA module's make, run by DKMS (dkms.conf MAKE[0])
+    "dpkg": "^[d]pkg ",
+    "pip": "[p]ip install",
+    "apt-download": "/usr/lib/apt/methods/[h]ttp",
+}
+
+_say = sayer("lab")
+
+
+def _running(container: str) -> bool:
+    info = dk.inspect("container", container)
+    return bool(info and (info.get("State") or {}).get("Running"))
+
+
+def wait_for_point(container: str, point: str, timeout: float, poll: float = 0.5) -> float:
+    """Seconds until a process of ``point`` runs in ``container``; LabError when it never does."""
+    try:
+        pattern = POINTS[point]
+    except KeyError:
+        raise LabError(f"no fault point {point!r}; known: {', '.join(sorted(POINTS))}") from None
+    if not _running(container):
+        raise LabError(f"container {container!r} is not running; nothing was done")
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        found = dk.docker("exec", container, "pgrep", "-f", pattern, check=False).strip()
+        if found:
+            return time.monotonic() - started
+        if not _running(container):
+            raise LabError(f"container {container!r} stopped while waiting for {point}; nothing was done")
+        time.sleep(poll)
+    raise LabError(f"{point} did not run in {container} within {timeout:.0f} s; nothing was done to it")
+
+
+def wait_booted(container: str, timeout: float = 90) -> str:
+    """Wait until systemd in ``container`` has finished starting; return its state."""
+    out = dk.docker(
+        "exec",
+        container,
+        "timeout",
+        str(int(timeout)),
+        "systemctl",
+        "is-system-running",
+        "--wait",
+        check=False,
+    )
+    return out.strip() or "unknown"
+
+
+def power_loss(container: str, point: str, timeout: float = 1200, delay: float = 0.0) -> dict:
+    """Cut ``container``'s power ``delay`` seconds after ``point`` starts in it, then power it on."""
+    waited = wait_for_point(container, point, timeout)
+    time.sleep(delay)
+    still = bool(dk.docker("exec", container, "pgrep", "-f", POINTS[point], check=False).strip())
+    dk.docker("kill", container)
+    _say(f"power loss: {container} killed {waited + delay:.0f} s into the wait, during {point}")
+    dk.docker("start", container)
+    state = wait_booted(container)
+    _say(f"power on: {container} is up again (systemd: {state})")
+    return {
+        "fault": "power-loss",
+        "container": container,
+        "point": point,
+        "waited_s": round(waited, 1),
+        "point_still_running": still,
+        "systemd": state,
+    }
+
+
+def stop(container: str, point: str, watch: str, timeout: float = 1200, down_s: float = 0.0) -> dict:
+    """Stop ``container`` (a bastion) as soon as ``point`` runs in ``watch`` (a node fetching from
+    it); start it again after ``down_s`` seconds (0: leave it stopped)."""
+    waited = wait_for_point(watch, point, timeout)
+    dk.docker("stop", "-t", "5", container)
+    _say(f"stopped {container} while {watch} was in {point}")
+    if down_s:
+        time.sleep(down_s)
+        dk.docker("start", container)
+        wait_booted(container)
+        _say(f"started {container} again after {down_s:.0f} s")
+    return {
+        "fault": "stop",
+        "container": container,
+        "watch": watch,
+        "point": point,
+        "waited_s": round(waited, 1),
+    }

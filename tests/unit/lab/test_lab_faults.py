@@ -1,0 +1,69 @@
+"""gpufleet lab fault: the point is awaited (bounded), then the fault is injected; a point that never
+comes does nothing to the node. docker is replaced; the real injection runs in the airgap scenario
+(power loss during the driver's DKMS build) and in `make faults`."""
+
+import pytest
+
+from gpufleet.lab import faults
+from gpufleet.lab.fleet import LabError
+
+
+class Docker:
+    def __init__(self, monkeypatch, seen_after=2, running=True):
+        self.calls = []
+        self.polls = 0
+        self.seen_after = seen_after
+        self.running = running
+        monkeypatch.setattr(faults.dk, "docker", self.docker)
+        monkeypatch.setattr(
+            faults.dk, "inspect", lambda kind, name: {"State": {"Running": self.running}} if name else None
+        )
+        monkeypatch.setattr(faults.time, "sleep", lambda s: None)
+
+    def docker(self, *args, check=True, **kw):
+        self.calls.append(args)
+        if args[0] == "exec" and "pgrep" in args:
+            self.polls += 1
+            return "4242\n" if self.polls > self.seen_after else ""
+        if args[0] == "exec" and "is-system-running" in args:
+            return "running\n"
+        return ""
+
+    def actions(self):
+        return [c[:2] for c in self.calls if c[0] in {"kill", "start", "stop"}]
+
+
+def test_power_loss_waits_for_the_dkms_build_then_kills_and_starts(monkeypatch):
+    d = Docker(monkeypatch)
+    result = faults.power_loss("node1", "dkms", timeout=60)
+    pgrep = next(c for c in d.calls if "pgrep" in c)
+    assert pgrep[-1] == "[K]ERNEL_UNAME=", "the DKMS make, and never pgrep itself"
+    assert d.actions() == [("kill", "node1"), ("start", "node1")]
+    assert result["fault"] == "power-loss" and result["point_still_running"] is True
+    assert result["systemd"] == "running"
+
+
+def test_a_point_that_never_comes_does_nothing(monkeypatch):
+    d = Docker(monkeypatch, seen_after=10**9)
+    clock = iter(range(0, 10**6, 10))
+    monkeypatch.setattr(faults.time, "monotonic", lambda: next(clock))
+    with pytest.raises(LabError, match="dkms did not run in node1 within 30 s; nothing was done"):
+        faults.power_loss("node1", "dkms", timeout=30)
+    assert d.actions() == []
+
+
+def test_a_stopped_node_and_an_unknown_point_are_refused(monkeypatch):
+    d = Docker(monkeypatch, running=False)
+    with pytest.raises(LabError, match="is not running; nothing was done"):
+        faults.power_loss("node1", "dkms")
+    with pytest.raises(LabError, match="no fault point 'reboot'; known: apt-download, dkms, dpkg, pip"):
+        faults.power_loss("node1", "reboot")
+    assert d.actions() == []
+
+
+def test_stop_watches_the_node_and_stops_the_bastion(monkeypatch):
+    d = Docker(monkeypatch)
+    result = faults.stop("bastion", "apt-download", watch="node1", down_s=20)
+    assert [c[1] for c in d.calls if "pgrep" in c] == ["node1"] * 3
+    assert d.actions() == [("stop", "-t"), ("start", "bastion")]
+    assert result["watch"] == "node1"
