@@ -12,7 +12,7 @@ export PY_COLORS := 0
 LAB_NODES ?= 2
 BUNDLE_DIR ?= .cache/bundles/lab
 
-.PHONY: help host-deps venv lab-image lab-bundle lint lint-host unit check integration molecule test demo demo-down clean
+.PHONY: help host-deps venv lab-image lab-bundle lint lint-host unit check integration faults molecule test demo demo-down clean
 
 # `make help` prints every target that has a '## ' comment on its line.
 help: ## list the targets
@@ -56,6 +56,11 @@ check: lint unit ## the inner loop: lint + unit tests, under 2 minutes
 
 integration: lab-image ## integration tests against a one-node lab
 	$(BIN)/pytest tests/integration -q
+
+# Faults injected mid-run on nodes from the lab layer image (make test makes it): power loss during
+# the DKMS build, the controller killed while dpkg runs, a nearly full /opt. Table: reports/faults.json.
+faults: lab-image ## fault-injection suite (needs the layer image that make test commits; ~20 min)
+	$(BIN)/pytest tests/faults -q -s -p no:cacheprovider
 
 lab-image: venv host-deps ## build the lab image (debootstrap; cached by recipe hash)
 	$(BIN)/gpufleet lab image
