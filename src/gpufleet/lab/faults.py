@@ -25,7 +25,8 @@ from gpufleet.lab.fleet import LabError
 
 # pgrep -f patterns; the [x] trick keeps pgrep (and a shell running it) from matching itself.
 POINTS = {
-    "dkms": "[K]ERNEL_UNAME=",  # the NVIDIA module's make, run by DKMS (dkms.conf MAKE[0])
+    # the NVIDIA module's build: dkms.conf MAKE[0], "make -jN modules KERNEL_UNAME=<kernel>"
+    "dkms": "[m]odules KERNEL_UNAME=",
     "dpkg": "^[d]pkg ",
     "pip": "[p]ip install",
     "apt-download": "/usr/lib/apt/methods/[h]ttp",

@@ -37,7 +37,7 @@ def test_power_loss_waits_for_the_dkms_build_then_kills_and_starts(monkeypatch):
     d = Docker(monkeypatch)
     result = faults.power_loss("node1", "dkms", timeout=60)
     pgrep = next(c for c in d.calls if "pgrep" in c)
-    assert pgrep[-1] == "[K]ERNEL_UNAME=", "the DKMS make, and never pgrep itself"
+    assert pgrep[-1] == "[m]odules KERNEL_UNAME=", "the DKMS make, and never pgrep itself"
     assert d.actions() == [("kill", "node1"), ("start", "node1")]
     assert result["fault"] == "power-loss" and result["point_still_running"] is True
     assert result["systemd"] == "running"
