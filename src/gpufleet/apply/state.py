@@ -154,6 +154,7 @@ class FleetState:
         if not name or not kind.startswith("runner_"):
             return None
         host = self._host(name, when)
+        self.play = data.get("play") or self.play
         if host.state in (FAILED, UNREACHABLE):
             # Ansible takes a failed host out of the play; a later event (a handler, a rescue) still
             # counts, but the host stays reported at the task that failed it.

@@ -86,7 +86,7 @@ def summary_panel(state: FleetState, height: int, title: str = "gpufleet apply")
     total = sum(by_state.values())
     counts = Text(f"{total} hosts: ")
     counts.append_text(
-        Text(", ").join(Text(f"{n} {s}", style=STYLE[s]) for s, n in by_state.items() if n or s != WAITING)
+        Text(", ").join(Text(f"{n} {s}", style=STYLE[s]) for s, n in by_state.items() if n)
     )
     totals = state.totals()
     lines: list = [
