@@ -55,6 +55,7 @@ __all__ = [
     "EXIT_CODES",
     "ApplyInputError",
     "ApplyResult",
+    "ApplyRunnerError",
     "resolve_inventory",
     "resolve_playbook",
     "run",
@@ -65,6 +66,12 @@ class ApplyInputError(GpufleetError):
     """Bad input to :func:`run`: nothing was run."""
 
     exit_code = EXIT_USAGE
+
+
+class ApplyRunnerError(GpufleetError):
+    """ansible-runner cannot run the playbook at all (no ansible-playbook here)."""
+
+    exit_code = EXIT_RUNNER
 
 
 @dataclass
@@ -172,7 +179,7 @@ def _ansible_playbook_dir() -> str:
     found = shutil.which("ansible-playbook")
     if found:
         return str(Path(found).parent)
-    raise GpufleetError("ansible-playbook not found: install ansible-core in this environment")
+    raise ApplyRunnerError("ansible-playbook not found: install ansible-core in this environment")
 
 
 def runner_env() -> dict[str, str]:

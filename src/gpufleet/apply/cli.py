@@ -147,3 +147,10 @@ def add_parser(sub) -> None:
             kwargs.setdefault("dest", option.param)
         app.add_argument(*option.flags, **kwargs)
     app.set_defaults(func=cmd_apply)
+
+    def usage_error(message: str):
+        # argparse exits 2 on a usage error; for apply, 2 means failed hosts, so bad usage is 1
+        app.print_usage(sys.stderr)
+        app.exit(api.EXIT_USAGE, f"{app.prog}: error: {message}\n")
+
+    app.error = usage_error

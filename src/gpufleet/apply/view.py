@@ -85,9 +85,7 @@ def summary_panel(state: FleetState, height: int, title: str = "gpufleet apply")
     by_state = state.by_state()
     total = sum(by_state.values())
     counts = Text(f"{total} hosts: ")
-    counts.append_text(
-        Text(", ").join(Text(f"{n} {s}", style=STYLE[s]) for s, n in by_state.items() if n)
-    )
+    counts.append_text(Text(", ").join(Text(f"{n} {s}", style=STYLE[s]) for s, n in by_state.items() if n))
     totals = state.totals()
     lines: list = [
         counts,

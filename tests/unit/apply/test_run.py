@@ -84,7 +84,9 @@ def test_plain_lines_say_the_failure_and_each_host_at_the_end(tiny_run):
     _, lines = tiny_run
     assert "gpufleet apply: play 'Tiny fleet play'" in lines
     assert "gpufleet apply: beta FAILED at Fail on beta: beta is broken" in lines
-    assert any(line.startswith("gpufleet apply: alpha done ok=2 changed=1 failed=0 skipped=1") for line in lines)
+    assert any(
+        line.startswith("gpufleet apply: alpha done ok=2 changed=1 failed=0 skipped=1") for line in lines
+    )
     assert any(line.startswith("gpufleet apply: beta failed ok=1 changed=0 failed=1") for line in lines)
     assert not any("\x1b" in line for line in lines)
 

@@ -19,7 +19,9 @@ def ev(kind, host=None, task="Install driver", role="nvidia_driver", created=T0,
 
 
 def unreachable(host, msg="Failed to connect to the host via ssh: Connection refused"):
-    return ev("runner_on_unreachable", host, task="Gather facts", role=None, res={"unreachable": True, "msg": msg})
+    return ev(
+        "runner_on_unreachable", host, task="Gather facts", role=None, res={"unreachable": True, "msg": msg}
+    )
 
 
 def test_counts_current_task_and_failure():
