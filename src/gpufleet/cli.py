@@ -11,6 +11,7 @@ from gpufleet.errors import GpufleetError
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``gpufleet`` parser: each command group adds its own (``gpufleet.<group>.cli.add_parser``)."""
+    from gpufleet.apply.cli import add_parser as add_apply
     from gpufleet.bundle.cli import add_parser as add_bundle
     from gpufleet.lab.cli import add_parser as add_lab
     from gpufleet.plan.cli import add_parser as add_plan
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gpufleet {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for add_group in (add_lab, add_verify, add_diagnose, add_bundle, add_plan):
+    for add_group in (add_lab, add_apply, add_verify, add_diagnose, add_bundle, add_plan):
         add_group(sub)
     return parser
 

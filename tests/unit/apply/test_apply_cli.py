@@ -1,0 +1,134 @@
+"""``gpufleet apply``: bad input is exit 1 with a clear message and nothing run; options reach
+ansible-runner (``--check`` as ``--check``); collection playbook names; the environment it runs in."""
+
+import os
+from types import SimpleNamespace
+
+import ansible_runner
+import pytest
+from conftest import FIXTURES, REPO
+
+from gpufleet.apply import api
+from gpufleet.apply.cli import parse_extra_vars
+from gpufleet.cli import build_parser, main
+
+PLAYBOOK = FIXTURES / "apply" / "tiny.yml"
+INVENTORY = FIXTURES / "apply" / "tiny_hosts.yml"
+
+
+@pytest.fixture
+def runner_calls(monkeypatch):
+    """ansible_runner.run replaced: records its keywords, feeds two ok events, succeeds."""
+    calls = []
+
+    def fake_run(**kwargs):
+        calls.append(kwargs)
+        for host in ("alpha", "beta"):
+            kwargs["event_handler"](
+                {"event": "runner_on_ok", "event_data": {"host": host, "task": "t", "res": {}}}
+            )
+        return SimpleNamespace(status="successful", rc=0)
+
+    monkeypatch.setattr(ansible_runner, "run", fake_run)
+    return calls
+
+
+def apply_cmd(capsys, tmp_path, *argv):
+    code = main(["apply", *map(str, argv), "--runs-dir", str(tmp_path / "runs"), "--plain"])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_missing_playbook_is_exit_1_and_nothing_runs(capsys, tmp_path, runner_calls):
+    code, _out, err = apply_cmd(capsys, tmp_path, tmp_path / "nope.yml", "-i", INVENTORY)
+    assert code == 1
+    assert f"gpufleet: error: playbook '{tmp_path / 'nope.yml'}' not found" in err
+    assert runner_calls == [] and not (tmp_path / "runs").exists()
+
+
+def test_missing_inventory_is_exit_1_and_nothing_runs(capsys, tmp_path, runner_calls):
+    code, _out, err = apply_cmd(capsys, tmp_path, PLAYBOOK, "-i", tmp_path / "hosts.yml")
+    assert code == 1
+    assert "inventory" in err and "not found" in err
+    assert runner_calls == [] and not (tmp_path / "runs").exists()
+
+
+def test_unknown_collection_playbook_lists_the_ones_there_are(capsys, tmp_path, runner_calls):
+    code, _out, err = apply_cmd(capsys, tmp_path, "gpufleet.cluster.nosuch", "-i", INVENTORY)
+    assert code == 1
+    assert "gpufleet.cluster has no playbooks/nosuch.yml" in err and "site" in err
+    assert runner_calls == []
+
+
+def test_bad_extra_vars_are_exit_1(capsys, tmp_path, runner_calls):
+    code, _out, err = apply_cmd(capsys, tmp_path, PLAYBOOK, "-i", INVENTORY, "-e", "novalue")
+    assert code == 1 and "expected KEY=VALUE" in err and runner_calls == []
+
+
+def test_options_reach_ansible_runner(capsys, tmp_path, runner_calls):
+    code, out, _err = apply_cmd(
+        capsys, tmp_path, PLAYBOOK, "-i", INVENTORY, "--check", "--limit", "gpu_nodes", "--tags", "driver",
+        "-e", "a=1 b=two", "-e", '{"c": [1, 2]}',
+    )  # fmt: skip
+    assert code == 0
+    (kw,) = runner_calls
+    assert kw["cmdline"] == "--check"
+    assert (kw["limit"], kw["tags"]) == ("gpu_nodes", "driver")
+    assert kw["extravars"] == {"a": "1", "b": "two", "c": [1, 2]}
+    assert kw["playbook"] == str(PLAYBOOK.resolve()) and kw["inventory"] == str(INVENTORY.resolve())
+    assert kw["private_data_dir"] == str((tmp_path / "runs" / kw["ident"]).resolve())
+    assert kw["quiet"] is True
+    assert "2 hosts: 2 running" in out
+    summary = (tmp_path / "runs" / kw["ident"] / "summary.json").read_text()
+    assert '"check": true' in summary and '"exit_code": 0' in summary
+
+
+def test_without_check_there_is_no_check_flag(capsys, tmp_path, runner_calls):
+    assert apply_cmd(capsys, tmp_path, PLAYBOOK, "-i", INVENTORY)[0] == 0
+    assert runner_calls[0]["cmdline"] is None
+
+
+def test_a_runner_timeout_is_exit_3(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(ansible_runner, "run", lambda **kw: SimpleNamespace(status="timeout", rc=254))
+    code, _out, err = apply_cmd(capsys, tmp_path, PLAYBOOK, "-i", INVENTORY, "--timeout", "5")
+    assert code == 3
+    assert "ansible-runner status timeout" in err
+
+
+def test_collection_playbook_names_resolve_in_the_collection():
+    assert api.resolve_playbook("gpufleet.cluster.site") == (REPO / "playbooks" / "site.yml").resolve()
+    assert api.resolve_inventory("node1,node2,") == "node1,node2,"
+
+
+def test_extra_vars_from_a_file(tmp_path):
+    varfile = tmp_path / "vars.yml"
+    varfile.write_text("gpufleet_offline: true\n")
+    assert parse_extra_vars([f"@{varfile}", "x=1"]) == {"gpufleet_offline": True, "x": "1"}
+
+
+def test_runner_env_keeps_host_keys_checked_and_names_the_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ansible.cfg here: the checkout's is used
+    monkeypatch.delenv("ANSIBLE_CONFIG", raising=False)
+    monkeypatch.delenv("ANSIBLE_HOST_KEY_CHECKING", raising=False)
+    env = api.runner_env()
+    assert env["ANSIBLE_HOST_KEY_CHECKING"] == "True"
+    assert env["ANSIBLE_CONFIG"] == str(REPO / "ansible.cfg")
+    assert env["ANSIBLE_COLLECTIONS_PATH"].split(os.pathsep)[0] == str(REPO / ".collections")
+    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
+    assert api.runner_env()["ANSIBLE_CONFIG"] == str(tmp_path / "ansible.cfg")
+
+
+def test_help_documents_the_exit_codes():
+    sub = next(a for a in build_parser()._actions if a.dest == "cmd")
+    epilog = sub.choices["apply"].epilog
+    for code in (0, 1, 2, 3, 4):
+        assert f"  {code}  " in epilog
+    assert "unreachable" in epilog and "nothing was run" in epilog
+
+
+def test_usage_errors_are_exit_1_not_argparses_2(capsys, runner_calls):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["apply", str(PLAYBOOK)])  # no -i
+    assert exit_info.value.code == 1
+    assert "the following arguments are required: -i/--inventory" in capsys.readouterr().err
+    assert runner_calls == []

@@ -1,0 +1,157 @@
+"""FleetState from ansible-runner event dicts (shaped as recorded from a real run), the exit code
+mapping, and the live view's rule: one line per host while they fit, else a summary."""
+
+import pytest
+from rich.console import Console
+
+from gpufleet.apply.api import EXIT_FAILED, EXIT_OK, EXIT_RUNNER, EXIT_UNREACHABLE, exit_code_for
+from gpufleet.apply.state import FleetState, failure_message
+from gpufleet.apply.view import final_table, fits, host_table, render
+
+T0 = "2026-12-01T04:50:00.000000+00:00"
+
+
+def ev(kind, host=None, task="Install driver", role="nvidia_driver", created=T0, **data):
+    event_data = {"play": "Site", "task": task, "role": role, **data}
+    if host:
+        event_data["host"] = host
+    return {"event": kind, "created": created, "event_data": event_data}
+
+
+def unreachable(host, msg="Failed to connect to the host via ssh: Connection refused"):
+    return ev(
+        "runner_on_unreachable", host, task="Gather facts", role=None, res={"unreachable": True, "msg": msg}
+    )
+
+
+def test_counts_current_task_and_failure():
+    state = FleetState()
+    state.feed(ev("playbook_on_play_start", name="Site"))
+    state.feed(ev("runner_on_start", "node1", task="Preflight", role="preflight"))
+    host = state.feed(ev("runner_on_ok", "node1", res={"changed": True}))
+    assert (host.state, host.current) == ("running", "nvidia_driver : Install driver")
+    state.feed(ev("runner_on_skipped", "node1"))
+    state.feed(
+        ev(
+            "runner_on_failed",
+            "node1",
+            task="Build DKMS",
+            res={"msg": "non-zero return code", "rc": 10, "stderr": "make: ***\nError! Bad return status"},
+        )
+    )
+    node1 = state.hosts["node1"]
+    assert node1.state == "failed"
+    assert node1.counts["ok"] == 1 and node1.counts["changed"] == 1 and node1.counts["skipped"] == 1
+    assert node1.failure.where == "nvidia_driver : Build DKMS"
+    assert node1.failure.message == "non-zero return code: Error! Bad return status"
+    # a later event (a handler) does not move the failure
+    state.feed(ev("runner_on_ok", "node1", task="Restart persistenced"))
+    assert node1.state == "failed" and node1.failure.task == "Build DKMS"
+
+
+def test_ignored_failures_count_as_ignored_not_failed():
+    state = FleetState()
+    state.feed(ev("runner_on_failed", "n", ignore_errors=True, res={"msg": "expected"}))
+    assert state.hosts["n"].state == "running"
+    assert state.hosts["n"].counts["ignored"] == 1 and state.hosts["n"].counts["failed"] == 0
+
+
+def test_the_recap_is_final_a_rescued_failure_recovers():
+    state = FleetState()
+    state.feed(ev("runner_on_failed", "n1", res={"msg": "first try"}))
+    state.feed(unreachable("n2"))
+    state.feed(ev("runner_on_ok", "n3"))
+    stats = {"ok": {"n1": 3, "n3": 1}, "failures": {}, "rescued": {"n1": 1}, "dark": {"n2": 1}, "changed": {}}
+    state.feed({"event": "playbook_on_stats", "created": T0, "event_data": stats})
+    assert {h.host: h.state for h in state.snapshot()} == {"n1": "done", "n2": "unreachable", "n3": "done"}
+    assert state.hosts["n1"].failure is None and state.hosts["n1"].counts["rescued"] == 1
+    assert state.hosts["n2"].failure.message.endswith("Connection refused")
+    assert state.finished
+
+
+def test_failure_message_from_a_loop_and_from_rc_alone():
+    loop = {"msg": "", "results": [{"failed": False}, {"failed": True, "msg": "No package matching 'x'"}]}
+    assert failure_message(loop) == "No package matching 'x'"
+    assert failure_message({"rc": 2}) == "rc=2"
+    assert len(failure_message({"msg": "x" * 10_000})) == 2000
+
+
+@pytest.mark.parametrize(
+    ("events", "status", "rc", "code"),
+    [
+        ([ev("runner_on_ok", "a")], "successful", 0, EXIT_OK),
+        ([ev("runner_on_failed", "a", res={"msg": "m"})], "failed", 2, EXIT_FAILED),
+        ([ev("runner_on_failed", "a", res={"msg": "m"}), unreachable("b")], "failed", 4, EXIT_UNREACHABLE),
+        ([], "failed", 4, EXIT_RUNNER),  # ansible-playbook's 4 is also a parser error: no host failed
+        ([ev("runner_on_ok", "a")], "timeout", 254, EXIT_RUNNER),
+        ([], "canceled", None, EXIT_RUNNER),
+    ],
+)
+def test_exit_codes(events, status, rc, code):
+    state = FleetState()
+    for event in events:
+        state.feed(event)
+    assert exit_code_for(state, status, rc) == code
+
+
+def fleet(n, failing=(), unreachable_hosts=()):
+    state = FleetState()
+    for i in range(n):
+        host = f"gpu-{i:03d}"
+        state.feed(ev("runner_on_start", host))
+        if host in failing:
+            state.feed(ev("runner_on_failed", host, res={"msg": f"{host} DKMS build failed"}))
+        elif host in unreachable_hosts:
+            state.feed(unreachable(host))
+        else:
+            state.feed(ev("runner_on_ok", host, res={"changed": True}))
+    return state
+
+
+def test_a_fleet_larger_than_the_screen_collapses_to_a_summary():
+    state = fleet(500, failing={"gpu-007", "gpu-123"}, unreachable_hosts={"gpu-499"})
+    assert not fits(state, 30)
+    console = Console(record=True, width=100, height=30)
+    console.print(render(state, console.size.height))
+    text = console.export_text()
+    lines = text.splitlines()
+    assert len(lines) <= 30, "the summary must fit the screen"
+    assert "500 hosts: 497 running, 2 failed, 1 unreachable" in text
+    assert "tasks: ok=497 changed=497 failed=2 unreachable=1" in text
+    for bad in ("gpu-007", "gpu-123", "gpu-499"):
+        assert bad in text
+    assert "gpu-008" not in text and "gpu-250" not in text  # healthy hosts are not listed
+    assert "gpu-007  failed  nvidia_driver : Install driver: gpu-007 DKMS build failed" in text
+
+
+def test_the_summary_says_how_many_failing_hosts_it_could_not_show():
+    state = fleet(500, failing={f"gpu-{i:03d}" for i in range(100)})
+    console = Console(record=True, width=100, height=30)
+    console.print(render(state, 30))
+    text = console.export_text()
+    assert len(text.splitlines()) <= 30
+    assert "... and 76 more failing hosts" in text
+
+
+def test_a_fleet_that_fits_gets_one_line_per_host():
+    state = fleet(10, failing={"gpu-003"})
+    assert fits(state, 30)
+    console = Console(record=True, width=100, height=30)
+    console.print(render(state, 30, now=0))
+    text = console.export_text()
+    rows = [line for line in text.splitlines() if line.startswith("gpu-")]
+    assert len(rows) == 10
+    (row,) = [r for r in rows if r.startswith("gpu-003")]
+    assert "failed" in row and "nvidia_driver : Install driver" in row
+    assert "host" in text and "elapsed" in text and "Site" in text
+    assert isinstance(render(state, 30), type(host_table(state)))
+
+
+def test_final_table_lists_unreachable_first_and_none_when_all_went_well():
+    state = fleet(5, failing={"gpu-002"}, unreachable_hosts={"gpu-004"})
+    console = Console(record=True, width=120)
+    console.print(final_table(state))
+    rows = [line for line in console.export_text().splitlines() if "gpu-" in line]
+    assert [r.split()[1] for r in rows] == ["gpu-004", "gpu-002"]
+    assert "Connection refused" in rows[0] and "gpu-002 DKMS build failed" in rows[1]
+    assert final_table(fleet(3)) is None
