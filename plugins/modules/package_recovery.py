@@ -33,9 +33,11 @@ options:
     elements: str
     default: []
   lock_timeout:
-    description: Seconds to wait for another running package manager before failing.
+    description:
+      - Seconds to wait for another running package manager before failing. A DKMS build that a
+        killed run left running takes minutes (6 to 9 on two cores in the lab), hence 20 minutes.
     type: int
-    default: 300
+    default: 1200
   role:
     description: Name of the calling role, written into the record.
     type: str
@@ -154,12 +156,15 @@ def _apt(module, repaired):
     query = module.get_bin_path("dpkg-query")
     if not query:
         return
+    if not module.check_mode:
+        # A dpkg that is still running (a killed controller's apt goes on on the node) is not half
+        # done: wait for it first, then read what it left.
+        _wait_for_lock(module)
     _rc, out, _err = module.run_command([query, "-W", "-f", pr.DPKG_QUERY_FORMAT], environ_update=C_LOCALE)
     half = pr.half_done_packages(out)
     if half or pr.journal_pending():
         repaired.append({"what": "dpkg", "packages": half})
         if not module.check_mode:
-            _wait_for_lock(module)
             _run(module, ["dpkg", "--configure", "-a", *DPKG_CONF], "dpkg --configure -a", repaired)
     apt_get = module.get_bin_path("apt-get")
     if apt_get and not module.check_mode:
@@ -229,7 +234,7 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "dkms_modules": {"type": "list", "elements": "str", "default": []},
-            "lock_timeout": {"type": "int", "default": 300},
+            "lock_timeout": {"type": "int", "default": 1200},
             "role": {"type": "str", "default": ""},
             "record": {"type": "path", "default": "/var/lib/gpufleet/recovery.jsonl"},
         },

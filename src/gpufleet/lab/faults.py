@@ -27,7 +27,7 @@ from gpufleet.lab.fleet import LabError
 POINTS = {
     # the NVIDIA module's build: dkms.conf MAKE[0], "make -jN modules KERNEL_UNAME=<kernel>"
     "dkms": "[m]odules KERNEL_UNAME=",
-    "dpkg": "^[d]pkg ",
+    "dpkg": "(^|/)[d]pkg ",  # "dpkg ..." or apt's "/usr/bin/dpkg --status-fd ..."
     "pip": "[p]ip install",
     "apt-download": "/usr/lib/apt/methods/[h]ttp",
 }

@@ -182,3 +182,29 @@ def test_dnf_duplicates_are_reported_not_removed(monkeypatch, tmp_path):
     result = host.run(expect=AnsibleFailJson)
     assert "is a duplicate" in result["msg"] and "dnf remove --duplicates" in result["msg"]
     assert [c for c in host.calls if "remove" in c] == []
+
+
+def test_a_dpkg_still_running_is_waited_for_before_its_state_is_read(monkeypatch, tmp_path):
+    """A killed controller's apt goes on on the node: while it runs, nvidia-kernel-dkms looks half
+    configured; the module waits for the lock, then reads the finished state and repairs nothing."""
+    lock = tmp_path / "lock-frontend"
+    lock.write_text("")
+    finished = {"done": False}
+    waits = iter([(4242, "/usr/bin/dpkg --status-fd 45 --configure nvidia-kernel-dkms")] * 2 + [None] * 10)
+
+    def holder(path):
+        answer = next(waits)
+        finished["done"] = answer is None
+        return answer
+
+    def query(argv):
+        name = "dpkg-query-clean.txt" if finished["done"] else "dpkg-query-after-power-loss.txt"
+        return 0, text(name), ""
+
+    host = Host(monkeypatch, tmp_path, {"/usr/bin/dpkg-query -W": query}, bins=BINS)
+    monkeypatch.setattr(pkg_recovery, "DPKG_LOCKS", (str(lock),))
+    monkeypatch.setattr(package_recovery, "_holder", holder)
+    monkeypatch.setattr(package_recovery.time, "sleep", lambda s: None)
+    result = host.run(lock_timeout=60)
+    assert finished["done"] and result["changed"] is False and result["repaired"] == []
+    assert not host.ran("dpkg --configure")
