@@ -53,6 +53,7 @@ SCENARIOS = {"airgap": 1, "nvidia_driver": 0}
 # or until the producing stage has ended. nvidia_driver starts from the node the air-gapped converge
 # provisioned, so the run builds the driver's DKMS module once.
 LAYER_WAITS = {"nvidia_driver": ("airgap", "node")}
+BESIDE_THE_CONVERGE = 10  # niceness of lane 0's checks (Stage.nice)
 WAIT_POLL_S = 10
 
 
@@ -68,6 +69,10 @@ class Stage:
     env: dict = field(default_factory=dict)
     # (producing stage, layer): start only once that stage has committed the layer image
     waits_for: tuple[str, str] | None = None
+    # niceness of the stage's processes: lane 0's checks have slack (nvidia_driver waits for the
+    # layer anyway), the air-gapped converge beside them is the longest path; on two cores they
+    # yield the CPU to it instead of stretching its DKMS build
+    nice: int = 0
 
 
 def _pytest(*args: str) -> list[str]:
@@ -104,6 +109,7 @@ def stages() -> list[Stage]:
             "ruff (controller + host code), ansible-lint",
             group=lab,
             lane=0,
+            nice=BESIDE_THE_CONVERGE,
         ),
         Stage(
             "unit",
@@ -113,6 +119,7 @@ def stages() -> list[Stage]:
             "unit tests on recorded outputs",
             group=lab,
             lane=0,
+            nice=BESIDE_THE_CONVERGE,
             junit="unit.xml",
         ),
         Stage(
@@ -134,6 +141,7 @@ def stages() -> list[Stage]:
             "real commands against a one-node lab",
             group=lab,
             lane=0,
+            nice=BESIDE_THE_CONVERGE,
             junit="integration.xml",
             rows_from_junit=True,
         ),
@@ -143,6 +151,7 @@ def stages() -> list[Stage]:
             "unit tests, ansible-doc and syntax checks on the newest ansible-core",
             group=lab,
             lane=0,
+            nice=BESIDE_THE_CONVERGE,
         ),
     ]
     for name, lane in SCENARIOS.items():
@@ -241,8 +250,10 @@ def run_stage(stage: Stage, results: list, lock: threading.Lock, finished: set |
     started = time.monotonic()
     prefix = f"[{stage.name}] " if stage.group else ""
     print(f"\n=== {stage.name}: {stage.why}\n$ {' '.join(stage.argv)}", flush=True)
+    # nice(1), not preexec_fn: the lanes are threads, and preexec_fn is unsafe in a threaded parent
+    argv = ["nice", "-n", str(stage.nice), *stage.argv] if stage.nice else stage.argv
     proc = subprocess.Popen(
-        stage.argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     assert proc.stdout is not None
     for line in proc.stdout:

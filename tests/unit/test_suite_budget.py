@@ -132,3 +132,24 @@ def test_a_stage_whose_layer_never_came_fails_without_running(suite, monkeypatch
     assert rc == 3
     assert results[0]["rc"] == 3 and results[0]["stage"] == "molecule x"
     assert "not started, the lab layer is missing: no image" in capsys.readouterr().out
+
+
+def test_checks_beside_the_converge_yield_the_cpu_to_it(suite, monkeypatch):
+    """On two cores the air-gapped converge (lane 1) is the longest path: lane 0's checks run niced,
+    the scenarios and the setup stages do not."""
+    by_name = {s.name: s for s in suite.stages()}
+    niced = {name for name, s in by_name.items() if s.nice}
+    assert niced == {"lint", "unit", "integration", "newest ansible-core"}
+    assert all(by_name[n].lane == 0 for n in niced)
+    seen = []
+
+    class Proc:
+        stdout = iter(())
+        returncode = 0
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(suite.subprocess, "Popen", lambda argv, **kw: seen.append(argv) or Proc())
+    suite.run_stage(by_name["unit"], [], suite.threading.Lock())
+    assert seen[0][:3] == ["nice", "-n", "10"] and seen[0][3:] == by_name["unit"].argv
