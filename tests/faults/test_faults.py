@@ -1,6 +1,6 @@
 """Faults injected mid-run on lab nodes, then the next run: it converges, the end state is a clean
-converge's, and one more run changes nothing. `make faults` runs these; `make test` runs the
-power loss during DKMS inside the airgap scenario (molecule/airgap/converge.yml)."""
+converge's, and one more run changes nothing. `make faults` runs these (outside the budget of
+`make test`, which has no room for a second DKMS build)."""
 
 import json
 import os
@@ -48,7 +48,7 @@ def test_power_loss_during_dkms(node, tmp_path, record):
 
     inv = inventory(tmp_path, node)
     online(inv)
-    before = len(recovery_entries(node))  # the layer node carries the airgap scenario's own record
+    before = len(recovery_entries(node))  # a layer node may carry records of its own
     sh(node, f"systemd-run --unit gpufleet-fault-reinstall -E DEBIAN_FRONTEND=noninteractive "
        f"apt-get install --reinstall -y {DRIVER}")  # fmt: skip
     fault = faults.power_loss(node, "dkms", delay=5, timeout=600)

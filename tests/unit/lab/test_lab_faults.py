@@ -1,6 +1,6 @@
 """gpufleet lab fault: the point is awaited (bounded), then the fault is injected; a point that never
-comes does nothing to the node. docker is replaced; the real injection runs in the airgap scenario
-(power loss during the driver's DKMS build) and in `make faults`."""
+comes does nothing to the node. docker is replaced; the real injection runs in `make faults`
+(power loss during the driver's DKMS build, the controller killed while dpkg runs)."""
 
 import pytest
 

@@ -1,7 +1,7 @@
 """gpufleet.cluster.package_recovery: what it repairs after a fault cut package work short, driven
 with the outputs recorded on a lab node whose container was killed during the NVIDIA driver's DKMS
 build (tests/fixtures/recovery/PROVENANCE.md). run_command and get_bin_path are replaced; the
-real recovery on a real node is the Molecule scenario nvidia_driver (side_effect: power loss)."""
+real recovery on a real node is `make faults` (tests/faults: power loss during DKMS, controller killed)."""
 
 import json
 
