@@ -156,3 +156,13 @@ def test_verify_playbook_wraps_the_same_run(host, tmp_path):
     report = json.loads((reports / "verify.json").read_text())
     assert report["summary"]["healthy"] == 1
     assert (reports / "verify.junit.xml").is_file() and (reports / "gpufleet_verify.prom").is_file()
+
+
+def test_these_checks_reach_the_node_as_the_operator_over_openssh(host):
+    """testinfra runs these commands over its own OpenSSH backend (the inventory's short connection
+    name, molecule.yml), as 'ops' with sudo and the pinned known_hosts. Any other connection name
+    makes it start a whole Ansible run per command: minutes of the 2-core test budget."""
+    inner = host.backend.ansible_runner.get_host(host.backend.host)  # what runs host.run()
+    assert inner is not None and inner.backend.get_connection_type() == "ssh", inner
+    assert host.check_output("id -un") == "root"
+    assert host.check_output("echo $SUDO_USER") == "ops", "logged in as the operator, then sudo"

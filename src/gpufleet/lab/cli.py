@@ -80,7 +80,14 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
         if args.layer_cmd == "commit":
             print(
-                layers.commit(args.container, args.layer, root=args.root, unless_current=args.unless_current)
+                layers.commit(
+                    args.container,
+                    args.layer,
+                    root=args.root,
+                    unless_current=args.unless_current,
+                    detach=args.detach,
+                    pause=args.pause,
+                )
             )
         elif args.layer_cmd == "check":
             print(layers.check(args.layer, root=args.root))
@@ -201,6 +208,15 @@ def add_parser(sub) -> None:
                 action="store_true",
                 help="when an image with this checkout's key exists, only tag it :current "
                 "(says 'not committed again')",
+            )
+            p.add_argument(
+                "--detach",
+                action="store_true",
+                help="commit in a background process, without pausing the node, and return at once "
+                "(a second --detach while it runs commits nothing; 'check' fails until it is done)",
+            )
+            p.add_argument(
+                "--no-pause", dest="pause", action="store_false", help="commit without pausing the node"
             )
         else:
             p.add_argument("layer", metavar="LAYER", help="layer name (node)")

@@ -15,8 +15,12 @@ is refused with what to run, instead of testing stale state.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -91,12 +95,32 @@ def layer_key(layer: str, root: str | Path = ".") -> str:
     return digest.hexdigest()[:16]
 
 
-def commit(container: str, layer: str, root: str | Path = ".", unless_current: bool = False) -> str:
+def _lock(layer: str) -> Path:
+    """The lock a layer's background commit holds while it runs (its log sits beside it)."""
+    return Path(tempfile.gettempdir()) / f"gpufleet-layer-{layer}.lock"
+
+
+def commit(
+    container: str,
+    layer: str,
+    root: str | Path = ".",
+    unless_current: bool = False,
+    detach: bool = False,
+    pause: bool = True,
+) -> str:
     """Commit ``container`` as the ``layer`` image, tagged with its key and as ``current``.
 
     ``unless_current``: when an image with this checkout's key exists already (committed earlier in
     this run, or by an earlier run from the same inputs), only point ``current`` at it and say so;
-    the playbook that commits at the end of a converge then reports no change on its second run."""
+    the playbook that commits at the end of a converge then reports no change on its second run.
+
+    ``detach``: commit in a background process and return at once. A node image is about 10 GB and
+    ``docker commit`` copies it for minutes; the converge that made it goes on meanwhile (its
+    idempotence run). The background commit does not pause the node (``pause`` False): it captures
+    the node while that run, which changes nothing, goes on. While it runs it holds a lock, so a
+    second detached commit of the layer says so and commits nothing; ``check`` fails until the image
+    is there, and names the background commit's log.
+    """
     spec = _spec(layer)
     dk.require_daemon()
     if not dk.inspect("container", container):
@@ -107,10 +131,13 @@ def commit(container: str, layer: str, root: str | Path = ".", unless_current: b
         dk.docker("tag", tag, f"{image_name(layer)}:{CURRENT}")
         _say(f"{tag} exists (made from this checkout's inputs): {NOT_AGAIN}")
         return tag
+    if detach:
+        return _commit_in_background(container, layer, root, tag)
     started = time.monotonic()
     _say(f"committing {container} as {tag} (made by {spec['produced_by']})")
     dk.docker(
         "commit",
+        *(() if pause else ("--pause=false",)),
         "--change",
         f"LABEL {NAME_LABEL}={layer} {KEY_LABEL}={key} {SOURCE_LABEL}={container}",
         container,
@@ -121,6 +148,39 @@ def commit(container: str, layer: str, root: str | Path = ".", unless_current: b
     for old in superseded(layer, key):
         # A node image is several GB: keep one per layer. One still in use stays (docker refuses).
         dk.docker("rmi", old, check=False)
+    return tag
+
+
+def _commit_in_background(container: str, layer: str, root: str | Path, tag: str) -> str:
+    lock_path = _lock(layer)
+    lock = open(lock_path, "a")  # noqa: SIM115 - handed to the background process, which keeps it
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        _say(f"a background commit of layer {layer!r} is still running (lock {lock_path}): {NOT_AGAIN}")
+        return tag
+    log_path = lock_path.with_suffix(".log")
+    with open(log_path, "w") as log:
+        # The child inherits the locked file: the lock is held until the commit has ended.
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from gpufleet.cli import main; sys.exit(main(sys.argv[1:]))",
+                *("lab", "layer", "commit", container, "--as", layer, "--root", str(root), "--no-pause"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=(lock.fileno(),),
+        )
+    lock.close()
+    _say(
+        f"committing {container} as {tag} in the background (pid {child.pid}; the node is not paused; "
+        f"log: {log_path})"
+    )
     return tag
 
 
@@ -138,10 +198,12 @@ def check(layer: str, root: str | Path = ".") -> str:
     want = layer_key(layer, root)
     name = f"{image_name(layer)}:{CURRENT}"
     info = dk.inspect("image", name)
+    log = _lock(layer).with_suffix(".log")
+    said = f" (the last background commit's log: {log})" if log.exists() else ""
     if not info:
         raise LabError(
             f"the lab layer image {name} does not exist. It is made by {spec['produced_by']}; "
-            "run that first ('make test' runs it before every scenario that starts from it)."
+            f"run that first ('make test' runs it before every scenario that starts from it){said}."
         )
     labels = (info.get("Config") or {}).get("Labels") or {}
     have = labels.get(KEY_LABEL)
@@ -149,6 +211,6 @@ def check(layer: str, root: str | Path = ".") -> str:
         raise LabError(
             f"the lab layer image {name} was made from other inputs (key {have}, this checkout's is "
             f"{want}: a role, the bundle or the lab image changed since). Make it again with "
-            f"{spec['produced_by'].split(' (')[0]}; nothing was started from the stale image."
+            f"{spec['produced_by'].split(' (')[0]}; nothing was started from the stale image{said}."
         )
     return json.dumps({"image": name, "key": want, "source": labels.get(SOURCE_LABEL)})

@@ -1,6 +1,7 @@
 """Lab layer images (gpufleet.lab.layers): keyed by what made them, refused when stale."""
 
 import json
+import os
 
 import pytest
 
@@ -111,3 +112,52 @@ def test_commit_unless_current_only_retags_an_image_with_this_key(tree, monkeypa
     monkeypatch.setattr(layers.dk, "inspect", lambda kind, name: {"Id": "x"} if kind == "container" else None)
     layers.commit("node1", "t", tree, unless_current=True)
     assert calls[0][0] == "commit", "no image with this key yet: committed"
+
+
+def test_detached_commit_runs_in_the_background_holding_the_lock(tree, monkeypatch, tmp_path):
+    """The airgap converge commits in the background (about 10 GB, minutes) and goes on; a second
+    detached commit while the first runs commits nothing and says so (its idempotence run)."""
+    monkeypatch.setattr(layers.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(layers.dk, "inspect", lambda kind, name: {"Id": "c"} if kind == "container" else None)
+    monkeypatch.setattr(layers.dk, "docker", lambda *a, **k: pytest.fail(f"docker in the parent: {a}"))
+    started = []
+
+    class Child:
+        pid = 4242
+
+        def __init__(self, argv, **kw):
+            started.append((argv, kw))
+            fd = kw["pass_fds"][0]
+            # The lock is taken before the child starts, and the child inherits it.
+            with pytest.raises(BlockingIOError), open(layers._lock("t")) as other:
+                layers.fcntl.flock(other, layers.fcntl.LOCK_EX | layers.fcntl.LOCK_NB)
+            self.held = os.dup(fd)  # the child's copy keeps the lock after the parent closes
+
+    monkeypatch.setattr(layers.subprocess, "Popen", Child)
+    key = layers.layer_key("t", tree)
+    assert layers.commit("node1", "t", tree, unless_current=True, detach=True) == f"gpufleet-lab-t:{key}"
+    ((argv, kw),) = started
+    assert argv[-9:-1] == ["lab", "layer", "commit", "node1", "--as", "t", "--root", str(tree)]
+    assert argv[-1] == "--no-pause" and kw["start_new_session"] is True
+    assert (tmp_path / "gpufleet-layer-t.log").exists()
+    monkeypatch.setattr(layers.subprocess, "Popen", lambda *a, **k: pytest.fail("a second commit started"))
+    assert layers.commit("node1", "t", tree, unless_current=True, detach=True) == f"gpufleet-lab-t:{key}"
+
+
+def test_commit_without_pause_passes_the_flag(tree, monkeypatch):
+    calls = []
+    monkeypatch.setattr(layers.dk, "inspect", lambda kind, name: {"Id": "c"} if kind == "container" else None)
+    monkeypatch.setattr(layers.dk, "docker", lambda *args, **kw: calls.append(args) or "")
+    layers.commit("node1", "t", tree, pause=False)
+    assert calls[0][:2] == ("commit", "--pause=false")
+    calls.clear()
+    layers.commit("node1", "t", tree)
+    assert "--pause=false" not in calls[0]
+
+
+def test_check_names_the_background_commits_log(tree, monkeypatch, tmp_path):
+    monkeypatch.setattr(layers.tempfile, "gettempdir", lambda: str(tmp_path))
+    (tmp_path / "gpufleet-layer-t.log").write_text("gpufleet: error: No such container\n")
+    monkeypatch.setattr(layers.dk, "inspect", lambda kind, name: None)
+    with pytest.raises(LabError, match=r"the last background commit's log: .*gpufleet-layer-t\.log"):
+        layers.check("t", tree)
