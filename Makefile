@@ -12,7 +12,7 @@ export PY_COLORS := 0
 LAB_NODES ?= 2
 BUNDLE_DIR ?= .cache/bundles/lab
 
-.PHONY: help host-deps venv lab-image lab-bundle lint lint-host unit check integration faults molecule test demo demo-down clean
+.PHONY: help host-deps venv lab-image lab-bundle lint lint-host unit check integration faults molecule test demo demo-down ee clean
 
 # `make help` prints every target that has a '## ' comment on its line.
 help: ## list the targets
@@ -76,26 +76,37 @@ test: ## everything CI runs, as timed stages with a budget of 30 minutes (tests/
 	@$(PY) tests/suite.py
 
 # The demo is the air-gapped flow: build (or resume/reuse) the signed lab bundle, verify it, bring up
-# a bastion and nodes on an internal network with no route out, provision everything from the bundle.
-demo: venv host-deps ## the air-gapped flow: signed bundle, bastion + 2 nodes, site.yml, gpufleet verify
+# a bastion and nodes on an internal network with no route out, provision everything from the bundle
+# with `gpufleet apply` (a live per-host view on a terminal, plain lines in a log; every event and
+# Ansible's own output kept in reports/lab/runs/<id>/).
+demo: venv host-deps ## the air-gapped flow: signed bundle, bastion + 2 nodes, gpufleet apply site.yml, gpufleet verify
 	$(BIN)/gpufleet bundle build bundles/lab.yml -o $(BUNDLE_DIR)
 	$(BIN)/gpufleet bundle verify $(BUNDLE_DIR) --fingerprint "$$($(BIN)/gpufleet bundle key --fingerprint)"
 	$(BIN)/gpufleet lab up --airgap --nodes $(LAB_NODES) --bundle $(BUNDLE_DIR) \
 		--fingerprint "$$($(BIN)/gpufleet bundle key --fingerprint)"
-	$(BIN)/ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml
+	$(BIN)/gpufleet apply playbooks/site.yml -i inventories/lab/hosts.yml --runs-dir reports/lab/runs
 	@mkdir -p reports/lab
 	$(BIN)/gpufleet verify -i inventories/lab/hosts.yml --limit gpu_nodes --json reports/lab/verify.json \
 		--junit reports/lab/verify.junit.xml --prometheus reports/lab/gpufleet_verify.prom
 	@echo
-	@echo "Verify reports: reports/lab/ (JSON, JUnit XML, Prometheus textfile)."
+	@echo "Verify reports: reports/lab/ (JSON, JUnit XML, Prometheus textfile). The site.yml run:"
+	@echo "reports/lab/runs/<id>/ (events.jsonl, summary.json, Ansible's output in artifacts/<id>/stdout)."
 	@echo "The air-gapped lab is still up: 'gpufleet lab status', 'docker exec -it gpufleet-lab-node1 bash',"
 	@echo "'make demo-down'. The bundle stays in $(BUNDLE_DIR) (signing key: ~/.local/share/gpufleet/signing)."
 
 demo-down: venv ## remove the lab containers (the cached image stays)
 	$(BIN)/gpufleet lab down
 
+# The AWX/AAP execution environment (execution-environment.yml, docs/awx.md): the collection tarball and
+# the gpufleet wheel into dist/, then ansible-builder's build context into context/. Building the image
+# is `ansible-builder build --context context -t gpufleet-ee:0.1.0` (podman or docker; not run here).
+ee: venv ## the execution environment's build context (context/): collection tarball, wheel, ansible-builder create
+	$(BIN)/ansible-galaxy collection build --force --output-path dist .
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	$(BIN)/ansible-builder create --file execution-environment.yml --context context --output-filename Containerfile
+
 clean: ## remove the venv and build outputs (caches stay)
-	rm -rf $(VENV) .collections dist build
+	rm -rf $(VENV) .collections dist build context
 
 # --- make newest: the collection on the newest ansible-core ------------------------------------
 # A second venv (.venv-newest) on Python 3.13/3.12 from pyenv with the newest ansible-core from PyPI

@@ -1,7 +1,10 @@
 """``gpufleet apply``: bad input is exit 1 with a clear message and nothing run; options reach
-ansible-runner (``--check`` as ``--check``); collection playbook names; the environment it runs in."""
+ansible-runner (``--check`` as ``--check``); collection playbook names; the environment it runs in;
+off a terminal the view is plain lines."""
 
+import io
 import os
+import sys
 from types import SimpleNamespace
 
 import ansible_runner
@@ -9,6 +12,7 @@ import pytest
 from conftest import FIXTURES, REPO
 
 from gpufleet.apply import api
+from gpufleet.apply import view as views
 from gpufleet.apply.cli import parse_extra_vars
 from gpufleet.cli import build_parser, main
 
@@ -132,3 +136,51 @@ def test_usage_errors_are_exit_1_not_argparses_2(capsys, runner_calls):
     assert exit_info.value.code == 1
     assert "the following arguments are required: -i/--inventory" in capsys.readouterr().err
     assert runner_calls == []
+
+
+def test_off_a_terminal_the_default_view_is_plain_lines(capsys, tmp_path, monkeypatch):
+    """What `make demo` does in a CI log or behind `| tee`: no --plain, neither stream a terminal —
+    the view degrades to plain lines on stderr, the final table on stdout, no escape codes in either."""
+
+    def fake_run(**kwargs):
+        for event in (
+            {"event": "playbook_on_play_start", "event_data": {"play": "Tiny fleet play"}},
+            {"event": "runner_on_ok", "event_data": {"host": "alpha", "task": "t", "res": {"changed": True}}},
+            {
+                "event": "runner_on_failed",
+                "event_data": {"host": "beta", "task": "t", "res": {"msg": "broken"}},
+            },
+            {
+                "event": "playbook_on_stats",
+                "event_data": {
+                    "ok": {"alpha": 1, "beta": 0},
+                    "changed": {"alpha": 1},
+                    "failures": {"beta": 1},
+                },
+            },
+        ):
+            kwargs["event_handler"](event)
+        return SimpleNamespace(status="failed", rc=2)
+
+    monkeypatch.setattr(ansible_runner, "run", fake_run)
+    for forcing in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):  # rich's overrides of the check
+        monkeypatch.delenv(forcing, raising=False)
+    assert not sys.stdout.isatty() and not sys.stderr.isatty()  # capsys: neither is a terminal
+    code = main(["apply", str(PLAYBOOK), "-i", str(INVENTORY), "--runs-dir", str(tmp_path / "runs")])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "gpufleet apply: play 'Tiny fleet play'" in err
+    assert "gpufleet apply: beta FAILED at t: broken" in err
+    assert "gpufleet apply: alpha done ok=1 changed=1 failed=0" in err
+    assert "gpufleet apply: beta failed ok=0 changed=0 failed=1" in err
+    assert "failed and unreachable hosts" in out and "2 hosts: 1 done, 1 failed" in out
+    assert "\x1b[" not in out + err
+
+
+def test_default_view_is_live_only_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert isinstance(views.default_view(io.StringIO()), views.PlainView)
+    assert isinstance(views.default_view(Terminal()), views.LiveView)
