@@ -10,6 +10,7 @@ import subprocess
 import pytest
 import yaml
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import xid
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks.registry import CHECKS
 from conftest import REPO
 
 ROLE_FILES = REPO / "roles" / "monitoring" / "files"
@@ -97,6 +98,16 @@ def test_the_dcgm_xid_alert_covers_the_hardware_xids_of_the_xid_table():
     # azurehpc-health-checks' hardware list, less what the table calls MONITOR, is in it.
     azure = {48, 56, 57, 58, 62, 63, 64, 65, 68, 69, 73, 74, 79, 80, 81, 92, 119, 120}
     assert azure - set(in_rule) == {92}
+
+
+def test_rules_name_only_checks_that_are_registered():
+    # check="..." / check=~"a|b" in a rule must be a check gpufleet verify runs, or it never fires.
+    named = set()
+    for rule in rules():
+        for value in re.findall(r'check=~?"([^"]+)"', rule["expr"]):
+            named |= set(value.split("|"))
+    assert named, "the rules read gpufleet verify's checks"
+    assert named - set(CHECKS) == set()
 
 
 def test_xid_alerts_count_changes_in_a_window_not_the_last_value():
