@@ -1,15 +1,11 @@
 """The monitoring role's templates, rendered for a fake inventory: prometheus.yml scrapes every node by
 its ansible_host with the labels the alert rules rely on and passes 'promtool check config' (with the
 real rule files), the Alertmanager configuration routes to a declared receiver, the Grafana provider
-points at the dashboards. And the ARGS edit of /etc/default/prometheus-node-exporter keeps the
-site's other options (run with ansible-playbook on this machine, against a file in tmp_path)."""
+points at the dashboards."""
 
 import json
-import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import jinja2
 import jinja2.nativetypes
@@ -20,7 +16,6 @@ from conftest import REPO
 ROLE = REPO / "roles" / "monitoring"
 PROMTOOL = shutil.which("promtool")
 AMTOOL = shutil.which("amtool")
-PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 
 INVENTORY = {
     "groups": {
@@ -181,69 +176,3 @@ def test_grafana_provider_points_at_the_dashboards():
     (provider,) = config["providers"]
     assert config["apiVersion"] == 1
     assert provider["type"] == "file" and provider["options"]["path"] == "/srv/dash"
-
-
-ARGS_PLAY = """
-- name: The node_exporter ARGS edit, on this machine
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - name: Configure the textfile collector
-      ansible.builtin.include_role:
-        name: gpufleet.cluster.monitoring
-        tasks_from: node_exporter
-"""
-
-
-@pytest.mark.skipif(not PLAYBOOK.exists(), reason="ansible-playbook is not in this Python's environment")
-@pytest.mark.parametrize(
-    ("before", "after"),
-    [
-        ('ARGS=""\n', 'ARGS="--collector.textfile.directory={dir}"\n'),
-        (
-            '# options\nARGS="--web.listen-address=:9100 --collector.systemd"\n# more\n',
-            '# options\nARGS="--web.listen-address=:9100 --collector.systemd --collector.textfile.directory={dir}"\n'
-            "# more\n",
-        ),
-        (
-            'ARGS="--collector.textfile.directory /old --no-collector.wifi"\n',
-            'ARGS="--no-collector.wifi --collector.textfile.directory={dir}"\n',
-        ),
-        ("# no ARGS line\n", '# no ARGS line\nARGS="--collector.textfile.directory={dir}"\n'),
-    ],
-    ids=["empty", "kept", "replaced", "absent"],
-)
-def test_node_exporter_args_keep_the_other_options(tmp_path, before, after):
-    defaults = tmp_path / "prometheus-node-exporter"
-    defaults.write_text(before)
-    textfile_dir = tmp_path / "textfile"
-    play = tmp_path / "play.yml"
-    play.write_text(ARGS_PLAY)
-    extra = {
-        "__monitoring_node_exporter_defaults": str(defaults),
-        "monitoring_node_exporter_textfile_dir": str(textfile_dir),
-        "__monitoring_systemd": False,
-        "ansible_python_interpreter": sys.executable,
-    }
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-    }
-    for run in ("first", "second"):
-        result = subprocess.run(
-            [str(PLAYBOOK), "-i", "localhost,", str(play), "-e", json.dumps(extra)],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env,
-            cwd=tmp_path,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert defaults.read_text() == after.format(dir=textfile_dir), run
-        assert textfile_dir.is_dir()
-        if run == "second":
-            assert "changed=0" in result.stdout, "the second run changes nothing"
