@@ -96,6 +96,15 @@ def test_the_dcgm_xid_alert_covers_the_hardware_xids_of_the_xid_table():
         code for code, row in xid.XID_TABLE.items() if row["class"] == xid.HARDWARE and row["action"] != xid.MONITOR
     )
     assert in_rule == expected
+    # The rule file's comment lists the same codes for readers of the regex.
+    text = RULE_FILES[0].read_text()
+    listed = re.search(r"that table\):((?:\s*#?\s*[0-9][0-9-]*)+)", text)
+    assert listed, "the comment above GpuXidHardwareFault lists the codes"
+    codes = []
+    for item in listed.group(1).replace("#", " ").split():
+        low, _, high = item.partition("-")
+        codes += range(int(low), int(high or low) + 1)
+    assert codes == expected
     # azurehpc-health-checks' hardware list, less what the table calls MONITOR, is in it.
     azure = {48, 56, 57, 58, 62, 63, 64, 65, 68, 69, 73, 74, 79, 80, 81, 92, 119, 120}
     assert azure - set(in_rule) == {92}
