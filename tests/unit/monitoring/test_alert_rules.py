@@ -93,7 +93,9 @@ def test_the_dcgm_xid_alert_covers_the_hardware_xids_of_the_xid_table():
     # Prometheus anchors label regexes: the XIDs the rule selects are the codes the regex matches whole.
     in_rule = [code for code in range(1000) if re.fullmatch(match.group(1), str(code))]
     expected = sorted(
-        code for code, row in xid.XID_TABLE.items() if row["class"] == xid.HARDWARE and row["action"] != xid.MONITOR
+        code
+        for code, row in xid.XID_TABLE.items()
+        if row["class"] == xid.HARDWARE and row["action"] != xid.MONITOR
     )
     assert in_rule == expected
     # The rule file's comment lists the same codes for readers of the regex.
@@ -158,7 +160,9 @@ def copy_with(tmp_path, old, new):
 
 @needs_promtool
 def test_the_copy_used_below_passes_as_the_original(tmp_path):
-    rule_file, tests = copy_with(tmp_path, "expr: gpufleet_verify_host_unhealthy == 1", "expr: gpufleet_verify_host_unhealthy == 1")
+    rule_file, tests = copy_with(
+        tmp_path, "expr: gpufleet_verify_host_unhealthy == 1", "expr: gpufleet_verify_host_unhealthy == 1"
+    )
     assert promtool("check", "rules", str(rule_file)).returncode == 0
     result = promtool("test", "rules", *map(str, tests))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -166,16 +170,23 @@ def test_the_copy_used_below_passes_as_the_original(tmp_path):
 
 @needs_promtool
 def test_a_rule_that_does_not_parse_fails_the_check(tmp_path):
-    rule_file, _ = copy_with(tmp_path, "expr: gpufleet_verify_host_unhealthy == 1", "expr: gpufleet_verify_host_unhealthy ==")
+    rule_file, _ = copy_with(
+        tmp_path, "expr: gpufleet_verify_host_unhealthy == 1", "expr: gpufleet_verify_host_unhealthy =="
+    )
     result = promtool("check", "rules", str(rule_file))
     assert result.returncode != 0
-    assert "GpufleetHostUnhealthy" in result.stdout + result.stderr or "parse error" in result.stdout + result.stderr
+    assert (
+        "GpufleetHostUnhealthy" in result.stdout + result.stderr
+        or "parse error" in result.stdout + result.stderr
+    )
 
 
 @needs_promtool
 def test_a_rule_that_parses_but_is_wrong_fails_the_unit_tests(tmp_path):
     # Alerting on the healthy hosts instead of the unhealthy ones: valid PromQL, wrong alert.
-    rule_file, tests = copy_with(tmp_path, "expr: gpufleet_verify_host_unhealthy == 1", "expr: gpufleet_verify_host_unhealthy == 0")
+    rule_file, tests = copy_with(
+        tmp_path, "expr: gpufleet_verify_host_unhealthy == 1", "expr: gpufleet_verify_host_unhealthy == 0"
+    )
     assert promtool("check", "rules", str(rule_file)).returncode == 0
     result = promtool("test", "rules", *map(str, tests))
     assert result.returncode != 0

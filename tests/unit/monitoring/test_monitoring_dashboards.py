@@ -10,6 +10,7 @@ import re
 import pytest
 import yaml
 from conftest import REPO
+
 from gpufleet.verify.report import PROM_FAMILIES
 
 ROLE = REPO / "roles" / "monitoring"
@@ -45,7 +46,19 @@ DCGM = {
 }
 
 # PromQL words that are not metric names.
-KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
+KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+}
 
 
 def load_rules():
@@ -175,7 +188,19 @@ def test_rules_read_only_metrics_that_exist():
 
 def test_rules_use_only_labels_gpufleet_verify_writes():
     # A typo in a label ('hosts', 'check_name') would make an alert silently never fire.
-    verify_labels = {"host", "verdict", "check", "tier", "status", "unit", "action", "sku", "instance", "job", "node"}
+    verify_labels = {
+        "host",
+        "verdict",
+        "check",
+        "tier",
+        "status",
+        "unit",
+        "action",
+        "sku",
+        "instance",
+        "job",
+        "node",
+    }
     for rule in load_rules():
         for name, selector in re.findall(r"(gpufleet_verify_\w+)\{([^}]*)\}", rule["expr"]):
             assert name in PROM_FAMILIES, name

@@ -13,7 +13,9 @@ import yaml
 from conftest import REPO
 
 PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
-pytestmark = pytest.mark.skipif(not PLAYBOOK.exists(), reason="ansible-playbook is not in this Python's environment")
+pytestmark = pytest.mark.skipif(
+    not PLAYBOOK.exists(), reason="ansible-playbook is not in this Python's environment"
+)
 
 
 def run_play(tmp_path, tasks_from, extra, inventory=None):
@@ -112,8 +114,8 @@ def test_preflight_names_every_bad_input_at_once(tmp_path):
         ('ARGS=""\n', 'ARGS="--collector.textfile.directory={dir}"\n'),
         (
             '# options\nARGS="--web.listen-address=:9100 --collector.systemd"\n# more\n',
-            '# options\nARGS="--web.listen-address=:9100 --collector.systemd --collector.textfile.directory={dir}"\n'
-            "# more\n",
+            '# options\nARGS="--web.listen-address=:9100 --collector.systemd'
+            ' --collector.textfile.directory={dir}"\n# more\n',
         ),
         (
             'ARGS="--collector.textfile.directory /old --no-collector.wifi"\n',

@@ -140,7 +140,9 @@ def test_promtool_accepts_the_rendered_configuration(tmp_path, overrides):
     shutil.copy(ROLE / "files" / "gpufleet-alerts.rules.yml", tmp_path)
     config = tmp_path / "prometheus.yml"
     config.write_text(render("prometheus.yml.j2", __monitoring_rules_dir=str(tmp_path), **overrides))
-    result = subprocess.run([PROMTOOL, "check", "config", str(config)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [PROMTOOL, "check", "config", str(config)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr
 
@@ -149,14 +151,21 @@ def test_promtool_accepts_the_rendered_configuration(tmp_path, overrides):
 def test_promtool_refuses_a_configuration_whose_rules_are_missing(tmp_path):
     config = tmp_path / "prometheus.yml"
     config.write_text(render("prometheus.yml.j2", __monitoring_rules_dir=str(tmp_path / "absent")))
-    result = subprocess.run([PROMTOOL, "check", "config", str(config)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [PROMTOOL, "check", "config", str(config)], capture_output=True, text=True, check=False
+    )
     assert result.returncode != 0
 
 
 def test_alertmanager_routes_to_a_declared_receiver(tmp_path):
-    receivers = [{"name": "ops", "webhook_configs": [{"url": "http://10.0.0.10:5001/hook"}]}, {"name": "null"}]
+    receivers = [
+        {"name": "ops", "webhook_configs": [{"url": "http://10.0.0.10:5001/hook"}]},
+        {"name": "null"},
+    ]
     text = render(
-        "alertmanager.yml.j2", monitoring_alertmanager_receivers=receivers, monitoring_alertmanager_receiver="ops"
+        "alertmanager.yml.j2",
+        monitoring_alertmanager_receivers=receivers,
+        monitoring_alertmanager_receiver="ops",
     )
     config = yaml.safe_load(text)
     assert config["route"]["receiver"] == "ops"
@@ -167,12 +176,16 @@ def test_alertmanager_routes_to_a_declared_receiver(tmp_path):
     if AMTOOL:
         path = tmp_path / "alertmanager.yml"
         path.write_text(text)
-        result = subprocess.run([AMTOOL, "check-config", str(path)], capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [AMTOOL, "check-config", str(path)], capture_output=True, text=True, check=False
+        )
         assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_grafana_provider_points_at_the_dashboards():
-    config = yaml.safe_load(render("grafana-dashboards.yml.j2", monitoring_grafana_dashboards_dir="/srv/dash"))
+    config = yaml.safe_load(
+        render("grafana-dashboards.yml.j2", monitoring_grafana_dashboards_dir="/srv/dash")
+    )
     (provider,) = config["providers"]
     assert config["apiVersion"] == 1
     assert provider["type"] == "file" and provider["options"]["path"] == "/srv/dash"
