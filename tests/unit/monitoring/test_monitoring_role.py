@@ -18,7 +18,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def run_play(tmp_path, tasks_from, extra, inventory=None):
+def run_play(tmp_path, tasks_from, extra, inventory=None, each=None):
+    """Run one task file of the role on localhost, once per entry of ``each`` (task vars), in one
+    ansible-playbook run: starting ansible-playbook costs seconds on a loaded machine."""
     play = tmp_path / "play.yml"
     play.write_text(
         yaml.safe_dump(
@@ -30,12 +32,14 @@ def run_play(tmp_path, tasks_from, extra, inventory=None):
                     "gather_facts": False,
                     "tasks": [
                         {
-                            "name": "The role's task file",
+                            "name": f"The role's task file ({n})",
                             "ansible.builtin.include_role": {
                                 "name": "gpufleet.cluster.monitoring",
                                 "tasks_from": tasks_from,
                             },
+                            "vars": task_vars,
                         }
+                        for n, task_vars in enumerate(each or [{}])
                     ],
                 }
             ],
@@ -108,36 +112,39 @@ def test_preflight_names_every_bad_input_at_once(tmp_path):
     assert "unsupported OS" not in out
 
 
-@pytest.mark.parametrize(
-    ("before", "after"),
-    [
-        ('ARGS=""\n', 'ARGS="--collector.textfile.directory={dir}"\n'),
-        (
-            '# options\nARGS="--web.listen-address=:9100 --collector.systemd"\n# more\n',
-            '# options\nARGS="--web.listen-address=:9100 --collector.systemd'
-            ' --collector.textfile.directory={dir}"\n# more\n',
-        ),
-        (
-            'ARGS="--collector.textfile.directory /old --no-collector.wifi"\n',
-            'ARGS="--no-collector.wifi --collector.textfile.directory={dir}"\n',
-        ),
-        ("# no ARGS line\n", '# no ARGS line\nARGS="--collector.textfile.directory={dir}"\n'),
-    ],
-    ids=["empty", "kept", "replaced", "absent"],
-)
-def test_node_exporter_args_keep_the_other_options(tmp_path, before, after):
-    defaults = tmp_path / "prometheus-node-exporter"
-    defaults.write_text(before)
-    textfile_dir = tmp_path / "textfile"
-    extra = {
-        "__monitoring_node_exporter_defaults": str(defaults),
-        "monitoring_node_exporter_textfile_dir": str(textfile_dir),
-        "__monitoring_systemd": False,
-    }
+# /etc/default/prometheus-node-exporter before -> after (the role's ARGS edit).
+ARGS_CASES = {
+    "empty": ('ARGS=""\n', 'ARGS="--collector.textfile.directory={dir}"\n'),
+    "kept": (
+        '# options\nARGS="--web.listen-address=:9100 --collector.systemd"\n# more\n',
+        '# options\nARGS="--web.listen-address=:9100 --collector.systemd'
+        ' --collector.textfile.directory={dir}"\n# more\n',
+    ),
+    "replaced": (
+        'ARGS="--collector.textfile.directory /old --no-collector.wifi"\n',
+        'ARGS="--no-collector.wifi --collector.textfile.directory={dir}"\n',
+    ),
+    "absent": ("# no ARGS line\n", '# no ARGS line\nARGS="--collector.textfile.directory={dir}"\n'),
+}
+
+
+def test_node_exporter_args_keep_the_other_options(tmp_path):
+    each = []
+    for case, (before, _) in ARGS_CASES.items():
+        (tmp_path / case).mkdir()
+        (tmp_path / case / "prometheus-node-exporter").write_text(before)
+        each.append(
+            {
+                "__monitoring_node_exporter_defaults": str(tmp_path / case / "prometheus-node-exporter"),
+                "monitoring_node_exporter_textfile_dir": str(tmp_path / case / "textfile"),
+            }
+        )
     for run in ("first", "second"):
-        result = run_play(tmp_path, "node_exporter", extra)
+        result = run_play(tmp_path, "node_exporter", {"__monitoring_systemd": False}, each=each)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert defaults.read_text() == after.format(dir=textfile_dir), run
-        assert textfile_dir.is_dir()
+        for case, (_, after) in ARGS_CASES.items():
+            text = (tmp_path / case / "prometheus-node-exporter").read_text()
+            assert text == after.format(dir=tmp_path / case / "textfile"), (case, run)
+            assert (tmp_path / case / "textfile").is_dir()
         if run == "second":
             assert "changed=0" in result.stdout, "the second run changes nothing"
