@@ -1,0 +1,150 @@
+"""The monitoring role's own logic, run with ansible-playbook on this machine (no container, no
+package installed): preflight refuses bad inputs naming each variable, and the ARGS edit of
+/etc/default/prometheus-node-exporter keeps the site's other options and is idempotent."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+pytestmark = pytest.mark.skipif(
+    not PLAYBOOK.exists(), reason="ansible-playbook is not in this Python's environment"
+)
+
+
+def run_play(tmp_path, tasks_from, extra, inventory=None, each=None):
+    """Run one task file of the role on localhost, once per entry of ``each`` (task vars), in one
+    ansible-playbook run: starting ansible-playbook costs seconds on a loaded machine."""
+    play = tmp_path / "play.yml"
+    play.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": f"monitoring {tasks_from}, on this machine",
+                    "hosts": "localhost",
+                    "connection": "local",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": f"The role's task file ({n})",
+                            "ansible.builtin.include_role": {
+                                "name": "gpufleet.cluster.monitoring",
+                                "tasks_from": tasks_from,
+                            },
+                            "vars": task_vars,
+                        }
+                        for n, task_vars in enumerate(each or [{}])
+                    ],
+                }
+            ],
+            sort_keys=False,
+        )
+    )
+    hosts = tmp_path / "hosts.yml"
+    hosts.write_text(yaml.safe_dump(inventory or {"all": {"hosts": {"localhost": None}}}))
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+    }
+    extra = {"ansible_python_interpreter": sys.executable, **extra}
+    return subprocess.run(
+        [str(PLAYBOOK), "-i", str(hosts), str(play), "-e", json.dumps(extra)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=tmp_path,
+    )
+
+
+FLEET = {
+    "all": {
+        "children": {
+            "bastion": {"hosts": {"localhost": None}},
+            "gpu_nodes": {"hosts": {"gpu01": {"ansible_host": "10.0.1.11"}}},
+        }
+    }
+}
+DEBIAN = {"ansible_facts": {"os_family": "Debian", "distribution": "Debian", "service_mgr": "systemd"}}
+
+
+def test_preflight_passes_with_the_defaults(tmp_path):
+    result = run_play(tmp_path, "preflight", DEBIAN, FLEET)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_preflight_names_every_bad_input_at_once(tmp_path):
+    bad = {
+        **DEBIAN,
+        "monitoring_server_group": "monitoring",
+        "monitoring_node_group": "gpus",
+        "monitoring_node_exporter_port": 70000,
+        "monitoring_node_exporter_textfile_dir": "relative dir",
+        "monitoring_scrape_interval": "30 seconds",
+        "monitoring_serving_targets": ["gpu01"],
+        "monitoring_alertmanager_receiver": "ops",
+        "monitoring_grafana": True,
+        "monitoring_grafana_dashboards_dir": "dashboards",
+    }
+    result = run_play(tmp_path, "preflight", bad, FLEET)
+    assert result.returncode != 0
+    out = " ".join((result.stdout + result.stderr).split())
+    assert "nothing was changed" in out
+    for name in (
+        "monitoring_server_group 'monitoring'",
+        "monitoring_node_group 'gpus'",
+        "monitoring_node_exporter_port",
+        "monitoring_node_exporter_textfile_dir 'relative dir'",
+        "monitoring_scrape_interval '30 seconds'",
+        "monitoring_serving_targets",
+        "monitoring_alertmanager_receiver 'ops'",
+        "monitoring_grafana_dashboards_dir 'dashboards'",
+    ):
+        assert name in out, name
+    assert "unsupported OS" not in out
+
+
+# /etc/default/prometheus-node-exporter before -> after (the role's ARGS edit).
+ARGS_CASES = {
+    "empty": ('ARGS=""\n', 'ARGS="--collector.textfile.directory={dir}"\n'),
+    "kept": (
+        '# options\nARGS="--web.listen-address=:9100 --collector.systemd"\n# more\n',
+        '# options\nARGS="--web.listen-address=:9100 --collector.systemd'
+        ' --collector.textfile.directory={dir}"\n# more\n',
+    ),
+    "replaced": (
+        'ARGS="--collector.textfile.directory /old --no-collector.wifi"\n',
+        'ARGS="--no-collector.wifi --collector.textfile.directory={dir}"\n',
+    ),
+    "absent": ("# no ARGS line\n", '# no ARGS line\nARGS="--collector.textfile.directory={dir}"\n'),
+}
+
+
+def test_node_exporter_args_keep_the_other_options(tmp_path):
+    each = []
+    for case, (before, _) in ARGS_CASES.items():
+        (tmp_path / case).mkdir()
+        (tmp_path / case / "prometheus-node-exporter").write_text(before)
+        each.append(
+            {
+                "__monitoring_node_exporter_defaults": str(tmp_path / case / "prometheus-node-exporter"),
+                "monitoring_node_exporter_textfile_dir": str(tmp_path / case / "textfile"),
+            }
+        )
+    for run in ("first", "second"):
+        result = run_play(tmp_path, "node_exporter", {"__monitoring_systemd": False}, each=each)
+        assert result.returncode == 0, result.stdout + result.stderr
+        for case, (_, after) in ARGS_CASES.items():
+            text = (tmp_path / case / "prometheus-node-exporter").read_text()
+            assert text == after.format(dir=tmp_path / case / "textfile"), (case, run)
+            assert (tmp_path / case / "textfile").is_dir()
+        if run == "second":
+            assert "changed=0" in result.stdout, "the second run changes nothing"
