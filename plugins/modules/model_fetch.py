@@ -48,8 +48,8 @@ options:
     required: true
   sources:
     description:
-      - Base URLs (C(http://) or C(https://)) of the model directory, tried in turn for each chunk:
-        the bastion, a mirror, or a peer node serving its store. The file C(a/b.json) is fetched
+      - Base URLs (C(http://) or C(https://)) of the model directory, tried in turn for each chunk (
+        the bastion, a mirror, or a peer node serving its store). The file C(a/b.json) is fetched
         from C(SOURCE/a/b.json). Credentials in a URL are never shown in messages.
       - C(s3://) sources are not supported yet.
     type: list
