@@ -23,10 +23,13 @@ Host code: stdlib only, Python >= 3.8.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPException
 from urllib.error import HTTPError
@@ -56,7 +59,52 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.model_store impor
 SCHEMES = ("http", "https")
 NOT_YET = {"s3": "s3:// sources are not built yet; serve the model over http(s) from the bastion"}
 USER_AGENT = "gpufleet-model-fetch"
+LOCK = ".gpufleet-lock"
 _READ = 1024 * 1024
+
+
+class Throttle:
+    """A byte rate shared by every download thread: ``take(n)`` sleeps until ``n`` more bytes fit.
+
+    ``rate`` is in bytes per second; 0 or None means no limit.
+    """
+
+    def __init__(self, rate):
+        self.rate = rate or 0
+        self.lock = threading.Lock()
+        self.next_free = time.monotonic()
+
+    def take(self, nbytes):
+        if not self.rate:
+            return
+        with self.lock:
+            now = time.monotonic()
+            start = max(now, self.next_free)
+            self.next_free = start + nbytes / self.rate
+            wait = self.next_free - now
+        if wait > 0:
+            time.sleep(wait)
+
+
+NO_LIMIT = Throttle(0)
+
+
+@contextlib.contextmanager
+def store_lock(store):
+    """Hold the store's lock file for one fetch; ModelError when another fetch holds it."""
+    makedirs(store)
+    fd = os.open(os.path.join(store, LOCK), os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ModelError(
+                f"another model fetch is writing to the store {store} (it holds {LOCK}); "
+                "run again when it has finished"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def check_sources(sources):
@@ -89,7 +137,7 @@ class _Failed(Exception):
         self.kind = kind  # "transfer" (keep partial data) or "checksum" (refuse the object)
 
 
-def get_range(url, start, length, timeout):
+def get_range(url, start, length, timeout, throttle=NO_LIMIT):
     """Bytes ``[start, start + length)`` of ``url``; _Failed('transfer', ...) when not delivered."""
     end = start + length - 1
     headers = {"Range": f"bytes={start}-{end}", "User-Agent": USER_AGENT}
@@ -99,7 +147,15 @@ def get_range(url, start, length, timeout):
             status = response.status
             if status != 206 and not (status == 200 and start == 0):
                 raise _Failed("transfer", f"{redact(url)} answered HTTP {status} to a ranged request")
-            data = response.read(length) if length else b""
+            blocks, got = [], 0
+            while got < length:
+                block = response.read(min(_READ, length - got))
+                if not block:
+                    break
+                throttle.take(len(block))
+                blocks.append(block)
+                got += len(block)
+            data = b"".join(blocks)
     except HTTPError as exc:
         raise _Failed("transfer", f"{redact(url)}: HTTP {exc.code} {exc.reason}") from None
     except (OSError, HTTPException, ValueError) as exc:
@@ -186,7 +242,7 @@ class _Partial:
         fsync_dir(os.path.dirname(self.final))
 
 
-def _fetch_chunk(part, index, sources, timeout):
+def _fetch_chunk(part, index, sources, timeout, throttle):
     """Fetch, verify and record one chunk, trying each source once; returns its length.
 
     Raises _Failed: 'checksum' when every source sent wrong bytes, else 'transfer'.
@@ -198,7 +254,7 @@ def _fetch_chunk(part, index, sources, timeout):
     for k in range(len(sources)):
         url = source_url(sources[(index + k) % len(sources)], entry["path"])
         try:
-            data = get_range(url, start, length, timeout)
+            data = get_range(url, start, length, timeout, throttle)
         except _Failed as exc:
             problems.append(exc)
             continue
@@ -218,16 +274,18 @@ def _fetch_chunk(part, index, sources, timeout):
     raise _Failed(kind, "; ".join(str(p) for p in problems))
 
 
-def fetch_objects(store, manifest, entries, sources, workers=4, timeout=60, progress=None):
+def fetch_objects(store, manifest, entries, sources, workers=4, timeout=60, progress=None, rate_limit=None):
     """Fetch the objects of ``entries`` (from ``missing_objects``) into ``store``.
 
     ``sources``: http(s) base URLs of the model directory, tried in turn per chunk; ``workers``:
     parallel chunk downloads; ``timeout``: seconds per request; ``progress(nbytes)``: called with
-    each verified chunk's size (resumed bytes are reported once at the start).
+    each verified chunk's size (resumed bytes are reported once at the start); ``rate_limit``:
+    bytes per second over all threads together (None: no limit).
     Returns ``{"fetched": [paths], "bytes": downloaded, "resumed_bytes": skipped}``; raises
     ModelError naming every failed file and whether its partial data was kept (resume) or removed.
     """
     check_sources(sources)
+    throttle = Throttle(rate_limit)
     chunk_size = manifest["chunk_size"]
     parts = [_Partial(store, entry, chunk_size) for entry in entries]
     resumed = 0
@@ -244,7 +302,7 @@ def fetch_objects(store, manifest, entries, sources, workers=4, timeout=60, prog
     fetched_bytes = 0
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [
-            (part, pool.submit(_fetch_chunk, part, index, sources, timeout))
+            (part, pool.submit(_fetch_chunk, part, index, sources, timeout, throttle))
             for part in parts
             for index in part.todo()
         ]
@@ -285,20 +343,30 @@ def fetch_objects(store, manifest, entries, sources, workers=4, timeout=60, prog
     return {"fetched": fetched, "bytes": fetched_bytes, "resumed_bytes": resumed}
 
 
-def install(store, manifest, raw, sources, activate_it=True, workers=4, timeout=60, progress=None):
+def install(
+    store, manifest, raw, sources, activate_it=True, workers=4, timeout=60, progress=None, rate_limit=None
+):
     """Fetch what ``store`` lacks of a verified manifest, build the version, flip ``current`` to it.
 
-    ``raw`` is the manifest's signed bytes (kept in the version directory). The disk is checked
-    before the first byte. Returns ``{"changed", "fetched", "bytes", "resumed_bytes", "built",
+    ``raw`` is the manifest's signed bytes (kept in the version directory); the other parameters are
+    ``fetch_objects``'. One fetch at a time per store (a lock file); the disk is checked before the
+    first byte. Returns ``{"changed", "fetched", "bytes", "resumed_bytes", "built",
     "activated", "previous", "path"}``; ModelError on any failure, with ``current`` untouched.
     """
     check_sources(sources)
+    with store_lock(store):
+        return _install(store, manifest, raw, sources, activate_it, workers, timeout, progress, rate_limit)
+
+
+def _install(store, manifest, raw, sources, activate_it, workers, timeout, progress, rate_limit):
     todo = plan(store, manifest, raw)
     if todo["fetch"]:
         check_disk(store, todo["fetch_bytes"])
     result = {"fetched": [], "bytes": 0, "resumed_bytes": 0}
     if todo["fetch"]:
-        result = fetch_objects(store, manifest, todo["fetch"], sources, workers, timeout, progress)
+        result = fetch_objects(
+            store, manifest, todo["fetch"], sources, workers, timeout, progress, rate_limit
+        )
     try:
         built = build_version(store, manifest, raw)
         activated = activate(store, manifest["name"], manifest["version"]) if activate_it else False

@@ -75,6 +75,12 @@ options:
       - Seconds to wait for a source to answer one request.
     type: int
     default: 60
+  rate_limit:
+    description:
+      - Cap on the download rate in bytes per second, over all parallel downloads together, to spare
+        a shared uplink. V(0) means no cap.
+    type: int
+    default: 0
 attributes:
   check_mode:
     support: full
@@ -83,6 +89,9 @@ attributes:
     support: none
 notes:
   - Needs C(gpgv) on the managed host (Debian package C(gpgv), installed by default).
+  - One fetch at a time per store (a lock file, C(.gpufleet-lock)); a second one fails at once.
+  - Each download thread holds one chunk in memory (64 MiB by default), so memory use is about
+    O(workers) chunks.
   - The logic lives in the collection's C(model_manifest), C(model_store) and C(model_transfer)
     module utils, which the C(gpufleet model) command shares.
 seealso:
@@ -177,6 +186,7 @@ def main():
             activate=dict(type="bool", default=True),
             workers=dict(type="int", default=4),
             timeout=dict(type="int", default=60),
+            rate_limit=dict(type="int", default=0),
         ),
         supports_check_mode=True,
     )
@@ -210,7 +220,7 @@ def main():
     try:
         done = install(
             store, manifest, raw, p["sources"], activate_it=p["activate"], workers=p["workers"],
-            timeout=p["timeout"],
+            timeout=p["timeout"], rate_limit=p["rate_limit"] or None,
         )  # fmt: skip
     except (BundleError, OSError) as exc:
         module.fail_json(msg=str(exc), **result)

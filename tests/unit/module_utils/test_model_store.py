@@ -5,6 +5,7 @@ import hashlib
 import os
 import re
 import shutil
+import time
 from collections import namedtuple
 
 import pytest
@@ -216,3 +217,19 @@ def test_plan_reports_what_would_be_fetched(store):
     assert len(todo["fetch"]) == len(files) and todo["active"] is None and not todo["version_exists"]
     assert todo["fetch_bytes"] == sum(len(d) for d in files.values())
     assert not store.exists(), "planning writes nothing"
+
+
+def test_rate_limit_caps_the_download_rate(store):
+    files = make_files()
+    total = sum(len(d) for d in files.values())
+    with Server(files) as src:
+        started = time.monotonic()
+        install(store, manifest_for(files), [src.url], workers=4, rate_limit=total * 4)
+        took = time.monotonic() - started
+    assert took >= 0.2, f"{total} bytes at {total * 4} bytes/s take at least a quarter second, not {took:.2f}"
+
+
+def test_one_fetch_at_a_time_per_store(store):
+    files = make_files()
+    with mt.store_lock(str(store)), pytest.raises(mm.ModelError, match="another model fetch"):
+        install(store, manifest_for(files), ["http://127.0.0.1:9"])
