@@ -49,8 +49,9 @@ def manifest_for(files, name="tiny", version="1", signing_key="A" * 40):
 class Server:
     """``with Server(files) as s: s.url`` - a ranged HTTP server over ``files`` ({path: bytes})."""
 
-    def __init__(self, files, corrupt=(), drop_after=None):
+    def __init__(self, files, corrupt=(), drop_after=None, ranges=True):
         self.files = dict(files)
+        self.ranges = ranges  # False: ignore Range and send the whole file with 200, as some servers do
         self.corrupt = set(corrupt)  # paths whose bytes are sent flipped
         self.drop_after = drop_after  # close the connection after this many body bytes in total
         self.sent = 0
@@ -71,6 +72,7 @@ class Server:
                     self.send_error(404)
                     return
                 m = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range") or "")
+                m = m if server.ranges else None
                 start, end = (int(m.group(1)), int(m.group(2))) if m else (0, len(data) - 1)
                 body = data[start : end + 1]
                 if path in server.corrupt:

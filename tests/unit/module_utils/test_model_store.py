@@ -48,8 +48,10 @@ def store(tmp_path):
 def test_fetch_places_every_file_and_flips_current(store):
     files = make_files()
     manifest = manifest_for(files)
+    seen = []
     with Server(files) as src:
-        result = install(store, manifest, [src.url], workers=3)
+        result = install(store, manifest, [src.url], workers=3, progress=seen.append)
+    assert sum(seen) == sum(len(d) for d in files.values()), "progress reports every verified byte"
     assert result["changed"] and result["activated"] and result["built"]
     assert sorted(result["fetched"]) == sorted(files)
     assert result["bytes"] == sum(len(d) for d in files.values())
@@ -233,3 +235,11 @@ def test_one_fetch_at_a_time_per_store(store):
     files = make_files()
     with mt.store_lock(str(store)), pytest.raises(mm.ModelError, match="another model fetch"):
         install(store, manifest_for(files), ["http://127.0.0.1:9"])
+
+
+def test_a_source_that_ignores_range_is_passed_over_for_the_next(store):
+    files = make_files()
+    with Server(files, ranges=False) as plain, Server(files) as ranged:
+        install(store, manifest_for(files), [plain.url, ranged.url], workers=2)
+        assert plain.requests, "the source without Range support was asked"
+    assert read_model(store) == files

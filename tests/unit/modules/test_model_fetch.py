@@ -59,6 +59,8 @@ def test_fetches_activates_and_is_idempotent(tmp_path, keys):
         assert sorted(result["fetched"]) == sorted(files)
         ok, again = run(args)
         assert ok and not again["changed"] and again["fetched"] == []
+        ok, checked = run(args, check_mode=True)
+        assert ok and not checked["changed"] and checked["bytes"] == 0
     assert ms.active_version(str(store), "tiny") == "1"
 
 
