@@ -170,22 +170,7 @@ def verify_model(
     when the signature is not trusted (the files are then not checked).
     """
     mm = _mm()
-    with tempfile.TemporaryDirectory(prefix="gpufleet-model-key-") as scratch:
-        if keyring is None:
-            try:
-                exported = SigningKey(signing_home).export(armor=False)
-            except BundleBuildError as exc:
-                raise ModelCommandError(
-                    f"give --keyring: no local bundle key to check with ({exc})"
-                ) from None
-            keyring = Path(scratch) / "key.gpg"
-            keyring.write_bytes(exported)
-        try:
-            parsed, _raw = mm.verify_signed(
-                str(manifest), fingerprint, str(keyring), str(signature) if signature else None
-            )
-        except mm.BundleError as exc:
-            raise ModelCommandError(str(exc)) from None
+    parsed, _raw = _verified(manifest, fingerprint, keyring, signature, signing_home)
     problems = []
     if directory is not None:
         root = Path(directory)
@@ -210,3 +195,87 @@ def verify_model(
         "bytes": mm.total_bytes(parsed),
         "problems": problems,
     }
+
+
+def fetch_model(
+    manifest: str | Path,
+    fingerprint: str,
+    sources: list[str],
+    store: str | Path,
+    keyring: str | Path | None = None,
+    signature: str | Path | None = None,
+    activate: bool = True,
+    workers: int = 4,
+    rate_limit: int | None = None,
+    signing_home: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> dict:
+    """Fetch a signed model version into a local store, as the ``model_fetch`` module does on a node.
+
+    manifest      the ``.model.json`` file; its signature is checked first (see ``verify_model``)
+    fingerprint   the pinned bundle key fingerprint
+    sources       http(s) base URLs of the model directory, tried in turn for each chunk
+    store         the model store directory (created when absent)
+    keyring       public key to check with (default: this machine's bundle key)
+    signature     detached signature (default ``MANIFEST.asc``)
+    activate      flip ``current`` to the version once complete
+    workers       parallel chunk downloads
+    rate_limit    bytes per second over all downloads (None: no cap)
+    signing_home  GnuPG home of the bundle key, for the default keyring
+    progress      ``progress(nbytes)`` per verified chunk
+    on_total      called once with the bytes to fetch (before the first byte)
+
+    Returns ``model_transfer.install``'s result; raises ModelCommandError on any failure (the
+    active version is then unchanged).
+    """
+    mm = _mm()
+    from ansible_collections.gpufleet.cluster.plugins.module_utils import model_store, model_transfer
+
+    parsed, raw = _verified(manifest, fingerprint, keyring, signature, signing_home)
+    try:
+        if on_total is not None:
+            on_total(model_store.plan(str(store), parsed, raw)["fetch_bytes"])
+        return model_transfer.install(
+            str(store), parsed, raw, sources, activate, workers, progress=progress, rate_limit=rate_limit
+        )
+    except (mm.BundleError, OSError) as exc:
+        raise ModelCommandError(str(exc)) from None
+
+
+def rollback_model(store: str | Path, name: str) -> dict:
+    """Point ``current`` back at the version before the last flip (``previous``); nothing is fetched.
+
+    store   the model store directory
+    name    the model's name
+
+    Returns ``{"current", "previous"}``; raises ModelCommandError when there is nothing to go back to.
+    """
+    from ansible_collections.gpufleet.cluster.plugins.module_utils import model_store
+
+    try:
+        now = model_store.rollback(str(store), name)
+        return {"current": now, "previous": model_store.previous_version(str(store), name)}
+    except (_mm().BundleError, OSError) as exc:
+        raise ModelCommandError(str(exc)) from None
+
+
+def _verified(manifest, fingerprint, keyring, signature, signing_home) -> tuple[dict, bytes]:
+    """``(manifest, raw)`` once the signature is good; the keyring defaults to this machine's key."""
+    mm = _mm()
+    with tempfile.TemporaryDirectory(prefix="gpufleet-model-key-") as scratch:
+        if keyring is None:
+            try:
+                exported = SigningKey(signing_home).export(armor=False)
+            except BundleBuildError as exc:
+                raise ModelCommandError(
+                    f"give --keyring: no local bundle key to check with ({exc})"
+                ) from None
+            keyring = Path(scratch) / "key.gpg"
+            keyring.write_bytes(exported)
+        try:
+            return mm.verify_signed(
+                str(manifest), fingerprint, str(keyring), str(signature) if signature else None
+            )
+        except mm.BundleError as exc:
+            raise ModelCommandError(str(exc)) from None

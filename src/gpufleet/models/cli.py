@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from gpufleet._progress import Bar, human, sayer
+from gpufleet.bundle.cli import parse_rate
 from gpufleet.bundle.signing import ENV_HOME
 from gpufleet.models import ModelVerifyFailed
 
@@ -66,6 +67,39 @@ def cmd_model(args: argparse.Namespace) -> int:
             f"{human(report['bytes'])}{checked}"
         )
         return 0
+    if args.model_cmd == "fetch":
+        bar = None
+
+        def start(total: int) -> None:
+            nonlocal bar
+            bar = Bar("fetch", total, stream=sys.stderr)
+
+        result = api.fetch_model(
+            args.manifest,
+            args.fingerprint,
+            args.source,
+            args.store,
+            keyring=args.keyring,
+            signature=args.signature,
+            activate=not args.no_activate,
+            workers=args.workers,
+            rate_limit=args.rate_limit,
+            signing_home=args.signing_home,
+            progress=lambda n: bar.add(n) if bar else None,
+            on_total=start,
+        )
+        if bar is not None:
+            bar.close(f", {len(result['fetched'])} files")
+        state = "now current" if result["activated"] else "in the store (current unchanged)"
+        print(
+            f"{result['path']}: {state}; {len(result['fetched'])} files fetched ({human(result['bytes'])}), "
+            f"{human(result['resumed_bytes'])} resumed; previous: {result['previous'] or 'none'}"
+        )
+        return 0
+    if args.model_cmd == "rollback":
+        result = api.rollback_model(args.store, args.name)
+        print(f"model {args.name}: current is {result['current']} again (previous: {result['previous']})")
+        return 0
     raise AssertionError(args.model_cmd)
 
 
@@ -99,4 +133,20 @@ def add_parser(sub) -> None:
     mv.add_argument("--signature", help="detached signature (default MANIFEST.asc)")
     mv.add_argument("--dir", help="also hash this model directory against the manifest")
     mv.add_argument("--signing-home", help="GnuPG home of the bundle key, for the default keyring")
+    mf = ms.add_parser("fetch", help="fetch a signed model into a local store, every chunk verified")
+    mf.add_argument("manifest", help="the .model.json file")
+    mf.add_argument("--fingerprint", required=True, help="the pinned bundle key fingerprint")
+    mf.add_argument(
+        "--source", action="append", required=True, help="http(s) URL of the model directory (repeatable)"
+    )
+    mf.add_argument("--store", required=True, help="the model store directory")
+    mf.add_argument("--keyring", help="public key to check with (default: this machine's bundle key)")
+    mf.add_argument("--signature", help="detached signature (default MANIFEST.asc)")
+    mf.add_argument("--no-activate", action="store_true", help="stage the version; leave current as it is")
+    mf.add_argument("--workers", type=int, default=4, help="parallel chunk downloads (default 4)")
+    mf.add_argument("--rate-limit", metavar="RATE", type=parse_rate, help="cap, e.g. 500K or 20M (bytes/s)")
+    mf.add_argument("--signing-home", help="GnuPG home of the bundle key, for the default keyring")
+    mr = ms.add_parser("rollback", help="point current back at the previous version (nothing fetched)")
+    mr.add_argument("name", help="the model's name")
+    mr.add_argument("--store", required=True, help="the model store directory")
     m.set_defaults(func=cmd_model)

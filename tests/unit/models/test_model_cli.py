@@ -3,11 +3,16 @@
 import json
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from gpufleet.cli import main
 from gpufleet.models import ModelCommandError, api
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "module_utils"))
+from model_testkit import Server
 
 pytestmark = pytest.mark.skipif(
     not shutil.which("gpg") or not shutil.which("gpgv"),
@@ -127,3 +132,34 @@ def test_bad_input_is_refused_before_hashing(model, home, name, message):
     output = model / "m.json" if name == "ok" else None
     with pytest.raises(ModelCommandError, match=message):
         api.add_model(model, name, "1", output=output, signing_home=home, say=lambda m: None)
+
+
+def test_fetch_into_a_local_store_then_roll_back(model, home, tmp_path, capsys):
+    _rc, out1 = add(model, home, tmp_path)
+    fpr = json.loads(out1.read_text())["signing_key"]
+    store = tmp_path / "store"
+    pin = ["--fingerprint", fpr, "--signing-home", str(home), "--store", str(store)]
+    with Server(FILES) as src:
+        assert main(["model", "fetch", str(out1), "--source", src.url, *pin]) == 0
+    assert "versions/1: now current; 3 files fetched" in capsys.readouterr().out
+    files2 = dict(FILES, **{"config.json": b'{"hidden_size": 128}\n'})
+    (model / "config.json").write_bytes(files2["config.json"])
+    out2 = tmp_path / "tiny-2.model.json"
+    argv = ["model", "add", str(model), "--name", "tiny", "--version", "2", "-o", str(out2)]
+    assert main([*argv, "--chunk-size", "1024", "--signing-home", str(home)]) == 0
+    with Server(files2) as src:
+        assert main(["model", "fetch", str(out2), "--source", src.url, "--rate-limit", "1M", *pin]) == 0
+        assert src.paths_requested() == {"config.json"}, "only the changed file is fetched"
+    assert "1 files fetched" in capsys.readouterr().out
+    assert main(["model", "rollback", "tiny", "--store", str(store)]) == 0
+    assert "current is 1 again (previous: 2)" in capsys.readouterr().out
+    assert (store / "models/tiny/current/config.json").read_bytes() == FILES["config.json"]
+
+
+def test_fetch_refuses_an_untrusted_manifest_before_any_request(model, home, tmp_path, capsys):
+    _rc, out = add(model, home, tmp_path)
+    with Server(FILES) as src:
+        argv = ["model", "fetch", str(out), "--source", src.url, "--store", str(tmp_path / "s")]
+        assert main([*argv, "--fingerprint", "C" * 40, "--signing-home", str(home)]) == 2
+        assert src.requests == []
+    assert "not the pinned key" in capsys.readouterr().err
