@@ -3,7 +3,7 @@
 """The model store on a node: content-addressed objects, versions as directories of links, and an
 atomically flipped ``current`` link.
 
-Layout under the store directory (``/var/lib/gpufleet/models`` by default)::
+Layout under the store directory (``/var/lib/gpufleet/model-store`` by default)::
 
     objects/ab/ab12...ef                 a verified file, named by its sha256 (mode 0644)
     objects/ab/ab12...ef.partial         one being fetched (never at the final name until whole)

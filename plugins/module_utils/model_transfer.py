@@ -30,7 +30,7 @@ import json
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from http.client import HTTPException
 from urllib.error import HTTPError
 from urllib.parse import quote, urlsplit
@@ -274,6 +274,37 @@ def _fetch_chunk(part, index, sources, timeout, throttle):
     raise _Failed(kind, "; ".join(str(p) for p in problems))
 
 
+def _run_chunks(parts, sources, workers, timeout, throttle, progress, failures):
+    """Fetch every chunk still to do in a thread pool; failures by path into ``failures``.
+
+    Returns the bytes fetched. On an interruption (Ctrl-C, a failing progress callback) the chunks
+    not started yet are cancelled instead of all being fetched on the way out.
+    """
+    fetched = 0
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {
+            pool.submit(_fetch_chunk, part, index, sources, timeout, throttle): part
+            for part in parts
+            for index in part.todo()
+        }
+        try:
+            for future in as_completed(futures):
+                part = futures[future]
+                try:
+                    length = future.result()
+                except Exception as exc:  # reported per file by the caller, with the others
+                    failures.setdefault(part.entry["path"], []).append(exc)
+                    continue
+                fetched += length
+                if progress is not None:
+                    progress(length)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return fetched
+
+
 def fetch_objects(store, manifest, entries, sources, workers=4, timeout=60, progress=None, rate_limit=None):
     """Fetch the objects of ``entries`` (from ``missing_objects``) into ``store``.
 
@@ -299,22 +330,12 @@ def fetch_objects(store, manifest, entries, sources, workers=4, timeout=60, prog
     if progress is not None and resumed:
         progress(resumed)
     failures = {}  # path -> [_Failed or other exception]
-    fetched_bytes = 0
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [
-            (part, pool.submit(_fetch_chunk, part, index, sources, timeout, throttle))
-            for part in parts
-            for index in part.todo()
-        ]
-        for part, future in futures:
-            try:
-                length = future.result()
-            except Exception as exc:  # reported per file below, with the others
-                failures.setdefault(part.entry["path"], []).append(exc)
-                continue
-            fetched_bytes += length
-            if progress is not None:
-                progress(length)
+    try:
+        fetched_bytes = _run_chunks(parts, sources, workers, timeout, throttle, progress, failures)
+    except BaseException:
+        for part in parts:  # the pool has waited for its running threads: no write is in flight
+            part.close()
+        raise
     fetched, lines = [], []
     for part in parts:
         problems = failures.get(part.entry["path"])

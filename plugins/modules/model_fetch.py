@@ -59,7 +59,7 @@ options:
     description:
       - Directory of the model store (created when absent).
     type: path
-    default: /var/lib/gpufleet/models
+    default: /var/lib/gpufleet/model-store
   activate:
     description:
       - Point the model's C(current) link at this version once it is complete.
@@ -133,7 +133,7 @@ path:
   description: The version's directory in the store (links to the verified files).
   returned: success
   type: str
-  sample: /var/lib/gpufleet/models/models/llama-3.1-8b/versions/2
+  sample: /var/lib/gpufleet/model-store/models/llama-3.1-8b/versions/2
 fetched:
   description: Paths of the files fetched (or, in check mode, that would be).
   returned: success
@@ -182,7 +182,7 @@ def main():
             keyring=dict(type="path", required=True),
             fingerprint=dict(type="str", required=True),
             sources=dict(type="list", elements="str", required=True),
-            store=dict(type="path", default="/var/lib/gpufleet/models"),
+            store=dict(type="path", default="/var/lib/gpufleet/model-store"),
             activate=dict(type="bool", default=True),
             workers=dict(type="int", default=4),
             timeout=dict(type="int", default=60),

@@ -243,3 +243,27 @@ def test_a_source_that_ignores_range_is_passed_over_for_the_next(store):
         install(store, manifest_for(files), [plain.url, ranged.url], workers=2)
         assert plain.requests, "the source without Range support was asked"
     assert read_model(store) == files
+
+
+def test_identical_files_share_one_object(store):
+    files = dict(make_files(), **{"copy/config.json": make_files()["config.json"]})
+    with Server(files) as src:
+        result = install(store, manifest_for(files), [src.url])
+        assert sum(1 for p, _ in src.requests if p.endswith("config.json")) == 1
+    assert len(result["fetched"]) == len(files) - 1
+    assert read_model(store) == files
+
+
+def test_an_interrupted_fetch_stops_at_once_and_resumes(store):
+    files = make_files()
+    manifest = manifest_for(files)
+
+    def interrupt(nbytes):
+        raise KeyboardInterrupt
+
+    with Server(files) as src, pytest.raises(KeyboardInterrupt):
+        install(store, manifest, [src.url], workers=1, progress=interrupt)
+    assert len(src.requests) <= 2, "the chunks not started were cancelled, not fetched on the way out"
+    with Server(files) as back:
+        install(store, manifest, [back.url])
+    assert read_model(store) == files and leftovers(store) == []
