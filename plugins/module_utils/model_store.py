@@ -115,6 +115,8 @@ def read_sidecar(path, entry, chunk_size):
         return set()
     if not isinstance(data, dict) or data.get("sha256") != entry["sha256"]:
         return set()
+    if data.get("chunk_size") != chunk_size:
+        return set()  # the same file under a manifest with other chunks: indexes mean other ranges
     count = len(entry["chunks"])
     return {i for i in data.get("done", ()) if isinstance(i, int) and 0 <= i < count}
 

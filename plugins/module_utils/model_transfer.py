@@ -201,11 +201,17 @@ class _Partial:
         written = 0
         while written < len(data):
             written += os.pwrite(self.fd, data[written:], start + written)
+        os.fdatasync(self.fd)  # the sidecar never claims a chunk a power loss could still take back
         with self.lock:
             self.done.add(index)
             tmp = self.sidecar + ".tmp"
+            record = {
+                "sha256": self.entry["sha256"],
+                "chunk_size": self.chunk_size,
+                "done": sorted(self.done),
+            }
             with open(tmp, "w", encoding="utf-8") as handle:
-                json.dump({"sha256": self.entry["sha256"], "done": sorted(self.done)}, handle)
+                json.dump(record, handle)
             os.replace(tmp, self.sidecar)
 
     def close(self):

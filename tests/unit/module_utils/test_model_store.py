@@ -2,6 +2,7 @@
 source that sends corrupt bytes, one that drops the connection mid-transfer)."""
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -267,3 +268,16 @@ def test_an_interrupted_fetch_stops_at_once_and_resumes(store):
     with Server(files) as back:
         install(store, manifest, [back.url])
     assert read_model(store) == files and leftovers(store) == []
+
+
+def test_verified_chunks_of_another_chunk_size_are_not_trusted(store):
+    files = make_files()
+    manifest = manifest_for(files)
+    shard = next(e for e in manifest["files"] if e["path"] == "model-00002-of-00002.safetensors")
+    chunk = manifest["chunk_size"]
+    assert ms.read_sidecar("/nonexistent", shard, chunk) == set()
+    sidecar = store / "sidecar.json"
+    store.mkdir()
+    sidecar.write_text(json.dumps({"sha256": shard["sha256"], "chunk_size": chunk, "done": [0, 2, 99]}))
+    assert ms.read_sidecar(str(sidecar), shard, chunk) == {0, 2}, "indexes beyond the file are ignored"
+    assert ms.read_sidecar(str(sidecar), shard, chunk * 2) == set()
