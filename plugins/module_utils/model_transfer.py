@@ -1,0 +1,409 @@
+# Copyright: gpufleet developers
+# Apache-2.0
+"""Fetching a model version into the store: parallel ranged GETs, every chunk verified as it lands.
+
+For each object the store lacks, the engine writes into ``OBJECT.partial`` (allocated at full size)
+and records each chunk whose sha256 matched the manifest in ``OBJECT.partial.chunks``; a later run
+skips those chunks (resume after a lost source, a killed run or a reboot). Chunks are fetched in
+parallel threads, spread over the sources (chunk ``i`` is asked of source ``i mod n`` first); a
+chunk that fails (connection lost, short body, wrong sha256) is asked of the next source. Only when
+every chunk is in and the whole file's sha256 matches is the file fsynced and renamed to its final
+name, so no partial file is ever at a final path.
+
+Failures: a chunk that no source delivered intact (wrong sha256 from every one) refuses the object
+and removes its partial data; a chunk no source could deliver at all (sources gone) keeps the
+verified chunks, so running again resumes. The active version is never touched by a failed fetch.
+
+Sources are base URLs of a model directory (``http://bastion/models/NAME/VERSION``, any mirror, or a
+peer serving its own ``models/NAME/current``): the file ``a/b.json`` is fetched from
+``SOURCE/a/b.json``. Not built yet: ``s3://`` (boto3 on the controller) and peer discovery.
+
+Host code: stdlib only, Python >= 3.8.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from http.client import HTTPException
+from urllib.error import HTTPError
+from urllib.parse import quote, urlsplit
+from urllib.request import Request, urlopen
+
+from ansible_collections.gpufleet.cluster.plugins.module_utils.model_manifest import (
+    ModelError,
+    chunk_count,
+    chunk_range,
+)
+from ansible_collections.gpufleet.cluster.plugins.module_utils.model_store import (
+    FILE_MODE,
+    PARTIAL,
+    SIDECAR,
+    activate,
+    build_version,
+    check_disk,
+    fsync_dir,
+    makedirs,
+    object_path,
+    plan,
+    read_sidecar,
+    remove_quietly,
+)
+
+SCHEMES = ("http", "https")
+NOT_YET = {"s3": "s3:// sources are not built yet; serve the model over http(s) from the bastion"}
+USER_AGENT = "gpufleet-model-fetch"
+LOCK = ".gpufleet-lock"
+_READ = 1024 * 1024
+
+
+class Throttle:
+    """A byte rate shared by every download thread: ``take(n)`` sleeps until ``n`` more bytes fit.
+
+    ``rate`` is in bytes per second; 0 or None means no limit.
+    """
+
+    def __init__(self, rate):
+        self.rate = rate or 0
+        self.lock = threading.Lock()
+        self.next_free = time.monotonic()
+
+    def take(self, nbytes):
+        if not self.rate:
+            return
+        with self.lock:
+            now = time.monotonic()
+            start = max(now, self.next_free)
+            self.next_free = start + nbytes / self.rate
+            wait = self.next_free - now
+        if wait > 0:
+            time.sleep(wait)
+
+
+NO_LIMIT = Throttle(0)
+
+
+@contextlib.contextmanager
+def store_lock(store):
+    """Hold the store's lock file for one fetch; ModelError when another fetch holds it."""
+    makedirs(store)
+    fd = os.open(os.path.join(store, LOCK), os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ModelError(
+                f"another model fetch is writing to the store {store} (it holds {LOCK}); "
+                "run again when it has finished"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_sources(sources):
+    """Raise ModelError for an empty list or a source this engine cannot read."""
+    if not sources:
+        raise ModelError("no sources: give at least one http(s) URL of the model directory")
+    for source in sources:
+        scheme = urlsplit(source).scheme
+        if scheme in NOT_YET:
+            raise ModelError(f"source {source}: {NOT_YET[scheme]}")
+        if scheme not in SCHEMES or not urlsplit(source).netloc:
+            raise ModelError(f"source {source!r} is not an http:// or https:// URL of a model directory")
+
+
+def source_url(source, path):
+    return source.rstrip("/") + "/" + quote(path)
+
+
+def redact(url):
+    """A URL without user:password@, for messages and logs."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+class _Failed(Exception):
+    def __init__(self, kind, detail):
+        super().__init__(detail)
+        self.kind = kind  # "transfer" (keep partial data) or "checksum" (refuse the object)
+
+
+def get_range(url, start, length, timeout, throttle=NO_LIMIT):
+    """Bytes ``[start, start + length)`` of ``url``; _Failed('transfer', ...) when not delivered."""
+    end = start + length - 1
+    headers = {"Range": f"bytes={start}-{end}", "User-Agent": USER_AGENT}
+    request = Request(url, headers=headers)  # noqa: S310 - check_sources allows http(s) only
+    try:
+        with urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only
+            status = response.status
+            if status != 206 and not (status == 200 and start == 0):
+                raise _Failed("transfer", f"{redact(url)} answered HTTP {status} to a ranged request")
+            blocks, got = [], 0
+            while got < length:
+                block = response.read(min(_READ, length - got))
+                if not block:
+                    break
+                throttle.take(len(block))
+                blocks.append(block)
+                got += len(block)
+            data = b"".join(blocks)
+    except HTTPError as exc:
+        raise _Failed("transfer", f"{redact(url)}: HTTP {exc.code} {exc.reason}") from None
+    except (OSError, HTTPException, ValueError) as exc:
+        raise _Failed("transfer", f"{redact(url)}: {exc.__class__.__name__}: {exc}") from None
+    if len(data) != length:
+        raise _Failed("transfer", f"{redact(url)}: {len(data)} of {length} bytes (the source went away?)")
+    return data
+
+
+class _Partial:
+    """One object being fetched: its ``.partial`` file and the sidecar of verified chunks."""
+
+    def __init__(self, store, entry, chunk_size):
+        self.entry = entry
+        self.chunk_size = chunk_size
+        self.final = object_path(store, entry["sha256"])
+        self.partial = self.final + PARTIAL
+        self.sidecar = self.final + SIDECAR
+        self.lock = threading.Lock()
+        self.done = set()
+        self.fd = None
+
+    def open(self):
+        """Open (resume) or create the partial file; returns the bytes already verified."""
+        makedirs(os.path.dirname(self.final))
+        size = self.entry["size"]
+        try:
+            resumable = os.path.getsize(self.partial) == size
+        except OSError:
+            resumable = False
+        self.done = read_sidecar(self.sidecar, self.entry, self.chunk_size) if resumable else set()
+        if not resumable:
+            remove_quietly(self.sidecar)
+        self.fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        os.ftruncate(self.fd, size)
+        return sum(chunk_range(i, size, self.chunk_size)[1] for i in self.done)
+
+    def todo(self):
+        return [i for i in range(chunk_count(self.entry["size"], self.chunk_size)) if i not in self.done]
+
+    def record(self, index, data):
+        start, _length = chunk_range(index, self.entry["size"], self.chunk_size)
+        written = 0
+        while written < len(data):
+            written += os.pwrite(self.fd, data[written:], start + written)
+        os.fdatasync(self.fd)  # the sidecar never claims a chunk a power loss could still take back
+        with self.lock:
+            self.done.add(index)
+            tmp = self.sidecar + ".tmp"
+            record = {
+                "sha256": self.entry["sha256"],
+                "chunk_size": self.chunk_size,
+                "done": sorted(self.done),
+            }
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(record, handle)
+            os.replace(tmp, self.sidecar)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def discard(self):
+        self.close()
+        for path in (self.partial, self.sidecar, self.sidecar + ".tmp"):
+            remove_quietly(path)
+
+    def finish(self):
+        """fsync, check the whole file's sha256, rename into place; ModelError (and discard) if wrong."""
+        os.fsync(self.fd)
+        digest = hashlib.sha256()
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        while True:
+            block = os.read(self.fd, _READ)
+            if not block:
+                break
+            digest.update(block)
+        self.close()
+        if digest.hexdigest() != self.entry["sha256"]:
+            self.discard()
+            raise ModelError(
+                f"{self.entry['path']}: every chunk matched but the whole file's sha256 did not "
+                f"({self.entry['sha256'][:12]}... expected, {digest.hexdigest()[:12]}... assembled); "
+                "the manifest is inconsistent or the disk corrupts data; the partial file was removed"
+            )
+        os.chmod(self.partial, FILE_MODE)
+        os.replace(self.partial, self.final)
+        remove_quietly(self.sidecar)
+        fsync_dir(os.path.dirname(self.final))
+
+
+def _fetch_chunk(part, index, sources, timeout, throttle):
+    """Fetch, verify and record one chunk, trying each source once; returns its length.
+
+    Raises _Failed: 'checksum' when every source sent wrong bytes, else 'transfer'.
+    """
+    entry = part.entry
+    start, length = chunk_range(index, entry["size"], part.chunk_size)
+    want = entry["chunks"][index]
+    problems = []
+    for k in range(len(sources)):
+        url = source_url(sources[(index + k) % len(sources)], entry["path"])
+        try:
+            data = get_range(url, start, length, timeout, throttle)
+        except _Failed as exc:
+            problems.append(exc)
+            continue
+        got = hashlib.sha256(data).hexdigest()
+        if got != want:
+            problems.append(
+                _Failed(
+                    "checksum",
+                    f"{redact(url)}: chunk {index} (bytes {start}-{start + length - 1}) has sha256 "
+                    f"{got[:12]}..., the manifest says {want[:12]}...",
+                )
+            )
+            continue
+        part.record(index, data)
+        return length
+    kind = "checksum" if all(p.kind == "checksum" for p in problems) else "transfer"
+    raise _Failed(kind, "; ".join(str(p) for p in problems))
+
+
+def _run_chunks(parts, sources, workers, timeout, throttle, progress, failures):
+    """Fetch every chunk still to do in a thread pool; failures by path into ``failures``.
+
+    Returns the bytes fetched. On an interruption (Ctrl-C, a failing progress callback) the chunks
+    not started yet are cancelled instead of all being fetched on the way out.
+    """
+    fetched = 0
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {
+            pool.submit(_fetch_chunk, part, index, sources, timeout, throttle): part
+            for part in parts
+            for index in part.todo()
+        }
+        try:
+            for future in as_completed(futures):
+                part = futures[future]
+                try:
+                    length = future.result()
+                except Exception as exc:  # reported per file by the caller, with the others
+                    failures.setdefault(part.entry["path"], []).append(exc)
+                    continue
+                fetched += length
+                if progress is not None:
+                    progress(length)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return fetched
+
+
+def fetch_objects(store, manifest, entries, sources, workers=4, timeout=60, progress=None, rate_limit=None):
+    """Fetch the objects of ``entries`` (from ``missing_objects``) into ``store``.
+
+    ``sources``: http(s) base URLs of the model directory, tried in turn per chunk; ``workers``:
+    parallel chunk downloads; ``timeout``: seconds per request; ``progress(nbytes)``: called with
+    each verified chunk's size (resumed bytes are reported once at the start); ``rate_limit``:
+    bytes per second over all threads together (None: no limit).
+    Returns ``{"fetched": [paths], "bytes": downloaded, "resumed_bytes": skipped}``; raises
+    ModelError naming every failed file and whether its partial data was kept (resume) or removed.
+    """
+    check_sources(sources)
+    throttle = Throttle(rate_limit)
+    chunk_size = manifest["chunk_size"]
+    parts = [_Partial(store, entry, chunk_size) for entry in entries]
+    resumed = 0
+    try:
+        for part in parts:
+            resumed += part.open()
+    except OSError as exc:
+        for part in parts:
+            part.close()
+        raise ModelError(f"cannot write into the store {store}: {exc}") from None
+    if progress is not None and resumed:
+        progress(resumed)
+    failures = {}  # path -> [_Failed or other exception]
+    try:
+        fetched_bytes = _run_chunks(parts, sources, workers, timeout, throttle, progress, failures)
+    except BaseException:
+        for part in parts:  # the pool has waited for its running threads: no write is in flight
+            part.close()
+        raise
+    fetched, lines = [], []
+    for part in parts:
+        problems = failures.get(part.entry["path"])
+        if not problems:
+            try:
+                part.finish()
+            except (ModelError, OSError) as exc:
+                part.discard()
+                lines.append(str(exc))
+                continue
+            fetched.append(part.entry["path"])
+            continue
+        refused = any(isinstance(p, _Failed) and p.kind == "checksum" for p in problems)
+        if refused:
+            part.discard()
+            fate = "refused: no source sent the bytes the signed manifest lists; its partial data was removed"
+        else:
+            part.close()
+            fate = f"{len(part.done)} verified chunks kept in {part.partial}; run again to resume"
+        lines.append(f"{part.entry['path']}: {fate} ({problems[0]})")
+    if lines:
+        raise ModelError(
+            f"fetching model {manifest['name']} {manifest['version']} failed; the active version is "
+            "unchanged: " + " | ".join(lines)
+        )
+    return {"fetched": fetched, "bytes": fetched_bytes, "resumed_bytes": resumed}
+
+
+def install(
+    store, manifest, raw, sources, activate_it=True, workers=4, timeout=60, progress=None, rate_limit=None
+):
+    """Fetch what ``store`` lacks of a verified manifest, build the version, flip ``current`` to it.
+
+    ``raw`` is the manifest's signed bytes (kept in the version directory); the other parameters are
+    ``fetch_objects``'. One fetch at a time per store (a lock file); the disk is checked before the
+    first byte. Returns ``{"changed", "fetched", "bytes", "resumed_bytes", "built",
+    "activated", "previous", "path"}``; ModelError on any failure, with ``current`` untouched.
+    """
+    check_sources(sources)
+    with store_lock(store):
+        return _install(store, manifest, raw, sources, activate_it, workers, timeout, progress, rate_limit)
+
+
+def _install(store, manifest, raw, sources, activate_it, workers, timeout, progress, rate_limit):
+    todo = plan(store, manifest, raw)
+    if todo["fetch"]:
+        check_disk(store, todo["fetch_bytes"])
+    result = {"fetched": [], "bytes": 0, "resumed_bytes": 0}
+    if todo["fetch"]:
+        result = fetch_objects(
+            store, manifest, todo["fetch"], sources, workers, timeout, progress, rate_limit
+        )
+    try:
+        built = build_version(store, manifest, raw)
+        activated = activate(store, manifest["name"], manifest["version"]) if activate_it else False
+    except OSError as exc:
+        raise ModelError(f"placing model {manifest['name']} {manifest['version']} failed: {exc}") from None
+    result.update(
+        built=built,
+        activated=activated,
+        previous=todo["active"],
+        changed=bool(result["fetched"]) or built or activated,
+        path=os.path.join(store, "models", manifest["name"], "versions", manifest["version"]),
+    )
+    return result

@@ -1,0 +1,238 @@
+#!/usr/bin/python
+# Copyright: gpufleet developers
+# Apache-2.0
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: model_fetch
+short_description: Fetch a signed model version into the node's model store, every chunk verified
+version_added: 0.1.0
+description:
+  - Checks the signature of the model manifest O(manifest) against the pinned key O(fingerprint) with
+    C(gpgv), exactly as M(gpufleet.cluster.bundle_verify) checks a bundle; a manifest that is unsigned,
+    altered or signed by another key is refused before anything is fetched.
+  - Fetches the files the store O(store) lacks from O(sources) (parallel ranged HTTP requests, spread
+    over the sources), checks every chunk against the manifest as it lands and asks the next source
+    for a chunk that arrives wrong or not at all. A file reaches its final name only when its whole
+    sha256 matches; an interrupted fetch resumes from the chunks already verified.
+  - Free disk space is checked before the first byte. Files unchanged from a version already in the
+    store are not fetched again (the store is content-addressed).
+  - With O(activate), points the model's C(current) link at the new version by an atomic rename; the
+    version it replaced stays as C(previous) for an instant rollback. A failed fetch never changes
+    C(current).
+author:
+  - gpufleet developers
+options:
+  manifest:
+    description:
+      - Path on the managed host of the model manifest written by C(gpufleet model add).
+    type: path
+    required: true
+  signature:
+    description:
+      - Armored detached signature of O(manifest). Defaults to O(manifest) with C(.asc) appended.
+    type: path
+  keyring:
+    description:
+      - Public key (binary or armored) to check the signature with, such as the bundle's
+        C(keys/gpufleet-bundle.gpg). It must be the key named by O(fingerprint).
+    type: path
+    required: true
+  fingerprint:
+    description:
+      - Fingerprint of the trusted bundle signing key (40 hexadecimal characters; spaces and a C(0x)
+        prefix are allowed), usually C(gpufleet_bundle_fingerprint).
+    type: str
+    required: true
+  sources:
+    description:
+      - Base URLs (C(http://) or C(https://)) of the model directory, tried in turn for each chunk (
+        the bastion, a mirror, or a peer node serving its store). The file C(a/b.json) is fetched
+        from C(SOURCE/a/b.json). Credentials in a URL are never shown in messages.
+      - C(s3://) sources are not supported yet.
+    type: list
+    elements: str
+    required: true
+  store:
+    description:
+      - Directory of the model store (created when absent).
+    type: path
+    default: /var/lib/gpufleet/model-store
+  activate:
+    description:
+      - Point the model's C(current) link at this version once it is complete.
+    type: bool
+    default: true
+  workers:
+    description:
+      - Chunks downloaded in parallel.
+    type: int
+    default: 4
+  timeout:
+    description:
+      - Seconds to wait for a source to answer one request.
+    type: int
+    default: 60
+  rate_limit:
+    description:
+      - Cap on the download rate in bytes per second, over all parallel downloads together, to spare
+        a shared uplink. V(0) means no cap.
+    type: int
+    default: 0
+attributes:
+  check_mode:
+    support: full
+    description: Verifies the signature and reports what would be fetched and whether C(current) would change.
+  diff_mode:
+    support: none
+notes:
+  - Needs C(gpgv) on the managed host (Debian package C(gpgv), installed by default).
+  - One fetch at a time per store (a lock file, C(.gpufleet-lock)); a second one fails at once.
+  - Each download thread holds one chunk in memory (64 MiB by default), so memory use is about
+    O(workers) chunks.
+  - The logic lives in the collection's C(model_manifest), C(model_store) and C(model_transfer)
+    module utils, which the C(gpufleet model) command shares.
+seealso:
+  - module: gpufleet.cluster.bundle_verify
+"""
+
+EXAMPLES = r"""
+- name: Fetch the model from the bastion and make it current
+  gpufleet.cluster.model_fetch:
+    manifest: /srv/gpufleet/bundle/files/models/llama-3.1-8b-1.model.json
+    keyring: /srv/gpufleet/bundle/keys/gpufleet-bundle.gpg
+    fingerprint: "{{ gpufleet_bundle_fingerprint }}"
+    sources:
+      - "http://{{ gpufleet_bastion }}/models/llama-3.1-8b/1"
+
+- name: Stage the next version without serving it yet
+  gpufleet.cluster.model_fetch:
+    manifest: /tmp/llama-3.1-8b-2.model.json
+    keyring: /etc/gpufleet/bundle-key.asc
+    fingerprint: 2F173C5CB4120B0D1C028E34128F7BAC8776D15E
+    sources:
+      - http://bastion.example/models/llama-3.1-8b/2
+      - http://node07.example:8090/llama-3.1-8b/current
+    activate: false
+"""
+
+RETURN = r"""
+name:
+  description: The model's name, from its manifest.
+  returned: success
+  type: str
+  sample: llama-3.1-8b
+version:
+  description: The model version, from its manifest.
+  returned: success
+  type: str
+  sample: "2"
+path:
+  description: The version's directory in the store (links to the verified files).
+  returned: success
+  type: str
+  sample: /var/lib/gpufleet/model-store/models/llama-3.1-8b/versions/2
+fetched:
+  description: Paths of the files fetched (or, in check mode, that would be).
+  returned: success
+  type: list
+  elements: str
+  sample: [model-00002-of-00004.safetensors]
+bytes:
+  description: Bytes downloaded (in check mode, still to download).
+  returned: success
+  type: int
+  sample: 4976698672
+resumed_bytes:
+  description: Bytes verified by an earlier, interrupted run and not fetched again.
+  returned: success
+  type: int
+  sample: 0
+current:
+  description: The version C(current) points at after the task (or would, in check mode).
+  returned: success
+  type: str
+  sample: "2"
+previous:
+  description: The version C(current) pointed at before the task, or V(null).
+  returned: success
+  type: str
+  sample: "1"
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.gpufleet.cluster.plugins.module_utils.model_manifest import (
+    BundleError,
+    verify_signed,
+)
+from ansible_collections.gpufleet.cluster.plugins.module_utils.model_store import plan, version_dir
+from ansible_collections.gpufleet.cluster.plugins.module_utils.model_transfer import (
+    check_sources,
+    install,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            manifest=dict(type="path", required=True),
+            signature=dict(type="path"),
+            keyring=dict(type="path", required=True),
+            fingerprint=dict(type="str", required=True),
+            sources=dict(type="list", elements="str", required=True),
+            store=dict(type="path", default="/var/lib/gpufleet/model-store"),
+            activate=dict(type="bool", default=True),
+            workers=dict(type="int", default=4),
+            timeout=dict(type="int", default=60),
+            rate_limit=dict(type="int", default=0),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    store = p["store"]
+    try:
+        manifest, raw = verify_signed(
+            p["manifest"],
+            p["fingerprint"],
+            p["keyring"],
+            signature=p["signature"],
+            gpgv=module.get_bin_path("gpgv") or "gpgv",
+        )
+        check_sources(p["sources"])
+        todo = plan(store, manifest, raw)
+    except (BundleError, OSError) as exc:
+        module.fail_json(msg=str(exc))
+    name, version = manifest["name"], manifest["version"]
+    result = dict(name=name, version=version, path=version_dir(store, name, version), previous=todo["active"])
+    if module.check_mode:
+        result.update(
+            changed=bool(todo["fetch"])
+            or not todo["version_exists"]
+            or (p["activate"] and todo["would_activate_change"]),
+            fetched=[entry["path"] for entry in todo["fetch"]],
+            bytes=todo["fetch_bytes"],
+            resumed_bytes=todo["resumable_bytes"],
+            current=version if p["activate"] else todo["active"],
+        )
+        module.exit_json(**result)
+    try:
+        done = install(
+            store, manifest, raw, p["sources"], activate_it=p["activate"], workers=p["workers"],
+            timeout=p["timeout"], rate_limit=p["rate_limit"] or None,
+        )  # fmt: skip
+    except (BundleError, OSError) as exc:
+        module.fail_json(msg=str(exc), **result)
+    result.update(
+        changed=done["changed"],
+        fetched=done["fetched"],
+        bytes=done["bytes"],
+        resumed_bytes=done["resumed_bytes"],
+        current=version if p["activate"] else todo["active"],
+    )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

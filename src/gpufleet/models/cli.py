@@ -1,0 +1,152 @@
+"""``gpufleet model add|verify``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gpufleet._progress import Bar, human, sayer
+from gpufleet.bundle.cli import parse_rate
+from gpufleet.bundle.signing import ENV_HOME
+from gpufleet.models import ModelVerifyFailed
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from gpufleet.models import api
+
+    if args.model_cmd == "add":
+        bar = None
+
+        def start(total: int) -> None:
+            nonlocal bar
+            bar = Bar("hash", total, stream=sys.stderr)
+
+        result = api.add_model(
+            args.directory,
+            args.name,
+            args.version,
+            output=args.output,
+            chunk_size=args.chunk_size,
+            signing_home=args.signing_home,
+            key=args.key,
+            progress=lambda n: bar.add(n) if bar else None,
+            say=sayer("model"),
+            on_total=start,
+        )
+        if bar is not None:
+            bar.close(f", {result['hashed']} files hashed, {result['cached']} from an earlier run")
+        print(
+            f"model '{result['name']}' version {result['version']}: {result['files']} files, "
+            f"{human(result['bytes'])}\n"
+            f"manifest {result['manifest']}, signed by {result['fingerprint']} ({result['signature']})\n"
+            f"check it:  gpufleet model verify {result['manifest']} --fingerprint {result['fingerprint']}"
+        )
+        return 0
+    if args.model_cmd == "verify":
+        bar = Bar("verify", None, stream=sys.stderr) if args.dir else None
+        report = api.verify_model(
+            args.manifest,
+            args.fingerprint,
+            keyring=args.keyring,
+            signature=args.signature,
+            directory=args.dir,
+            signing_home=args.signing_home,
+            progress=bar.add if bar else None,
+        )
+        if bar is not None:
+            bar.close()
+        what = f"model '{report['name']}' version {report['version']}"
+        if not report["ok"]:
+            print(f"FAILED: {args.dir} does not match {what} ({len(report['problems'])} problem(s)):")
+            for line in report["problems"]:
+                print(f"  - {line}")
+            raise ModelVerifyFailed("the model directory does not match its signed manifest")
+        checked = f"; every file in {args.dir} matches" if args.dir else ""
+        print(
+            f"OK: {what}: signature good (pinned key {args.fingerprint}); {report['files']} files, "
+            f"{human(report['bytes'])}{checked}"
+        )
+        return 0
+    if args.model_cmd == "fetch":
+        bar = None
+
+        def start(total: int) -> None:
+            nonlocal bar
+            bar = Bar("fetch", total, stream=sys.stderr)
+
+        result = api.fetch_model(
+            args.manifest,
+            args.fingerprint,
+            args.source,
+            args.store,
+            keyring=args.keyring,
+            signature=args.signature,
+            activate=not args.no_activate,
+            workers=args.workers,
+            rate_limit=args.rate_limit,
+            signing_home=args.signing_home,
+            progress=lambda n: bar.add(n) if bar else None,
+            on_total=start,
+        )
+        if bar is not None:
+            bar.close(f", {len(result['fetched'])} files")
+        state = "now current" if result["activated"] else "in the store (current unchanged)"
+        print(
+            f"{result['path']}: {state}; {len(result['fetched'])} files fetched ({human(result['bytes'])}), "
+            f"{human(result['resumed_bytes'])} resumed; previous: {result['previous'] or 'none'}"
+        )
+        return 0
+    if args.model_cmd == "rollback":
+        result = api.rollback_model(args.store, args.name)
+        print(f"model {args.name}: current is {result['current']} again (previous: {result['previous']})")
+        return 0
+    raise AssertionError(args.model_cmd)
+
+
+def add_parser(sub) -> None:
+    m = sub.add_parser(
+        "model",
+        help="model packaging: signed model manifests",
+        description="A model is a directory (safetensors shards, config, tokenizer) described by a model "
+        "manifest: every file's size and sha256 and the sha256 of each fixed-size chunk, signed with the "
+        "bundle key. Nodes fetch it with the gpufleet.cluster.model_fetch module, every chunk verified.",
+    )
+    ms = m.add_subparsers(dest="model_cmd", required=True)
+    ma = ms.add_parser("add", help="hash a model directory into a signed manifest (resumable)")
+    ma.add_argument("directory", help="the model directory")
+    ma.add_argument("--name", required=True, help="the model's name in the store")
+    ma.add_argument("--version", required=True, help="the model version (a directory name in the store)")
+    ma.add_argument(
+        "-o", "--output", help="manifest path (default NAME-VERSION.model.json); signature OUTPUT.asc"
+    )
+    ma.add_argument("--chunk-size", type=int, help="bytes per verified chunk (default 64 MiB)")
+    ma.add_argument(
+        "--signing-home",
+        help=f"GnuPG home of the bundle signing key (default: ${ENV_HOME} or "
+        "~/.local/share/gpufleet/signing)",
+    )
+    ma.add_argument("--key", help="fingerprint of the signing key when the home holds several")
+    mv = ms.add_parser("verify", help="check a model manifest's signature (and a directory against it)")
+    mv.add_argument("manifest", help="the .model.json file")
+    mv.add_argument("--fingerprint", required=True, help="the pinned bundle key fingerprint")
+    mv.add_argument("--keyring", help="public key to check with (default: this machine's bundle key)")
+    mv.add_argument("--signature", help="detached signature (default MANIFEST.asc)")
+    mv.add_argument("--dir", help="also hash this model directory against the manifest")
+    mv.add_argument("--signing-home", help="GnuPG home of the bundle key, for the default keyring")
+    mf = ms.add_parser("fetch", help="fetch a signed model into a local store, every chunk verified")
+    mf.add_argument("manifest", help="the .model.json file")
+    mf.add_argument("--fingerprint", required=True, help="the pinned bundle key fingerprint")
+    mf.add_argument(
+        "--source", action="append", required=True, help="http(s) URL of the model directory (repeatable)"
+    )
+    mf.add_argument("--store", required=True, help="the model store directory")
+    mf.add_argument("--keyring", help="public key to check with (default: this machine's bundle key)")
+    mf.add_argument("--signature", help="detached signature (default MANIFEST.asc)")
+    mf.add_argument("--no-activate", action="store_true", help="stage the version; leave current as it is")
+    mf.add_argument("--workers", type=int, default=4, help="parallel chunk downloads (default 4)")
+    mf.add_argument("--rate-limit", metavar="RATE", type=parse_rate, help="cap, e.g. 500K or 20M (bytes/s)")
+    mf.add_argument("--signing-home", help="GnuPG home of the bundle key, for the default keyring")
+    mr = ms.add_parser("rollback", help="point current back at the previous version (nothing fetched)")
+    mr.add_argument("name", help="the model's name")
+    mr.add_argument("--store", required=True, help="the model store directory")
+    m.set_defaults(func=cmd_model)
