@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gpufleet.apply.cli import Option
+from gpufleet.apply.cli import Option, parse_extra_vars
 from gpufleet.upgrade import api
 
 OPTIONS: tuple[Option, ...] = (
@@ -43,6 +43,17 @@ OPTIONS: tuple[Option, ...] = (
         ("--verify-tier",), "verify_tier", {"help": "gpufleet verify tier after each host (default: quick)"}
     ),
     Option(
+        ("-e", "--extra-vars"),
+        None,
+        {
+            "dest": "extra_vars",
+            "action": "append",
+            "default": [],
+            "metavar": "VARS",
+            "help": "KEY=VALUE (several separated by spaces), a JSON/YAML mapping, or @FILE; repeatable",
+        },
+    ),
+    Option(
         ("--runs-dir",),
         "runs_dir",
         {
@@ -66,7 +77,9 @@ OPTIONS: tuple[Option, ...] = (
 
 def run_kwargs(args: argparse.Namespace) -> dict:
     """The ``api.run`` keywords for parsed ``args``."""
-    return {o.param: getattr(args, o.param) for o in OPTIONS if o.param}
+    kwargs = {o.param: getattr(args, o.param) for o in OPTIONS if o.param}
+    kwargs["extra_vars"] = parse_extra_vars(args.extra_vars) or None
+    return kwargs
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:

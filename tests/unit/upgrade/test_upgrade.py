@@ -54,8 +54,16 @@ def test_cli_maps_options_onto_run():
         "verify_tier": None,
         "runs_dir": "runs",
         "timeout": None,
+        "extra_vars": None,
     }
     assert set(kwargs) <= set(api.run.__code__.co_varnames)
+
+
+def test_cli_extra_vars():
+    args = build_parser().parse_args(
+        ["upgrade", "-i", "inv", "-e", "gpufleet_drain_backend=command", "-e", '{"a": 1}']
+    )
+    assert run_kwargs(args)["extra_vars"] == {"gpufleet_drain_backend": "command", "a": 1}
 
 
 def test_cli_usage_error_exits_1(capsys):
