@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gpufleet.lab.cli import add_parser as add_lab
     from gpufleet.models.cli import add_parser as add_model
     from gpufleet.plan.cli import add_parser as add_plan
+    from gpufleet.upgrade.cli import add_parser as add_upgrade
     from gpufleet.verify.cli import add_parser as add_verify
     from gpufleet.verify.diagnose_cli import add_parser as add_diagnose
 
@@ -25,7 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gpufleet {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for add_group in (add_lab, add_apply, add_verify, add_diagnose, add_bundle, add_model, add_plan):
+    for add_group in (
+        add_lab,
+        add_apply,
+        add_upgrade,
+        add_verify,
+        add_diagnose,
+        add_bundle,
+        add_model,
+        add_plan,
+    ):
         add_group(sub)
     return parser
 

@@ -25,11 +25,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+
+# The node-state knowledge lives once in the collection (the upgrade playbook's filters use it too);
+# parse_slurm_node and SLURM_OUT_OF_SERVICE stay importable from here.
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.scheduler import (
+    K8S_ANNOTATION,
+    SchedulerOutputError,
+    k8s_node_status,
+    slurm_node_status,
+    slurm_reason_is,
+)
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.scheduler import (
+    SLURM_OUT_OF_SERVICE as SLURM_OUT_OF_SERVICE,
+)
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils.scheduler import (
+    parse_slurm_node as parse_slurm_node,
+)
 
 from gpufleet._io import write_atomic
 from gpufleet.errors import GpufleetError
@@ -37,26 +52,7 @@ from gpufleet.errors import GpufleetError
 TIMEOUT_S = 30
 DEFAULT_STATE_FILE = "/var/lib/gpufleet/drain-state.json"
 STATE_SCHEMA = 1
-K8S_ANNOTATION = "gpufleet.io/drained-by"
 K8S_ANNOTATION_VALUE = "gpufleet-verify"
-
-# Slurm node state words that mean "out of service already": someone (an admin, slurmctld, a health
-# check) took the node out, and gpufleet must neither touch it nor later resume it.
-SLURM_OUT_OF_SERVICE = {
-    "DRAIN",
-    "DRAINING",
-    "DRAINED",
-    "DOWN",
-    "FAIL",
-    "FAILING",
-    "MAINT",
-    "REBOOT_REQUESTED",
-    "REBOOT_ISSUED",
-    "POWERED_DOWN",
-    "POWERING_DOWN",
-    "POWER_DOWN",
-    "FUTURE",
-}
 
 
 class DrainError(GpufleetError):
@@ -280,41 +276,6 @@ class _Drainer:
 # ---------------------------------------------------------------------------------------------------
 # Slurm
 
-_SLURM_STATE = re.compile(r"(?:^|\s)State=(\S+)")
-_SLURM_REASON = re.compile(r"(?:^|\s)Reason=(.*)$", re.DOTALL)
-_SLURM_NEXT_FIELD = re.compile(r"^\s+[A-Za-z_]+=")
-
-
-def parse_slurm_node(text: str) -> dict:
-    """``scontrol show node NAME --oneline`` -> {"state": "IDLE+DRAIN", "flags": {...}, "reason": str|None}.
-
-    ``reason`` is the raw text after ``Reason=`` up to the end of the line (Slurm appends
-    ``[user@time]`` and may follow it with more fields); use :func:`slurm_reason_is` to compare.
-    """
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    m = _SLURM_STATE.search(line)
-    state = m.group(1) if m else ""
-    flags = {w.strip("*~#!%$@^-") for w in state.split("+") if w}
-    r = _SLURM_REASON.search(line)
-    reason = r.group(1).rstrip() if r else None
-    if reason in ("", "(null)", "none", "None"):
-        reason = None
-    return {"state": state, "flags": flags, "reason": reason}
-
-
-def slurm_reason_is(raw: str | None, reason: str) -> bool:
-    """Whether the raw ``Reason=`` text is exactly ``reason`` (plus Slurm's ``[user@time]``/fields)."""
-    if not raw or not raw.startswith(reason):
-        return False
-    rest = raw[len(reason) :]
-    return rest == "" or rest.startswith(" [") or bool(_SLURM_NEXT_FIELD.match(rest))
-
-
-def _slurm_reason_text(raw: str | None) -> str:
-    if not raw:
-        return "no reason"
-    return raw.split(" [", 1)[0]
-
 
 class SlurmDrainer(_Drainer):
     kind = "slurm"
@@ -322,14 +283,10 @@ class SlurmDrainer(_Drainer):
 
     def _query(self, node):
         out = self._run("show", "node", node, "--oneline")
-        info = parse_slurm_node(out)
-        if not info["state"]:
-            raise CommandFailed(f"scontrol show node {node}: no State= in its output")
-        return {
-            "out": bool(info["flags"] & SLURM_OUT_OF_SERVICE),
-            "mark": info["reason"],
-            "describe": f"State={info['state']} Reason={_slurm_reason_text(info['reason'])}",
-        }
+        try:
+            return slurm_node_status(out)
+        except SchedulerOutputError:
+            raise CommandFailed(f"scontrol show node {node}: no State= in its output") from None
 
     def _mark_matches(self, current, recorded):
         return slurm_reason_is(current, recorded)
@@ -362,15 +319,9 @@ class KubernetesDrainer(_Drainer):
     def _query(self, node):
         out = self._run("get", "node", node, "-o", "json")
         try:
-            obj = json.loads(out)
-        except ValueError:
+            return k8s_node_status(out)
+        except SchedulerOutputError:
             raise CommandFailed(f"kubectl get node {node}: output is not JSON") from None
-        unschedulable = bool((obj.get("spec") or {}).get("unschedulable"))
-        annotations = (obj.get("metadata") or {}).get("annotations") or {}
-        mark = annotations.get(K8S_ANNOTATION)
-        describe = "cordoned" if unschedulable else "schedulable"
-        describe += f", {K8S_ANNOTATION}={mark}" if mark is not None else f", no {K8S_ANNOTATION} annotation"
-        return {"out": unschedulable, "mark": mark, "describe": describe}
 
     def _mark_for(self, reason):
         return K8S_ANNOTATION_VALUE
