@@ -1,6 +1,8 @@
 """apt.pins in a bundle profile: validated with clear errors, rendered as the APT preferences the
 build container resolves with (so the bundle carries the pinned versions, not the newest)."""
 
+from pathlib import Path
+
 import pytest
 
 from gpufleet.bundle import BundleBuildError, aptrepo, profile
@@ -85,3 +87,9 @@ def test_the_lab_bundle_pins_the_lab_driver_version():
     lab = yaml.safe_load((repo / "inventories" / "lab" / "group_vars" / "all.yml").read_text())
     (pin,) = [p for p in prof["apt"]["pins"] if "nvidia-*" in p["packages"]]
     assert pin["version"].startswith(lab["nvidia_driver_version"] + "-")
+
+
+def test_a_profile_may_name_every_role_the_collection_has():
+    """KNOWN_ROLES is the collection's roles, less the internal _common: a new role can be carried."""
+    roles = {p.name for p in (Path(__file__).resolve().parents[3] / "roles").iterdir() if p.is_dir()}
+    assert set(profile.KNOWN_ROLES) == roles - {"_common"}
