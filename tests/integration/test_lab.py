@@ -134,3 +134,30 @@ def test_ssh_mode_reaches_the_node_as_the_operator_with_host_keys_checked(tmp_pa
         assert "Host key verification failed" in refused.stdout + refused.stderr
     finally:
         gpufleet("lab", "down", "--name", "itest-ssh", "--inventory", inv, env=env)
+
+
+def test_apply_runs_a_playbook_on_the_lab_through_ansible_runner(lab, tmp_path):
+    """`gpufleet apply` (what `make demo` runs site.yml with) on a real node: ansible-runner's event
+    stream gives the host's counts, the run keeps events.jsonl and summary.json, and a failing task
+    gives exit 2 with the host, task and message in the final table."""
+    runs = tmp_path / "runs"
+    env = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin"}
+    out = gpufleet("apply", "playbooks/gpu_summary.yml", "-i", lab["inventory"], "--runs-dir", runs, env=env)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    (run_dir,) = runs.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    counts = summary["hosts"]["node1"]["counts"]
+    assert counts["failed"] == 0 and counts["ok"] >= 3, summary
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "runner_on_ok" and e["event_data"]["host"] == "node1" for e in events)
+    assert "\x1b[" not in out.stdout + out.stderr, "off a terminal the view is plain"
+
+    bad = tmp_path / "fail.yml"
+    bad.write_text(
+        "- name: A task that fails\n  hosts: gpu_nodes\n  gather_facts: false\n  tasks:\n"
+        "    - name: Refuse\n      ansible.builtin.fail:\n        msg: refused on purpose\n"
+    )
+    out = gpufleet("apply", bad, "-i", lab["inventory"], "--runs-dir", runs, env=env)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    text = " ".join((out.stdout + out.stderr).split())
+    assert "node1" in text and "Refuse" in text and "refused on purpose" in text
