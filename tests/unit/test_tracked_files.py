@@ -43,7 +43,5 @@ def test_tracked_symlinks_stay_inside_the_repository():
 def test_git_ignores_a_venv_link_as_well_as_a_venv_directory():
     # check-ignore with --no-index asks the rules, whatever is on disk now.
     for path in (".venv", ".venv/bin/python", ".venv-newest"):
-        result = subprocess.run(
-            ["git", "check-ignore", "--no-index", "-q", path], cwd=REPO, check=False
-        )
+        result = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=REPO, check=False)
         assert result.returncode == 0, f"{path} is not ignored by .gitignore"
