@@ -3,6 +3,7 @@ order and the file's formatting stay byte for byte (NVIDIA's old packages replac
 
 import json
 import os
+import random
 import stat
 from pathlib import Path
 
@@ -267,3 +268,29 @@ def test_backup_names_never_collide(tmp_path):
     first = dj.backup_name(path, now=0)
     open(first, "w").close()
     assert dj.backup_name(path, now=0) == first.replace(".gpufleet-bak", "-1.gpufleet-bak")
+
+
+def test_edits_agree_with_a_fresh_render_on_random_files():
+    """Seeded random files in each style: the edited text is valid JSON holding exactly the merged
+    object in order, is byte-identical to json.dumps of it in the file's style, and a second merge
+    changes nothing."""
+    rnd = random.Random(15)
+    keys = ["a", "b", "runtimes", "log-opts", "dns", "é", "default-runtime"]
+
+    def value(depth=0):
+        pick = rnd.randrange(6 if depth < 2 else 5)
+        if pick == 5:
+            return {k: value(depth + 1) for k in rnd.sample(keys, rnd.randrange(4))}
+        return [1, True, "s", None, [1, "x"]][pick]
+
+    styles = [dict(indent=2), dict(indent=4), dict(indent="\t"), dict(separators=(",", ":")), dict()]
+    for _ in range(400):
+        current = {k: value() for k in rnd.sample(keys, 1 + rnd.randrange(4))}
+        style = rnd.choice(styles)
+        text = json.dumps(current, **style) + "\n"
+        owned = {k: value() for k in rnd.sample(keys, rnd.randrange(3))}
+        remove = [k for k in rnd.sample(keys, rnd.randrange(3)) if k not in owned]
+        result = dj.merge(text, owned, remove)
+        expected = dj.merged(current, owned, [k for k in remove if k in current])
+        assert result.text == json.dumps(expected, **style) + "\n", (text, owned, remove)
+        assert dj.merge(result.text, owned, remove) == dj.Merge(result.text, False, [], [])
