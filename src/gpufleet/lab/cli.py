@@ -37,6 +37,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
             bundle=args.bundle,
             fingerprint=args.fingerprint,
             ssh=args.ssh,
+            node_image=args.node_image,
         )
         rows = fleet.status(args.name)
         print(_table(rows, STATUS_COLUMNS))
@@ -163,6 +164,12 @@ def add_parser(sub) -> None:
         help="reach the hosts over SSH as the unprivileged operator 'ops' with sudo, as real fleets are "
         "reached, with each host key pinned in a known_hosts file the lab writes "
         "(~/.local/share/gpufleet/lab/NAME/ssh/), instead of through docker",
+    )
+    up.add_argument(
+        "--node-image",
+        metavar="IMAGE",
+        help="create the node stand-ins from IMAGE, a converged node committed by 'gpufleet lab layer' "
+        "(make test leaves gpufleet-lab-airgap:current), instead of the bare lab image",
     )
     common(up)
     down = lab_sub.add_parser("down", help="remove the lab's containers and network (never anything else)")

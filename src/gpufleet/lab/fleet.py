@@ -203,9 +203,14 @@ def up(
     bundle: str | Path | None = None,
     fingerprint: str | None = None,
     ssh: bool = False,
+    node_image: str | None = None,
 ) -> dict:
     """Create or start the lab; with ``ssh`` the inventory reaches the hosts over SSH as the
-    operator, with their host keys pinned (gpufleet.lab.ssh), instead of through docker."""
+    operator, with their host keys pinned (gpufleet.lab.ssh), instead of through docker.
+
+    ``node_image``: create the GPU-node stand-ins from this image (a converged node that
+    ``gpufleet lab layer commit`` made, e.g. ``gpufleet-lab-airgap:current``) instead of the bare lab
+    image; the bastion always starts from the lab image. Containers that exist already are kept."""
     validate_name(name)
     offline = airgap_settings(airgap, bundle, fingerprint)
     hosts = wanted_hosts(nodes, bastion or offline is not None)
@@ -215,6 +220,11 @@ def up(
     net = network_name(name)
     check_network(net, dk.inspect("network", net), offline is not None)
     image = ensure_image()
+    if node_image is not None and dk.inspect("image", node_image) is None:
+        raise LabError(
+            f"no image {node_image!r} here: 'make test' commits the converged airgap node as "
+            "gpufleet-lab-airgap:current, or name an image 'docker images' lists"
+        )
     if dk.inspect("network", net) is None:
         if offline is None:
             dk.docker("network", "create", "--label", f"{LAB_LABEL}={name}", net)
@@ -260,7 +270,7 @@ def up(
             *(_airgap_run_flags(offline) if offline is not None and role == "bastion" else []),
             *(["--label", f"{SSH_LABEL}=1"] if ssh else []),
             *RUN_FLAGS,
-            image,
+            node_image if node_image is not None and role != "bastion" else image,
         )
     for cname in wanted:
         state = _wait_for_systemd(cname)

@@ -489,3 +489,46 @@ def test_docker_inventory_is_unchanged_without_ssh():
     v = yaml.safe_load(fleet.render_inventory("lab", fleet.wanted_hosts(1, False)))["all"]["vars"]
     assert v["ansible_connection"] == "community.docker.docker"
     assert "ansible_user" not in v
+
+
+# --- nodes from a layer image (--node-image; benchmarks/controller.py) ---------------------------
+
+
+@pytest.fixture
+def recorded_docker(monkeypatch):
+    """A docker stand-in that knows one image and records every command; systemd is 'running'."""
+    calls = []
+
+    def inspect(kind, name):
+        calls.append(("inspect", kind, name))
+        return {"Id": "sha256:1"} if (kind, name) == ("image", "gpufleet-lab-airgap:current") else None
+
+    def docker(*args, check=True):
+        calls.append(args)
+        return ""
+
+    monkeypatch.setattr(dk, "require_daemon", lambda: "20.10")
+    monkeypatch.setattr(dk, "inspect", inspect)
+    monkeypatch.setattr(dk, "docker", docker)
+    monkeypatch.setattr(fleet, "ensure_image", lambda: fleet.IMAGE)
+    monkeypatch.setattr(fleet, "lab_containers", lambda lab: [])
+    monkeypatch.setattr(fleet, "_wait_for_systemd", lambda name, timeout=90.0: "running")
+    return calls
+
+
+def test_up_creates_nodes_from_the_node_image_and_the_bastion_from_the_lab_image(recorded_docker):
+    fleet.up(nodes=2, bastion=True, name="bench", inventory=None, node_image="gpufleet-lab-airgap:current")
+    runs = {c[c.index("--name") + 1]: c[-1] for c in recorded_docker if c and c[0] == "run"}
+    assert runs == {
+        "gpufleet-bench-bastion": fleet.IMAGE,
+        "gpufleet-bench-node1": "gpufleet-lab-airgap:current",
+        "gpufleet-bench-node2": "gpufleet-lab-airgap:current",
+    }
+
+
+def test_up_refuses_a_missing_node_image_before_creating_anything(recorded_docker, tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    with pytest.raises(fleet.LabError, match=r"no image 'gpufleet-lab-airgap:nope'.*make test"):
+        fleet.up(nodes=1, inventory=inventory, node_image="gpufleet-lab-airgap:nope")
+    assert not [c for c in recorded_docker if c and c[0] in ("run", "network")]
+    assert not inventory.exists()
