@@ -3,11 +3,12 @@
 Host code is every file a module under plugins/modules imports from plugins/module_utils (followed
 transitively), plus the module_utils files a benchmark probe carries (src/gpufleet/verify/probes). It
 must import only the standard library, ansible.module_utils and other host code, never plugin_utils or
-the gpufleet package. ruff (ruff-host.toml, target py38) rejects newer syntax; it cannot see newer
-standard-library use (str.removeprefix, zip(strict=...), int | str evaluated at run time), so with
-``--python`` naming a Python 3.8 this script also compiles and imports every host file under it and,
-when that Python has pytest, runs the host code's unit tests under it, with ansible's module_utils on
-the path as Ansible ships them next to a module.
+the gpufleet package; an import inside ``try: ... except ImportError:`` is optional (boto3 for s3://
+model sources, guarded as amazon.aws guards it) and allowed. ruff (ruff-host.toml, target py38)
+rejects newer syntax; it cannot see newer standard-library use (str.removeprefix, zip(strict=...),
+int | str evaluated at run time), so with ``--python`` naming a Python 3.8 this script also compiles
+and imports every host file under it and, when that Python has pytest, runs the host code's unit
+tests under it, with ansible's module_utils on the path as Ansible ships them next to a module.
 
 Usage: python scripts/check_host_code.py [--python /path/to/python3.8]
 """
@@ -32,9 +33,30 @@ PROBE_CARRIED = ("probe_output",)
 HOST_TESTS = REPO / "tests" / "unit"
 
 
-def imports(path: Path) -> list[str]:
+def _optional(tree: ast.AST) -> set[int]:
+    """ids of the import nodes in the body of a ``try`` that catches ImportError: optional imports,
+    as amazon.aws guards boto3 (``HAS_BOTO3``); the code must work without them."""
+    found = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Try):
+            continue
+        caught = set()
+        for handler in node.handlers:
+            types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+            caught |= {t.id for t in types if isinstance(t, ast.Name)}
+        if caught & {"ImportError", "ModuleNotFoundError"}:
+            found |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return found
+
+
+def imports(path: Path, optional: bool = True) -> list[str]:
+    """Names ``path`` imports; ``optional=False`` leaves out those guarded by ``except ImportError``."""
     names = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    skip = set() if optional else _optional(tree)
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -63,7 +85,7 @@ def import_problems(paths: list[Path]) -> list[str]:
     allowed = set(sys.stdlib_module_names) | {"__future__"}
     problems = []
     for path in paths:
-        for name in imports(path):
+        for name in imports(path, optional=False):
             top = name.split(".")[0]
             if top in allowed or name.startswith(("ansible.module_utils.", HOST_PREFIX)):
                 continue

@@ -16,9 +16,12 @@ verified chunks, so running again resumes. The active version is never touched b
 
 Sources are base URLs of a model directory (``http://bastion/models/NAME/VERSION``, any mirror, or a
 peer serving its own ``models/NAME/current``): the file ``a/b.json`` is fetched from
-``SOURCE/a/b.json``. Not built yet: ``s3://`` (boto3 on the controller) and peer discovery.
+``SOURCE/a/b.json``. An ``s3://BUCKET/PREFIX`` source reads the object ``PREFIX/a/b.json`` with ranged
+GetObject requests (``model_s3``, boto3 when the host has it). A source that fails for a reason that
+holds for every chunk (wrong credentials, no such bucket, endpoint unreachable) is not asked again
+in that run: its chunks go to the other sources at once. Not built yet: peer discovery.
 
-Host code: stdlib only, Python >= 3.8.
+Host code: stdlib only (boto3 optional, for s3:// sources), Python >= 3.8.
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.model_manifest im
     chunk_count,
     chunk_range,
 )
+from ansible_collections.gpufleet.cluster.plugins.module_utils.model_s3 import (
+    S3Failure,
+    S3Source,
+    source_problem,
+)
 from ansible_collections.gpufleet.cluster.plugins.module_utils.model_store import (
     FILE_MODE,
     PARTIAL,
@@ -56,8 +64,7 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.model_store impor
     remove_quietly,
 )
 
-SCHEMES = ("http", "https")
-NOT_YET = {"s3": "s3:// sources are not built yet; serve the model over http(s) from the bastion"}
+SCHEMES = ("http", "https", "s3")
 USER_AGENT = "gpufleet-model-fetch"
 LOCK = ".gpufleet-lock"
 _READ = 1024 * 1024
@@ -110,13 +117,17 @@ def store_lock(store):
 def check_sources(sources):
     """Raise ModelError for an empty list or a source this engine cannot read."""
     if not sources:
-        raise ModelError("no sources: give at least one http(s) URL of the model directory")
+        raise ModelError("no sources: give at least one http(s) or s3:// URL of the model directory")
     for source in sources:
-        scheme = urlsplit(source).scheme
-        if scheme in NOT_YET:
-            raise ModelError(f"source {source}: {NOT_YET[scheme]}")
-        if scheme not in SCHEMES or not urlsplit(source).netloc:
-            raise ModelError(f"source {source!r} is not an http:// or https:// URL of a model directory")
+        parts = urlsplit(source)
+        if parts.scheme == "s3":
+            problem = source_problem(source)
+            if problem:
+                raise ModelError(f"source {redact(source)}: {problem}")
+        elif parts.scheme not in SCHEMES or not parts.netloc:
+            raise ModelError(
+                f"source {redact(source)!r} is not an http://, https:// or s3:// URL of a model directory"
+            )
 
 
 def source_url(source, path):
@@ -124,11 +135,12 @@ def source_url(source, path):
 
 
 def redact(url):
-    """A URL without user:password@, for messages and logs."""
+    """A URL without user:password@ and without a query string (a presigned URL's signature), for
+    messages and logs; an ``s3://`` URL never holds more than bucket and prefix."""
     parts = urlsplit(url)
-    if "@" not in parts.netloc:
+    if "@" not in parts.netloc and not parts.query:
         return url
-    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], query="").geturl()
 
 
 class _Failed(Exception):
@@ -163,6 +175,43 @@ def get_range(url, start, length, timeout, throttle=NO_LIMIT):
     if len(data) != length:
         raise _Failed("transfer", f"{redact(url)}: {len(data)} of {length} bytes (the source went away?)")
     return data
+
+
+class _Sources:
+    """The sources of one fetch. ``get`` reads a byte range from one of them with the reader its
+    scheme calls for (a ranged HTTP GET, or a ranged S3 GetObject); a source that failed for a reason
+    that holds for every chunk is remembered in ``dead`` and not asked again.
+    """
+
+    def __init__(self, sources, timeout, throttle=NO_LIMIT, s3=None):
+        self.urls = list(sources)
+        self.timeout = timeout
+        self.throttle = throttle
+        self.dead = {}  # source -> why it is not asked again
+        try:
+            self.s3 = {u: S3Source(u, s3, timeout) for u in self.urls if urlsplit(u).scheme == "s3"}
+        except S3Failure as exc:
+            raise ModelError(str(exc)) from None
+
+    def name(self, source, path):
+        """Where ``path`` is read from, without credentials, for messages."""
+        if source in self.s3:
+            return self.s3[source].name(path)
+        return redact(source_url(source, path))
+
+    def get(self, source, path, start, length):
+        """Bytes ``[start, start + length)`` of ``path`` from ``source``; _Failed('transfer', ...) if not."""
+        if source in self.dead:
+            raise _Failed("transfer", f"{self.name(source, path)}: not asked again ({self.dead[source]})")
+        reader = self.s3.get(source)
+        if reader is None:
+            return get_range(source_url(source, path), start, length, self.timeout, self.throttle)
+        try:
+            return reader.get(path, start, length, self.throttle)
+        except S3Failure as exc:
+            if exc.fatal:
+                self.dead.setdefault(source, str(exc))
+            raise _Failed("transfer", str(exc)) from None
 
 
 class _Partial:
@@ -248,7 +297,7 @@ class _Partial:
         fsync_dir(os.path.dirname(self.final))
 
 
-def _fetch_chunk(part, index, sources, timeout, throttle):
+def _fetch_chunk(part, index, sources):
     """Fetch, verify and record one chunk, trying each source once; returns its length.
 
     Raises _Failed: 'checksum' when every source sent wrong bytes, else 'transfer'.
@@ -257,10 +306,11 @@ def _fetch_chunk(part, index, sources, timeout, throttle):
     start, length = chunk_range(index, entry["size"], part.chunk_size)
     want = entry["chunks"][index]
     problems = []
-    for k in range(len(sources)):
-        url = source_url(sources[(index + k) % len(sources)], entry["path"])
+    urls = sources.urls
+    for k in range(len(urls)):
+        source = urls[(index + k) % len(urls)]
         try:
-            data = get_range(url, start, length, timeout, throttle)
+            data = sources.get(source, entry["path"], start, length)
         except _Failed as exc:
             problems.append(exc)
             continue
@@ -269,7 +319,8 @@ def _fetch_chunk(part, index, sources, timeout, throttle):
             problems.append(
                 _Failed(
                     "checksum",
-                    f"{redact(url)}: chunk {index} (bytes {start}-{start + length - 1}) has sha256 "
+                    f"{sources.name(source, entry['path'])}: chunk {index} "
+                    f"(bytes {start}-{start + length - 1}) has sha256 "
                     f"{got[:12]}..., the manifest says {want[:12]}...",
                 )
             )
@@ -280,7 +331,7 @@ def _fetch_chunk(part, index, sources, timeout, throttle):
     raise _Failed(kind, "; ".join(str(p) for p in problems))
 
 
-def _run_chunks(parts, sources, workers, timeout, throttle, progress, failures):
+def _run_chunks(parts, sources, workers, progress, failures):
     """Fetch every chunk still to do in a thread pool; failures by path into ``failures``.
 
     Returns the bytes fetched. On an interruption (Ctrl-C, a failing progress callback) the chunks
@@ -289,9 +340,7 @@ def _run_chunks(parts, sources, workers, timeout, throttle, progress, failures):
     fetched = 0
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {
-            pool.submit(_fetch_chunk, part, index, sources, timeout, throttle): part
-            for part in parts
-            for index in part.todo()
+            pool.submit(_fetch_chunk, part, index, sources): part for part in parts for index in part.todo()
         }
         try:
             for future in as_completed(futures):
@@ -311,18 +360,21 @@ def _run_chunks(parts, sources, workers, timeout, throttle, progress, failures):
     return fetched
 
 
-def fetch_objects(store, manifest, entries, sources, workers=4, timeout=60, progress=None, rate_limit=None):
+def fetch_objects(
+    store, manifest, entries, sources, workers=4, timeout=60, progress=None, rate_limit=None, s3=None
+):
     """Fetch the objects of ``entries`` (from ``missing_objects``) into ``store``.
 
-    ``sources``: http(s) base URLs of the model directory, tried in turn per chunk; ``workers``:
-    parallel chunk downloads; ``timeout``: seconds per request; ``progress(nbytes)``: called with
-    each verified chunk's size (resumed bytes are reported once at the start); ``rate_limit``:
-    bytes per second over all threads together (None: no limit).
+    ``sources``: http(s) or s3:// base URLs of the model directory, tried in turn per chunk;
+    ``workers``: parallel chunk downloads; ``timeout``: seconds per request; ``progress(nbytes)``:
+    called with each verified chunk's size (resumed bytes are reported once at the start);
+    ``rate_limit``: bytes per second over all threads and sources together (None: no limit);
+    ``s3``: options of the s3:// sources (``model_s3.OPTIONS``; None: boto3's defaults).
     Returns ``{"fetched": [paths], "bytes": downloaded, "resumed_bytes": skipped}``; raises
     ModelError naming every failed file and whether its partial data was kept (resume) or removed.
     """
     check_sources(sources)
-    throttle = Throttle(rate_limit)
+    readers = _Sources(sources, timeout, Throttle(rate_limit), s3)
     chunk_size = manifest["chunk_size"]
     parts = [_Partial(store, entry, chunk_size) for entry in entries]
     resumed = 0
@@ -337,7 +389,7 @@ def fetch_objects(store, manifest, entries, sources, workers=4, timeout=60, prog
         progress(resumed)
     failures = {}  # path -> [_Failed or other exception]
     try:
-        fetched_bytes = _run_chunks(parts, sources, workers, timeout, throttle, progress, failures)
+        fetched_bytes = _run_chunks(parts, readers, workers, progress, failures)
     except BaseException:
         for part in parts:  # the pool has waited for its running threads: no write is in flight
             part.close()
@@ -371,7 +423,16 @@ def fetch_objects(store, manifest, entries, sources, workers=4, timeout=60, prog
 
 
 def install(
-    store, manifest, raw, sources, activate_it=True, workers=4, timeout=60, progress=None, rate_limit=None
+    store,
+    manifest,
+    raw,
+    sources,
+    activate_it=True,
+    workers=4,
+    timeout=60,
+    progress=None,
+    rate_limit=None,
+    s3=None,
 ):
     """Fetch what ``store`` lacks of a verified manifest, build the version, flip ``current`` to it.
 
@@ -382,18 +443,17 @@ def install(
     """
     check_sources(sources)
     with store_lock(store):
-        return _install(store, manifest, raw, sources, activate_it, workers, timeout, progress, rate_limit)
+        how = dict(workers=workers, timeout=timeout, progress=progress, rate_limit=rate_limit, s3=s3)
+        return _install(store, manifest, raw, sources, activate_it, how)
 
 
-def _install(store, manifest, raw, sources, activate_it, workers, timeout, progress, rate_limit):
+def _install(store, manifest, raw, sources, activate_it, how):
     todo = plan(store, manifest, raw)
     if todo["fetch"]:
         check_disk(store, todo["fetch_bytes"])
     result = {"fetched": [], "bytes": 0, "resumed_bytes": 0}
     if todo["fetch"]:
-        result = fetch_objects(
-            store, manifest, todo["fetch"], sources, workers, timeout, progress, rate_limit
-        )
+        result = fetch_objects(store, manifest, todo["fetch"], sources, **how)
     try:
         built = build_version(store, manifest, raw)
         activated = activate(store, manifest["name"], manifest["version"]) if activate_it else False

@@ -13,10 +13,11 @@ description:
   - Checks the signature of the model manifest O(manifest) against the pinned key O(fingerprint) with
     C(gpgv), exactly as M(gpufleet.cluster.bundle_verify) checks a bundle; a manifest that is unsigned,
     altered or signed by another key is refused before anything is fetched.
-  - Fetches the files the store O(store) lacks from O(sources) (parallel ranged HTTP requests, spread
-    over the sources), checks every chunk against the manifest as it lands and asks the next source
-    for a chunk that arrives wrong or not at all. A file reaches its final name only when its whole
-    sha256 matches; an interrupted fetch resumes from the chunks already verified.
+  - Fetches the files the store O(store) lacks from O(sources) (parallel ranged HTTP requests or S3
+    ranged GetObject requests, spread over the sources), checks every chunk against the manifest as
+    it lands and asks the next source for a chunk that arrives wrong or not at all. A file reaches
+    its final name only when its whole sha256 matches; an interrupted fetch resumes from the chunks
+    already verified.
   - Free disk space is checked before the first byte. Files unchanged from a version already in the
     store are not fetched again (the store is content-addressed).
   - With O(activate), points the model's C(current) link at the new version by an atomic rename; the
@@ -51,7 +52,11 @@ options:
       - Base URLs (C(http://) or C(https://)) of the model directory, tried in turn for each chunk (
         the bastion, a mirror, or a peer node serving its store). The file C(a/b.json) is fetched
         from C(SOURCE/a/b.json). Credentials in a URL are never shown in messages.
-      - C(s3://) sources are not supported yet.
+      - C(s3://BUCKET/PREFIX) reads the object C(PREFIX/a/b.json) from S3 or S3-compatible storage
+        (see O(s3_endpoint_url)); it needs boto3 on the managed host. Credentials do not belong in
+        the URL; see O(s3_access_key).
+      - A source that fails for a reason that holds for every chunk (wrong credentials, no such
+        bucket, endpoint unreachable) is not asked again in that run.
     type: list
     elements: str
     required: true
@@ -81,6 +86,29 @@ options:
         a shared uplink. V(0) means no cap.
     type: int
     default: 0
+  s3_endpoint_url:
+    description:
+      - URL of S3-compatible storage (MinIO, Ceph RGW, ...) for the C(s3://) sources, such as
+        C(https://minio.example:9000); requests then use path-style addressing. Unset means AWS S3.
+    type: str
+  s3_region:
+    description:
+      - Region of the C(s3://) sources' bucket. Unset means boto3's default (C(AWS_REGION), C(~/.aws/config)).
+    type: str
+  s3_access_key:
+    description:
+      - Access key ID for the C(s3://) sources. With O(s3_secret_key); when both are unset boto3's
+        credential chain applies (C(AWS_ACCESS_KEY_ID) and C(AWS_SECRET_ACCESS_KEY), C(~/.aws/credentials),
+        an instance or container role). Never logged or returned.
+    type: str
+  s3_secret_key:
+    description:
+      - Secret access key for O(s3_access_key). Never logged, returned or shown in an error.
+    type: str
+  s3_session_token:
+    description:
+      - Session token of temporary credentials (STS). Never logged or returned.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -89,6 +117,10 @@ attributes:
     support: none
 notes:
   - Needs C(gpgv) on the managed host (Debian package C(gpgv), installed by default).
+  - C(s3://) sources need boto3 on the managed host (Debian package C(python3-boto3), or
+    C(pip install boto3)); without it an C(s3://) source is refused before anything is fetched and
+    http(s) sources work as before. Errors from the storage name the bucket, the key, the error
+    code and what to check, never a credential.
   - One fetch at a time per store (a lock file, C(.gpufleet-lock)); a second one fails at once.
   - Each download thread holds one chunk in memory (64 MiB by default), so memory use is about
     O(workers) chunks.
@@ -116,6 +148,19 @@ EXAMPLES = r"""
       - http://bastion.example/models/llama-3.1-8b/2
       - http://node07.example:8090/llama-3.1-8b/current
     activate: false
+
+- name: Fetch from S3-compatible storage, the bastion as the second source
+  gpufleet.cluster.model_fetch:
+    manifest: /srv/gpufleet/bundle/files/models/llama-3.1-8b-1.model.json
+    keyring: /srv/gpufleet/bundle/keys/gpufleet-bundle.gpg
+    fingerprint: "{{ gpufleet_bundle_fingerprint }}"
+    sources:
+      - s3://models/llama-3.1-8b/1
+      - "http://{{ gpufleet_bastion }}/models/llama-3.1-8b/1"
+    s3_endpoint_url: https://minio.example:9000
+    s3_access_key: "{{ vault_models_access_key }}"
+    s3_secret_key: "{{ vault_models_secret_key }}"
+    rate_limit: 200000000
 """
 
 RETURN = r"""
@@ -167,6 +212,7 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.model_manifest im
     BundleError,
     verify_signed,
 )
+from ansible_collections.gpufleet.cluster.plugins.module_utils.model_s3 import OPTIONS as S3_OPTIONS
 from ansible_collections.gpufleet.cluster.plugins.module_utils.model_store import plan, version_dir
 from ansible_collections.gpufleet.cluster.plugins.module_utils.model_transfer import (
     check_sources,
@@ -187,7 +233,13 @@ def main():
             workers=dict(type="int", default=4),
             timeout=dict(type="int", default=60),
             rate_limit=dict(type="int", default=0),
+            s3_endpoint_url=dict(type="str"),
+            s3_region=dict(type="str"),
+            s3_access_key=dict(type="str", no_log=True),
+            s3_secret_key=dict(type="str", no_log=True),
+            s3_session_token=dict(type="str", no_log=True),
         ),
+        required_together=[("s3_access_key", "s3_secret_key")],
         supports_check_mode=True,
     )
     p = module.params
@@ -221,6 +273,7 @@ def main():
         done = install(
             store, manifest, raw, p["sources"], activate_it=p["activate"], workers=p["workers"],
             timeout=p["timeout"], rate_limit=p["rate_limit"] or None,
+            s3={k: p["s3_" + k] for k in S3_OPTIONS},
         )  # fmt: skip
     except (BundleError, OSError) as exc:
         module.fail_json(msg=str(exc), **result)

@@ -11,6 +11,7 @@ from collections import namedtuple
 
 import pytest
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_manifest as mm
+from ansible_collections.gpufleet.cluster.plugins.module_utils import model_s3
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_store as ms
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_transfer as mt
 from model_testkit import CHUNK, Server, make_files, manifest_for
@@ -197,17 +198,39 @@ def test_a_users_directory_at_current_is_never_replaced(store):
     ("sources", "message"),
     [
         ([], "no sources"),
-        (["s3://bucket/models/tiny"], "not built yet"),
+        (["s3:///models/tiny"], "bucket name is missing"),
+        (["s3://models/tiny?versionId=3"], "no query string"),
         (["ftp://mirror/tiny"], "not an http"),
     ],
 )
 def test_sources_are_checked(store, sources, message):
     with pytest.raises(mm.ModelError, match=message):
         install(store, manifest_for(make_files()), sources)
+    assert not store.exists(), "refused before the store is touched"
+
+
+def test_an_s3_source_without_boto3_is_refused_with_what_to_install(store, monkeypatch):
+    monkeypatch.setattr(model_s3, "HAS_BOTO3", False)
+    message = (
+        r"s3://models/tiny: the s3:// source needs boto3 on the host \(python3-boto3 or pip install boto3\)"
+    )
+    with pytest.raises(mm.ModelError, match=message):
+        install(store, manifest_for(make_files()), ["http://127.0.0.1:9/tiny", "s3://models/tiny"])
+    assert not store.exists()
+    mt.check_sources(["http://127.0.0.1:9/tiny"])  # http(s) sources need nothing more
+
+
+def test_credentials_in_an_s3_url_are_refused_and_not_shown(store):
+    with pytest.raises(mm.ModelError, match="credentials do not belong in an s3:// URL") as err:
+        install(store, manifest_for(make_files()), ["s3://AKIDEXAMPLE:wJalrXUtnFEMI@models/tiny"])
+    assert "AKIDEXAMPLE" not in str(err.value) and "wJalrXUtnFEMI" not in str(err.value)
 
 
 def test_credentials_never_appear_in_messages():
     assert mt.redact("https://user:s3cret@mirror.example/m") == "https://mirror.example/m"
+    presigned = "https://s3.example/b/m?X-Amz-Credential=AKID&X-Amz-Signature=s3cret"
+    assert mt.redact(presigned) == "https://s3.example/b/m"
+    assert mt.redact("s3://bucket/models/tiny") == "s3://bucket/models/tiny"
     with pytest.raises(mt._Failed) as err:
         mt.get_range("http://user:s3cret@127.0.0.1:9/x", 0, 10, timeout=2)
     assert "s3cret" not in str(err.value)

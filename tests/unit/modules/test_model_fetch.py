@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_manifest as mm
+from ansible_collections.gpufleet.cluster.plugins.module_utils import model_s3
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_store as ms
 from ansible_collections.gpufleet.cluster.plugins.modules import model_fetch
 from module_harness import AnsibleExitJson, AnsibleFailJson, _module_exits  # noqa: F401
@@ -97,3 +98,15 @@ def test_a_checksum_mismatch_fails_the_task_and_leaves_no_partial_data(tmp_path,
     assert not ok and "refused" in result["msg"] and "config.json" in result["msg"]
     assert not [p for p in store.rglob("*") if ".partial" in p.name]
     assert ms.active_version(str(store), "tiny") is None
+
+
+def test_an_s3_source_on_a_host_without_boto3_fails_saying_what_to_install(tmp_path, keys, monkeypatch):
+    monkeypatch.setattr(model_s3, "HAS_BOTO3", False)
+    files = make_files()
+    path, keyring = signed(tmp_path, keys, files)
+    args = args_for(path, keyring, keys, tmp_path / "store", "s3://models/tiny/1")
+    ok, result = run(args, check_mode=True)
+    assert not ok and "needs boto3 on the host (python3-boto3 or pip install boto3)" in result["msg"]
+    ok, result = run(dict(args, s3_access_key="AKIDEXAMPLE"))
+    assert not ok and "s3_secret_key" in result["msg"], "an access key without its secret is refused"
+    assert not (tmp_path / "store").exists()
