@@ -5,7 +5,7 @@ Issue 17's scaling figures: a 2-core controller spends CPU on every host it mana
 workers, templating, SSH clients, testinfra), so its CPU seconds per host set how many hosts one
 controller can serve. This script measures them on the lab, 1 node and N nodes in the same run:
 
-- nodes start from the converged airgap node that `make test` commits (gpufleet-lab-airgap:current),
+- nodes start from the converged airgap node that `make test` commits (gpufleet-lab-node:current),
   reached over SSH as the operator 'ops' with pinned host keys, as a real fleet is;
 - a warm-up `gpufleet apply site.yml` (online: the nodes go back to their own package sources) is
   not measured; then `gpufleet apply site.yml` on node1 and on all N nodes, each measured as the
@@ -183,7 +183,7 @@ def line(name: str, one: dict, many: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=4)
-    parser.add_argument("--image", default="gpufleet-lab-airgap:current", help="the converged node image")
+    parser.add_argument("--image", default="gpufleet-lab-node:current", help="the converged node image")
     parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()

@@ -169,7 +169,7 @@ def add_parser(sub) -> None:
         "--node-image",
         metavar="IMAGE",
         help="create the node stand-ins from IMAGE, a converged node committed by 'gpufleet lab layer' "
-        "(make test leaves gpufleet-lab-airgap:current), instead of the bare lab image",
+        "(make test leaves gpufleet-lab-node:current), instead of the bare lab image",
     )
     common(up)
     down = lab_sub.add_parser("down", help="remove the lab's containers and network (never anything else)")

@@ -209,7 +209,7 @@ def up(
     operator, with their host keys pinned (gpufleet.lab.ssh), instead of through docker.
 
     ``node_image``: create the GPU-node stand-ins from this image (a converged node that
-    ``gpufleet lab layer commit`` made, e.g. ``gpufleet-lab-airgap:current``) instead of the bare lab
+    ``gpufleet lab layer commit`` made, e.g. ``gpufleet-lab-node:current``) instead of the bare lab
     image; the bastion always starts from the lab image. Containers that exist already are kept."""
     validate_name(name)
     offline = airgap_settings(airgap, bundle, fingerprint)
@@ -223,7 +223,7 @@ def up(
     if node_image is not None and dk.inspect("image", node_image) is None:
         raise LabError(
             f"no image {node_image!r} here: 'make test' commits the converged airgap node as "
-            "gpufleet-lab-airgap:current, or name an image 'docker images' lists"
+            "gpufleet-lab-node:current, or name an image 'docker images' lists"
         )
     if dk.inspect("network", net) is None:
         if offline is None:

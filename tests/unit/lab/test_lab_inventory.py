@@ -501,7 +501,7 @@ def recorded_docker(monkeypatch):
 
     def inspect(kind, name):
         calls.append(("inspect", kind, name))
-        return {"Id": "sha256:1"} if (kind, name) == ("image", "gpufleet-lab-airgap:current") else None
+        return {"Id": "sha256:1"} if (kind, name) == ("image", "gpufleet-lab-node:current") else None
 
     def docker(*args, check=True):
         calls.append(args)
@@ -517,18 +517,18 @@ def recorded_docker(monkeypatch):
 
 
 def test_up_creates_nodes_from_the_node_image_and_the_bastion_from_the_lab_image(recorded_docker):
-    fleet.up(nodes=2, bastion=True, name="bench", inventory=None, node_image="gpufleet-lab-airgap:current")
+    fleet.up(nodes=2, bastion=True, name="bench", inventory=None, node_image="gpufleet-lab-node:current")
     runs = {c[c.index("--name") + 1]: c[-1] for c in recorded_docker if c and c[0] == "run"}
     assert runs == {
         "gpufleet-bench-bastion": fleet.IMAGE,
-        "gpufleet-bench-node1": "gpufleet-lab-airgap:current",
-        "gpufleet-bench-node2": "gpufleet-lab-airgap:current",
+        "gpufleet-bench-node1": "gpufleet-lab-node:current",
+        "gpufleet-bench-node2": "gpufleet-lab-node:current",
     }
 
 
 def test_up_refuses_a_missing_node_image_before_creating_anything(recorded_docker, tmp_path):
     inventory = tmp_path / "hosts.yml"
-    with pytest.raises(fleet.LabError, match=r"no image 'gpufleet-lab-airgap:nope'.*make test"):
-        fleet.up(nodes=1, inventory=inventory, node_image="gpufleet-lab-airgap:nope")
+    with pytest.raises(fleet.LabError, match=r"no image 'gpufleet-lab-node:nope'.*make test"):
+        fleet.up(nodes=1, inventory=inventory, node_image="gpufleet-lab-node:nope")
     assert not [c for c in recorded_docker if c and c[0] in ("run", "network")]
     assert not inventory.exists()
