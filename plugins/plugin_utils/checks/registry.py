@@ -243,6 +243,14 @@ CHECKS = _register(
         {"gpus": state("gpus"), "docker_info_json": state("docker_info")},
     ),
     Check(
+        "cdi_spec",
+        "quick",
+        "software",
+        "CDI spec matches /dev and the driver",
+        software.cdi_spec,
+        {"gpus": state("gpus"), "cdi_text": state("cdi"), "error": error("cdi")},
+    ),
+    Check(
         "services",
         "quick",
         "software",

@@ -1,7 +1,7 @@
 # Copyright: gpufleet developers
 # Apache-2.0
 """Software state checks: what the roles installed is still what runs (driver package, CUDA
-toolkit, NCCL library and configuration, container runtime, services)."""
+toolkit, NCCL library and configuration, container runtime and its CDI spec, services)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import json
 import re
 
 from ansible_collections.gpufleet.cluster.plugins.module_utils.versions import DRIVER_VERSION, to_int
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import cdi, nccl_tuning, nvidia_driver
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import cuda_toolkit as cuda_utils
-from ansible_collections.gpufleet.cluster.plugins.plugin_utils import nccl_tuning, nvidia_driver
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks.core import (
     FAIL,
     MONITOR,
@@ -293,6 +293,111 @@ def container_runtime(gpus, docker_info_json):
         f"docker {version} has no nvidia runtime and no NVIDIA CDI devices "
         f"(runtimes: {', '.join(runtimes) or 'none'})",
         action=REPROVISION,
+        **common,
+    )
+
+
+# --- cdi_spec ------------------------------------------------------------------------------
+
+
+def cdi_spec(gpus, cdi_text, error=None):
+    """The NVIDIA CDI specs in /etc/cdi and /var/run/cdi still describe this host (``cdi.compare``).
+
+    ``cdi_text``: ``cdi.COLLECT_COMMAND`` output (None: not read, ``error`` says why: skip naming
+    it). No ``nvidia.com/gpu`` spec skips, saying whether the toolkit is installed. A spec that does
+    not parse, or one with a missing node, other major/minor, a GPU node it lacks, or libraries of
+    another driver version fails REPROVISION naming ``cdi.REGENERATE``. Without any /dev/nvidia<N>
+    node the spec cannot be compared: skip saying why (driver not loaded, or no GPU at all).
+    """
+    check = "cdi_spec"
+    if cdi_text is None:
+        return result(check, SKIP, f"CDI state not read: {tail(error, 200) or 'no output'}")
+    collected = cdi.parse_collected(cdi_text)
+    specs, broken, other = [], [], []
+    for found in collected["specs"]:
+        try:
+            data = cdi.load(found["text"], found["path"])
+            if data.get("kind") != cdi.KIND:
+                other.append(found["path"])
+                continue
+            specs.append(cdi.read(data, found["path"], found["mtime"]))
+        except cdi.SpecError as exc:
+            broken.append(str(exc))
+    details = [
+        {
+            "spec": s["path"],
+            "cdi_version": s["cdi_version"],
+            "written": cdi.stamp(s["mtime"]),
+            "devices": s["devices"],
+            "nodes": [n["host_path"] for n in s["nodes"]],
+            "driver_versions": sorted(s["versions"]),
+        }
+        for s in specs
+    ] + [{"spec": p, "not_judged": "kind is not nvidia.com/gpu"} for p in other]
+    common = {"source": cdi.SOURCE_URL, "details": details}
+    fix = f"; regenerate: {cdi.REGENERATE}"
+    if broken:
+        details += [{"problem": b, "severity": FAIL} for b in broken]
+        return result(check, FAIL, "; ".join(broken) + fix, action=REPROVISION, **common)
+    dirs = " or ".join(cdi.SPEC_DIRS)
+    if not specs:
+        if collected["toolkit"]:
+            why = (
+                f"nvidia-ctk is installed ({collected['toolkit']}) but no {cdi.KIND} CDI spec is in {dirs}: "
+                f"containers get GPUs without CDI; {cdi.REGENERATE} writes one"
+            )
+        else:
+            why = (
+                f"NVIDIA Container Toolkit not installed (no nvidia-ctk) and no {cdi.KIND} CDI spec in {dirs}"
+            )
+        return result(check, SKIP, why, **common)
+    names = ", ".join(s["path"] for s in specs)
+    dev = cdi.parse_dev(collected["dev"])
+    if not cdi.gpu_nodes(dev):
+        count = int((gpus or {}).get("gpu_count") or 0)
+        nodes = sum(len(s["nodes"]) for s in specs)
+        if count:
+            why = (
+                f"{plural(count, 'GPU')} on PCI but no /dev/nvidia<N> node: the driver is not loaded "
+                f"(see driver_loaded), so {names} cannot be compared"
+            )
+        else:
+            why = (
+                f"no GPU on this host (no /dev/nvidia<N>, none on PCI), yet {names} names "
+                f"{plural(nodes, 'device node')}: left from GPUs that are gone; containers asking for "
+                f"{cdi.KIND} fail. Remove it, or {cdi.REGENERATE} once GPUs are back"
+            )
+        return result(check, SKIP, why, **common)
+    loaded = cdi.driver_version(collected["driver"]) or (gpus or {}).get("driver_version")
+    found = cdi.compare(specs, dev, loaded)
+    details += [{"problem": f["text"], "severity": FAIL} for f in found["findings"]]
+    details += [{"not_compared": p} for p in found["not_compared"]]
+    if found["findings"]:
+        return result(
+            check,
+            FAIL,
+            "stale CDI spec: " + "; ".join(f["text"] for f in found["findings"]) + fix,
+            measured={f["subject"]: f["measured"] for f in found["findings"]},
+            expected={f["subject"]: f["expected"] for f in found["findings"]},
+            action=REPROVISION,
+            **common,
+        )
+    versions = sorted({v for s in specs for v in s["versions"]})
+    libraries = (
+        f"libraries of driver {loaded}"
+        if loaded and versions
+        else "no driver version in the spec"
+        if loaded
+        else "driver version unknown, libraries not compared"
+    )
+    return result(
+        check,
+        PASS,
+        f"{names} match /dev: {plural(found['compared'], 'node')} present "
+        f"({found['numbered']} with major:minor compared), {plural(len(found['gpu_nodes']), 'GPU node')} "
+        f"all in the spec, {libraries}",
+        measured=loaded,
+        expected=versions[0] if len(versions) == 1 else versions or None,
         **common,
     )
 

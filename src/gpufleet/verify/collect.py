@@ -23,7 +23,7 @@ PKG_PATTERNS = ("*nvidia*", "*cuda*", "libnccl*", "*cudnn*", "docker*", "contain
 STATE_KEYS = (
     "errors", "gpus", "ib", "network", "local_facts", "packages", "lsmod", "xid_window_hours",
     "kernel_log", "nvlink", "gpu_processes", "services", "nccl_conf", "docker_info", "df", "meminfo",
-    "nvcc", "cuda_link", "nccl_loaded", "nccl_error", "collect_s",
+    "nvcc", "cuda_link", "nccl_loaded", "nccl_error", "cdi", "collect_s",
 )  # fmt: skip
 
 
@@ -203,6 +203,14 @@ def collect(host, hostvars: dict, *, services: list[str], ib_counter_interval: i
     state["docker_info"] = None if out["rc"] == 3 else (out["stdout"] if out["rc"] == 0 else "")
     if out["rc"] not in (0, 3):
         errors["docker_info"] = (out["stderr"] or "").strip()[-300:]
+
+    # NVIDIA CDI specs, /dev nodes and the driver version in one command (plugin_utils/cdi.py).
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils import cdi
+
+    out = run(host, cdi.COLLECT_COMMAND, timeout=30)
+    state["cdi"] = out["stdout"] if out["rc"] == 0 else None
+    if out["rc"]:
+        errors["cdi"] = (out["stderr"] or "").strip()[-300:] or f"exit {out['rc']}"
 
     out = run(host, "df -P -m " + " ".join(DF_PATHS))
     state["df"] = out["stdout"]
