@@ -21,7 +21,7 @@ import pytest
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core as health
 
 from gpufleet._io import write_atomic
-from gpufleet.verify import collect, settings, wiring
+from gpufleet.verify import collect, connection, settings, wiring
 
 _KEY = pytest.StashKey[dict]()
 
@@ -37,6 +37,7 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    connection.install()  # before testinfra reads the inventory: native connections where it can
     config.addinivalue_line("markers", "gpufleet_tier(name): the check's tier (quick, full, burnin)")
     config.stash[_KEY] = {
         "host": None,

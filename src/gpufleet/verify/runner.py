@@ -306,6 +306,10 @@ def run(
         def get_host(name: str):
             import testinfra
 
+            from gpufleet.verify import connection
+
+            connection.install()
+
             return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
 
         fabric.run_pairs(raws, hosts, overrides, get_host, progress=say)
