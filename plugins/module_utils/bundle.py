@@ -73,6 +73,7 @@ __all__ = [
     "pgp_fingerprint",
     "remove_tree",
     "sha256_file",
+    "signing_key_problem",
     "swap_into_place",
     "validate_manifest",
     "verify_bundle",
@@ -148,6 +149,23 @@ def _require_pin(fingerprint):
             "--fingerprint): the key shipped inside the bundle proves nothing by itself"
         )
     return normalize_fingerprint(fingerprint)
+
+
+def signing_key_problem(manifest, fingerprint):
+    """Why the manifest's ``signing_key`` is not the pinned key ``fingerprint``, or None.
+
+    The signature proves who signed; the manifest must also name that key, so that a manifest copied
+    into a bundle signed by another trusted key is not taken for its own.
+    """
+    pin = _require_pin(fingerprint)
+    signing_key = manifest.get("signing_key")
+    try:
+        named = normalize_fingerprint(signing_key)
+    except BundleError:
+        named = signing_key
+    if named != pin:
+        return f"{MANIFEST} names signing_key {signing_key!r}, not the pinned key {pin}"
+    return None
 
 
 def check_signature(root, fingerprint, keyring=None, gpgv="gpgv"):
@@ -380,13 +398,9 @@ def verify_bundle(root, fingerprint, keyring=None, base=None, progress=None, gpg
     report["files"] = len(manifest["files"])
     report["bytes"] = sum(entry["size"] for entry in manifest["files"])
     manifest_problems = []
-    signing_key = manifest.get("signing_key")
-    try:
-        named = normalize_fingerprint(signing_key)
-    except BundleError:
-        named = signing_key
-    if named != pin:
-        manifest_problems.append(f"{MANIFEST} names signing_key {signing_key!r}, not the pinned key {pin}")
+    key_problem = signing_key_problem(manifest, pin)
+    if key_problem:
+        manifest_problems.append(key_problem)
     if base is not None and manifest.get("base"):
         want = manifest["base"]["manifest_sha256"].lower()
         try:

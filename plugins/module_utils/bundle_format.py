@@ -234,6 +234,11 @@ def _entry_problem(index, entry):
     kind = entry.get("kind")
     if kind is not None and kind not in KINDS:
         return f"{label}: kind {kind!r} is not one of {', '.join(KINDS)}"
+    requires = entry.get("requires")
+    if requires is not None and (
+        not isinstance(requires, list) or not all(isinstance(name, str) and name for name in requires)
+    ):
+        return f"{label}: requires must be a list of wheel names, got {requires!r}"
     return None
 
 

@@ -60,8 +60,11 @@ def resolve_wheels(wheels: dict) -> list[dict]:
                 + "\n  - ".join(errors or [(proc.stderr or "").strip()[-600:]])
             )
         data = json.loads(report.read_text())
+    items = data.get("install", [])
+    resolved_names = {_normalize(item["metadata"]["name"]) for item in items}
+    env = _marker_env(wheels)
     out = []
-    for item in data.get("install", []):
+    for item in items:
         info = item.get("download_info", {})
         sha = (info.get("archive_info", {}).get("hashes") or {}).get("sha256")
         url = info.get("url", "")
@@ -76,9 +79,74 @@ def resolve_wheels(wheels: dict) -> list[dict]:
                 "file": url.rsplit("/", 1)[-1],
                 "sha256": sha,
                 "requested": bool(item.get("requested")),
+                "requires": _requires(item["metadata"], resolved_names, env),
             }
         )
     return sorted(out, key=lambda w: w["name"].lower())
+
+
+def _normalize(name: str) -> str:
+    """PEP 503 name: lower case, runs of '-', '_' and '.' as one '-'."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _marker_env(wheels: dict) -> dict[str, str] | None:
+    """The environment markers of the bundle's target, as far as the profile says it (CPython on
+    Linux, the profile's Python and the first platform tag's machine); None: markers kept as true."""
+    py = str(wheels.get("python", ""))
+    plat = (wheels.get("platform") or [""])[0]
+    machine = re.sub(r"^(many|musl)?linux(\d+)?(_\d+)*_", "", plat) if "linux" in plat else ""
+    if not py or not machine:
+        return None
+    return {
+        "python_version": py,
+        "python_full_version": f"{py}.0",
+        "implementation_name": "cpython",
+        "implementation_version": f"{py}.0",
+        "platform_python_implementation": "CPython",
+        "os_name": "posix",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": machine,
+        "platform_release": "",
+        "platform_version": "",
+        "extra": "",
+    }
+
+
+def _requires(metadata: dict, resolved: set[str], env: dict[str, str] | None) -> list[str]:
+    """Names in ``resolved`` that this wheel's Requires-Dist needs on the target (PEP 503 names).
+
+    A requirement whose marker is false for the target, or needs an extra, is left out; a marker that
+    cannot be evaluated keeps the name: listing an already-resolved wheel too many is harmless
+    (the host installs the closure of these lists), leaving a needed one out is not."""
+    try:
+        from packaging.requirements import InvalidRequirement, Requirement
+    except ImportError:  # pragma: no cover - packaging comes with ansible-core
+        Requirement = None
+    names = set()
+    for line in metadata.get("requires_dist") or []:
+        if Requirement is None:
+            name = _normalize(re.split(r"[\s;<>=!~\[(]", line.strip(), maxsplit=1)[0])
+            if name in resolved:
+                names.add(name)
+            continue
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        name = _normalize(req.name)
+        if name not in resolved:
+            continue
+        if req.marker is not None and env is not None:
+            try:
+                needed = req.marker.evaluate(env)
+            except Exception:  # an unknown marker variable: keep the name (see above)
+                needed = True
+            if not needed:
+                continue
+        names.add(name)
+    return sorted(names)
 
 
 def requirements_text(resolved: list[dict]) -> str:

@@ -316,16 +316,18 @@ def make_manifest(out: Path, prof: dict, fpr: str, created: int, apt_wanted, whe
             kind, origin, purpose = "file", f.get("url") or f["path"], f["purpose"]
         else:
             kind, origin, purpose = "key", "gpg --export", "bundle signing public key (pin its fingerprint)"
-        entries.append(
-            {
-                "path": rel,
-                "size": path.stat().st_size,
-                "sha256": core.sha256_file(str(path)),
-                "kind": kind,
-                "origin": origin,
-                "purpose": purpose,
-            }
-        )
+        entry = {
+            "path": rel,
+            "size": path.stat().st_size,
+            "sha256": core.sha256_file(str(path)),
+            "kind": kind,
+            "origin": origin,
+            "purpose": purpose,
+        }
+        if kind == "wheel" and "requires" in wheel_by_file.get(path.name, {}):
+            # The wheel's dependencies in this bundle: a host installs the closure with hash pins.
+            entry["requires"] = wheel_by_file[path.name]["requires"]
+        entries.append(entry)
     return {
         "schema": core.SCHEMA_VERSION,
         "name": prof["name"],

@@ -225,7 +225,12 @@ def _task(path, name_start):
 def test_the_role_installs_the_planned_torch_into_the_venv_only_when_asked():
     task = _task(NCCL_ROLE / "tasks" / "install.yml", "Install PyTorch")
     pip = task["ansible.builtin.pip"]
-    assert pip["name"] == "torch=={{ __nccl_torch_plan['version'] }}"
+    # Online by name; offline from requirements pinned to the signed manifest (test_offline_wheels.py).
+    assert pip["name"] == "{{ omit if __nccl_offline | bool else 'torch==' ~ __nccl_torch_plan['version'] }}"
+    pin = _task(NCCL_ROLE / "tasks" / "install.yml", "Pin PyTorch")[
+        "gpufleet.cluster.bundle_wheel_requirements"
+    ]
+    assert pin["packages"] == ["torch=={{ __nccl_torch_plan['version'] }}"]
     assert pip["virtualenv"] == "{{ nccl_venv }}"
     assert task["when"] == "nccl_probe_torch | bool"
     assert "gpufleet.cluster.choose_torch" in str(

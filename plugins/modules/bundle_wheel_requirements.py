@@ -1,0 +1,205 @@
+#!/usr/bin/python
+# Copyright: gpufleet developers
+# Apache-2.0
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: bundle_wheel_requirements
+short_description: Write pip requirements with sha256 pins from a bundle's signed manifest
+version_added: 0.1.0
+description:
+  - Downloads C(manifest.json), C(manifest.json.asc) and C(keys/gpufleet-bundle.gpg) from the bundle at
+    O(url) (the bastion), checks with C(gpgv) that the manifest is signed by the key pinned by
+    O(fingerprint) and names that key, exactly as M(gpufleet.cluster.bundle_verify) does; a manifest
+    that is unsigned, altered or signed by another key is refused and nothing is written.
+  - Writes to O(dest) one line C(NAME==VERSION --hash=sha256:HEX) for each wheel of O(packages) and for
+    each wheel they depend on in the bundle (the manifest's C(requires)), sorted. C(pip install
+    --require-hashes -r DEST) then refuses any wheel the bastion, or anything between it and the node,
+    serves with another sha256.
+  - O(dest) is replaced by a rename only when its content changes (mode C(0644)).
+author:
+  - gpufleet developers
+options:
+  url:
+    description:
+      - Base URL of the bundle on the bastion (C(http://), C(https://) or C(file://)), such as
+        C(http://bastion/lab); the manifest is fetched from C(URL/manifest.json).
+    type: str
+    required: true
+  fingerprint:
+    description:
+      - Fingerprint of the trusted bundle signing key (40 hexadecimal characters; spaces and a C(0x)
+        prefix are allowed), usually C(gpufleet_bundle_fingerprint).
+    type: str
+    required: true
+  packages:
+    description:
+      - Wheels to install, as C(NAME) or C(NAME==VERSION) (names compared as PEP 503 normalizes them).
+        A wheel the bundle does not carry, or carries in another version, fails the task.
+    type: list
+    elements: str
+    required: true
+  dest:
+    description:
+      - Path of the requirements file to write.
+    type: path
+    required: true
+  timeout:
+    description:
+      - Seconds to wait for the bastion to answer one request.
+    type: int
+    default: 30
+attributes:
+  check_mode:
+    support: full
+    description: Verifies the manifest and reports whether O(dest) would change.
+  diff_mode:
+    support: full
+    description: Shows the old and new content of O(dest).
+notes:
+  - Needs C(gpgv) on the managed host (Debian package C(gpgv), installed by default).
+  - The bundle must have been built by a gpufleet that records wheel dependencies (C(requires) in the
+    manifest); an older bundle fails with a message to rebuild it.
+  - The logic lives in the collection's C(bundle_wheels) and C(bundle) module utils.
+seealso:
+  - module: gpufleet.cluster.bundle_verify
+"""
+
+EXAMPLES = r"""
+- name: Pin the cuDNN wheel and its dependencies to the signed manifest
+  gpufleet.cluster.bundle_wheel_requirements:
+    url: "http://{{ groups['bastion'][0] }}/{{ gpufleet_bundle_name }}"
+    fingerprint: "{{ gpufleet_bundle_fingerprint }}"
+    packages: [nvidia-cudnn-cu12==9.1.0.70]
+    dest: /opt/gpufleet/venv/gpufleet-cuda_toolkit-requirements.txt
+
+- name: Install exactly those wheels, each checked against its pinned hash
+  ansible.builtin.pip:
+    requirements: /opt/gpufleet/venv/gpufleet-cuda_toolkit-requirements.txt
+    extra_args: --require-hashes
+    virtualenv: /opt/gpufleet/venv
+    virtualenv_command: python3 -m venv
+"""
+
+RETURN = r"""
+lines:
+  description: The requirement lines written to O(dest) (or, in check mode, that would be).
+  returned: success
+  type: list
+  elements: str
+  sample:
+    - filelock==3.16.1 --hash=sha256:2fc8da60df463fdefa81e323eef2e36489e1c94335b5358bcb38360adf75ac9b
+    - mpmath==1.3.0 --hash=sha256:165764f44ef8c61fcdfdfdbe769d687e06374059fbb388b6c89ecb0e28793a6f
+dest:
+  description: The requirements file.
+  returned: success
+  type: str
+  sample: /opt/gpufleet/venv/gpufleet-cuda_toolkit-requirements.txt
+bundle:
+  description: The bundle's name, from its manifest.
+  returned: success
+  type: str
+  sample: lab
+"""
+
+import os
+import shutil
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
+from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle import (
+    KEYRING,
+    MANIFEST,
+    SIGNATURE,
+    BundleError,
+)
+from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_wheels import (
+    verified_manifest,
+    wheel_requirements,
+)
+
+HEADER = "# Written by gpufleet from the bundle's signed manifest: pip install --require-hashes -r THIS\n"
+
+
+def fetch(url, root, timeout):
+    """The manifest, its signature and the bundle key from ``url`` into ``root``."""
+    for rel in (MANIFEST, SIGNATURE, KEYRING):
+        target = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        source = f"{url.rstrip('/')}/{rel}"
+        try:
+            with open_url(source, timeout=timeout) as response, open(target, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except Exception as exc:  # urllib, HTTP and socket errors alike
+            raise BundleError(
+                f"{source} cannot be downloaded ({exc}): check that the bastion serves the bundle "
+                "(bundle_server) and that url is the bundle's base URL"
+            ) from None
+
+
+def write_atomically(dest, content):
+    directory = os.path.dirname(dest) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".gpufleet-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            url=dict(type="str", required=True),
+            fingerprint=dict(type="str", required=True),
+            packages=dict(type="list", elements="str", required=True),
+            dest=dict(type="path", required=True),
+            timeout=dict(type="int", default=30),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    if not p["url"].strip():
+        module.fail_json(
+            msg="url is empty: set it to the bundle's base URL on the bastion (offline_repo_url, "
+            "recorded on the node by the offline_repo role)"
+        )
+    try:
+        with tempfile.TemporaryDirectory(prefix="gpufleet-wheels-") as root:
+            fetch(p["url"].strip(), root, p["timeout"])
+            manifest = verified_manifest(root, p["fingerprint"], gpgv=module.get_bin_path("gpgv") or "gpgv")
+        lines = wheel_requirements(manifest, p["packages"])
+    except BundleError as exc:
+        module.fail_json(msg=str(exc))
+    content = HEADER + "".join(line + "\n" for line in lines)
+    try:
+        with open(p["dest"]) as handle:
+            before = handle.read()
+    except FileNotFoundError:
+        before = None
+    except OSError as exc:
+        module.fail_json(msg=f"{p['dest']} cannot be read: {exc.strerror}")
+    changed = before != content
+    result = dict(changed=changed, lines=lines, dest=p["dest"], bundle=manifest.get("name"))
+    if module._diff:
+        result["diff"] = dict(
+            before=before or "", after=content, before_header=p["dest"], after_header=p["dest"]
+        )
+    if changed and not module.check_mode:
+        try:
+            write_atomically(p["dest"], content)
+        except OSError as exc:
+            module.fail_json(msg=f"{p['dest']} cannot be written: {exc.strerror}")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
