@@ -40,6 +40,7 @@ NAMESPACE = "urn:ietf:params:xml:ns:metalink"
 GENERATOR = "gpufleet"
 CONTROL = ".aria2"  # aria2's resume control file next to a file being downloaded
 PACKAGE = "aria2"
+ARIA2C = "aria2c"  # the program fetch runs when not told otherwise (looked up on PATH)
 STAGING = ".aria2-staging"
 _STDERR_LINES = 8
 
@@ -214,7 +215,7 @@ def command(aria2c, metalink_file, staging, connections=4, split=4, timeout=60, 
 
 
 def fetch(
-    manifest, sources, staging, files=None, aria2c="aria2c", bastion_last=True, run_timeout=None, **options
+    manifest, sources, staging, files=None, aria2c=None, bastion_last=True, run_timeout=None, **options
 ):
     """Fetch ``files`` (all when None) of ``manifest`` into ``staging`` with aria2c, then verify them.
 
@@ -225,6 +226,9 @@ def fetch(
     Returns ``{"fetched": [paths aria2c fetched], "kept": [paths already staged], "exit": code}``.
     ``options`` go to ``command`` (connections, split, timeout, uri_selector).
     """
+    _check_sources(sources)
+    entries = _entries(manifest, files)
+    aria2c = aria2c or ARIA2C
     binary = shutil.which(aria2c)
     if binary is None:
         raise ModelError(
@@ -232,7 +236,6 @@ def fetch(
             f"apt-get install {PACKAGE})"
         )
     chunk_size = manifest["chunk_size"]
-    entries = _entries(manifest, files)
     makedirs(staging)
     kept, todo = [], []
     for entry in entries:

@@ -6,8 +6,10 @@ import os
 import xml.etree.ElementTree as ET
 
 import pytest
+from ansible_collections.gpufleet.cluster.plugins.module_utils import model_manifest as mm
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_metalink as ml
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_store as ms
+from ansible_collections.gpufleet.cluster.plugins.module_utils import model_transfer as mt
 from ansible_collections.gpufleet.cluster.plugins.module_utils.model_manifest import ModelError
 from model_testkit import CHUNK, make_files, manifest_for
 
@@ -186,3 +188,41 @@ def test_a_staged_symlink_out_of_staging_is_refused(tmp_path):
     fake = _fake_aria2c(tmp_path, "exit 0\n")
     with pytest.raises(ModelError, match="outside the staging directory"):
         ml.fetch(manifest_for(make_files()), [BASTION], str(staging), aria2c=fake)
+
+
+def _copying_aria2c(tmp_path, files):
+    """A fake aria2c that "downloads" by copying a good model directory into --dir."""
+    source = tmp_path / "good"
+    for path, data in files.items():
+        (source / path).parent.mkdir(parents=True, exist_ok=True)
+        (source / path).write_bytes(data)
+    script = 'for a; do case "$a" in --dir=*) d="${a#--dir=}";; esac; done\n'
+    return _fake_aria2c(tmp_path, script + f'cp -R "{source}/." "$d/"\n')
+
+
+def test_install_with_the_aria2_engine_builds_and_activates_the_version(tmp_path, monkeypatch):
+    files = make_files()
+    manifest = manifest_for(files)
+    store = str(tmp_path / "store")
+    monkeypatch.setattr(ml, "ARIA2C", _copying_aria2c(tmp_path, files))
+    done = mt.install(store, manifest, mm.dumps(manifest), [BASTION, PEER_A], engine="aria2")
+    assert done["activated"] and done["changed"]
+    assert sorted(done["fetched"]) == sorted(files)
+    assert done["bytes"] == sum(len(data) for data in files.values())
+    assert ms.active_version(store, "tiny") == "1"
+    for path, data in files.items():
+        with open(os.path.join(ms.version_dir(store, "tiny", "1"), path), "rb") as handle:
+            assert handle.read() == data
+    assert not os.path.exists(ml.staging_dir(store, manifest))  # staging is removed once adopted
+    again = mt.install(store, manifest, mm.dumps(manifest), [BASTION], engine="aria2")
+    assert not again["changed"] and again["fetched"] == []
+
+
+def test_install_with_the_aria2_engine_refuses_s3_and_unknown_engines(tmp_path):
+    manifest = manifest_for({"a": b"1"})
+    store = str(tmp_path / "store")
+    with pytest.raises(ModelError, match="only HTTP"):
+        mt.install(store, manifest, mm.dumps(manifest), ["s3://bucket/tiny/1"], engine="aria2")
+    with pytest.raises(ModelError, match="engine 'torrent' is not one of builtin, aria2"):
+        mt.install(store, manifest, mm.dumps(manifest), [BASTION], engine="torrent")
+    assert ms.active_version(store, "tiny") is None
