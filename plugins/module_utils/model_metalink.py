@@ -12,7 +12,8 @@ URL gets the lowest preference, so peers carry what they can.
 aria2's checks are not trusted alone: after aria2c exits 0, every file is hashed again against the
 signed manifest (size, sha256 and every chunk) before the store adopts it. The manifest decides.
 
-Not wired in yet: ``model_fetch`` does not offer ``engine: aria2``; peers do not serve their stores.
+``model_fetch`` uses it with ``engine: aria2`` (``model_transfer.install``). Not built yet: peers
+serving their stores over HTTP, choosing peers.
 Host code: stdlib only, Python >= 3.8.
 """
 
@@ -187,7 +188,14 @@ def _done(staging, entry, chunk_size):
 
 
 def command(aria2c, metalink_file, staging, connections=4, split=4, timeout=60, uri_selector="inorder"):
-    """The aria2c command line: every piece checked as it lands, resumable, nothing renamed."""
+    """The aria2c command line: every piece checked as it lands, resumable, nothing renamed.
+
+    aria2c refuses values out of its ranges (exit 28): connections are kept to 1-16 per server,
+    the timeout to 1-600 s.
+    """
+    connections = max(1, min(16, int(connections)))
+    split = max(1, int(split))
+    timeout = max(1, min(600, int(timeout)))
     return [
         aria2c,
         f"--metalink-file={metalink_file}",

@@ -110,6 +110,9 @@ def test_command_checks_pieces_resumes_and_never_renames():
         "--uri-selector=inorder",
     ):
         assert option in argv
+    clamped = ml.command("aria2c", "x.meta4", "d", connections=64, split=0, timeout=3600)
+    for option in ("--max-connection-per-server=16", "--split=1", "--timeout=600"):
+        assert option in clamped
 
 
 def _fake_aria2c(tmp_path, script):

@@ -13,6 +13,8 @@ from urllib.parse import unquote
 import pytest
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_manifest as mm
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_metalink as ml
+from ansible_collections.gpufleet.cluster.plugins.module_utils import model_store as ms
+from ansible_collections.gpufleet.cluster.plugins.module_utils import model_transfer as mt
 from ansible_collections.gpufleet.cluster.plugins.module_utils.model_manifest import ModelError
 
 pytestmark = pytest.mark.skipif(
@@ -182,3 +184,16 @@ def test_a_bastion_that_goes_away_mid_way_is_resumed_by_a_rerun(tmp_path):
     # piece of slack per large file (aria2c fetches them at once; a piece cut mid-way comes whole).
     assert bastion.sent <= TOTAL - cut + 3 * CHUNK < TOTAL, (bastion.sent, TOTAL, cut)
     assert result["fetched"], result
+
+
+def test_install_with_the_real_aria2c_builds_and_activates(tmp_path):
+    store = str(tmp_path / "store")
+    man = manifest()
+    with Server(FILES) as bastion, Server(FILES) as peer:
+        done = mt.install(store, man, mm.dumps(man), [bastion.url, peer.url], engine="aria2", timeout=5)
+    assert done["activated"] and ms.active_version(store, "tiny") == "1"
+    for path, data in FILES.items():
+        with open(os.path.join(ms.version_dir(store, "tiny", "1"), path), "rb") as handle:
+            assert handle.read() == data
+    assert peer.sent > bastion.sent
+    assert not os.path.exists(ml.staging_dir(store, man))
