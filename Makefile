@@ -47,7 +47,10 @@ lint-host: venv ## host code (module_utils, modules): ruff at Python 3.8, compil
 lint: venv lint-host ## ruff (lint + format) and ansible-lint, production profile
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/ansible-lint --profile production
+	@# ansible-lint (offline) installs this collection into $$ANSIBLE_HOME/collections with --force; so
+	@# does Molecule, which make test runs at the same time: a home of its own, or one removes the
+	@# copy the other is syntax-checking ("couldn't resolve module" for a module that exists).
+	ANSIBLE_HOME=$(CURDIR)/.cache/ansible-lint-home $(BIN)/ansible-lint --profile production
 
 unit: venv ## unit tests (recorded outputs, no lab)
 	$(BIN)/pytest tests/unit -q -p no:cacheprovider -n auto
