@@ -152,21 +152,10 @@ def test_a_peer_serving_a_corrupted_chunk_never_gets_bad_bytes_into_staging(tmp_
     data[2 * CHUNK : 3 * CHUNK] = bytes(b ^ 0xFF for b in data[2 * CHUNK : 3 * CHUNK])  # chunk 2 flipped
     corrupted[bad_path] = bytes(data)
     with Server(FILES) as bastion, Server(corrupted) as peer:
-        try:
-            result = ml.fetch(manifest(), [bastion.url, peer.url], staging, **FAST)
-        except ModelError as exc:
-            outcome = exc
-        else:
-            outcome = result
-    if isinstance(outcome, ModelError):
-        # aria2c gave up on the piece: it must say so as a checksum/unfinished failure.
-        assert re.search(r"aria2c exited (32|7|1|6) ", str(outcome)), outcome
-        # A rerun with the bad peer gone completes from the bastion (resume) and is verified.
-        with Server(FILES) as bastion:
-            ml.fetch(manifest(), [bastion.url], staging, **FAST)
-    else:
-        # aria2c refetched the bad piece from the bastion: the bastion sent at least that chunk.
-        assert bastion.sent >= CHUNK, (bastion.sent, peer.sent)
+        ml.fetch(manifest(), [bastion.url, peer.url], staging, **FAST)
+    # What aria2c 1.36.0 does (seen on every run here): the piece fails its sha-256 from the peer and
+    # is fetched again from the bastion, so the run completes; the bastion sent at least that chunk.
+    assert bastion.sent >= CHUNK, (bastion.sent, peer.sent)
     staged_ok(staging)
 
 
