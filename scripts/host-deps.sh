@@ -21,6 +21,8 @@ if [[ "${1:-all}" != "python" ]]; then
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
   # ssh and ssh-keygen: the lab's SSH mode (Ansible over OpenSSH, host keys pinned).
   command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
+  # aria2c: the model fan-out engine (model_metalink); its tests run it against local HTTP servers.
+  command -v aria2c >/dev/null 2>&1 || need_apt+=(aria2)
 fi
 
 if ((${#need_apt[@]})); then

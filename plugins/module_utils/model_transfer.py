@@ -31,6 +31,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -39,6 +40,7 @@ from urllib.error import HTTPError
 from urllib.parse import quote, urlsplit
 from urllib.request import Request, urlopen
 
+from ansible_collections.gpufleet.cluster.plugins.module_utils import model_metalink
 from ansible_collections.gpufleet.cluster.plugins.module_utils.model_manifest import (
     ModelError,
     chunk_count,
@@ -65,6 +67,7 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.model_store impor
 )
 
 SCHEMES = ("http", "https", "s3")
+ENGINES = ("builtin", "aria2")
 USER_AGENT = "gpufleet-model-fetch"
 LOCK = ".gpufleet-lock"
 _READ = 1024 * 1024
@@ -433,26 +436,53 @@ def install(
     progress=None,
     rate_limit=None,
     s3=None,
+    engine="builtin",
 ):
     """Fetch what ``store`` lacks of a verified manifest, build the version, flip ``current`` to it.
 
     ``raw`` is the manifest's signed bytes (kept in the version directory); the other parameters are
-    ``fetch_objects``'. One fetch at a time per store (a lock file); the disk is checked before the
-    first byte. Returns ``{"changed", "fetched", "bytes", "resumed_bytes", "built",
-    "activated", "previous", "path"}``; ModelError on any failure, with ``current`` untouched.
+    ``fetch_objects``'. ``engine="aria2"`` has aria2c carry the bytes instead (``model_metalink``:
+    http(s) sources only, the first one - the bastion - least preferred; ``workers`` is its
+    connections per server; every file is verified against the manifest before it is adopted).
+    One fetch at a time per store (a lock file); the disk is checked before the first byte.
+    Returns ``{"changed", "fetched", "bytes", "resumed_bytes", "built", "activated", "previous",
+    "path"}``; ModelError on any failure, with ``current`` untouched.
     """
+    if engine not in ENGINES:
+        raise ModelError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     check_sources(sources)
     with store_lock(store):
         how = dict(workers=workers, timeout=timeout, progress=progress, rate_limit=rate_limit, s3=s3)
-        return _install(store, manifest, raw, sources, activate_it, how)
+        if engine == "aria2":
+            how = dict(connections=workers, timeout=timeout)
+        return _install(store, manifest, raw, sources, activate_it, how, engine)
 
 
-def _install(store, manifest, raw, sources, activate_it, how):
+def _fetch_aria2(store, manifest, entries, sources, connections, timeout):
+    """``fetch_objects`` with aria2c: into the store's staging directory, then adopted into objects/."""
+    staging = model_metalink.staging_dir(store, manifest)
+    paths = [entry["path"] for entry in entries]
+    done = model_metalink.fetch(
+        manifest, sources, staging, files=paths, connections=connections, split=connections, timeout=timeout
+    )
+    model_metalink.adopt(store, manifest, staging, files=paths)
+    shutil.rmtree(staging, ignore_errors=True)
+    fetched = set(done["fetched"])
+    return {
+        "fetched": [entry["path"] for entry in entries],
+        "bytes": sum(entry["size"] for entry in entries if entry["path"] in fetched),
+        "resumed_bytes": sum(entry["size"] for entry in entries if entry["path"] not in fetched),
+    }
+
+
+def _install(store, manifest, raw, sources, activate_it, how, engine="builtin"):
     todo = plan(store, manifest, raw)
     if todo["fetch"]:
         check_disk(store, todo["fetch_bytes"])
     result = {"fetched": [], "bytes": 0, "resumed_bytes": 0}
-    if todo["fetch"]:
+    if todo["fetch"] and engine == "aria2":
+        result = _fetch_aria2(store, manifest, todo["fetch"], sources, **how)
+    elif todo["fetch"]:
         result = fetch_objects(store, manifest, todo["fetch"], sources, **how)
     try:
         built = build_version(store, manifest, raw)

@@ -86,6 +86,18 @@ options:
         a shared uplink. V(0) means no cap.
     type: int
     default: 0
+  engine:
+    description:
+      - What carries the bytes. V(builtin) is the collection's own parallel ranged fetch, described above.
+      - V(aria2) runs C(aria2c) (Debian package C(aria2)) on a Metalink v4 made from the signed manifest,
+        with every source as a mirror and the first one (the bastion) least preferred, so peers that
+        already hold the model carry it; aria2 checks each chunk's sha256 as it lands and resumes an
+        interrupted fetch. Every file is then checked again against the manifest before the store
+        adopts it. Only C(http://) and C(https://) sources; O(rate_limit) does not apply, and
+        O(workers) is the connections per source.
+    type: str
+    choices: [builtin, aria2]
+    default: builtin
   s3_endpoint_url:
     description:
       - URL of S3-compatible storage (MinIO, Ceph RGW, ...) for the C(s3://) sources, such as
@@ -121,11 +133,13 @@ notes:
     C(pip install boto3)); without it an C(s3://) source is refused before anything is fetched and
     http(s) sources work as before. Errors from the storage name the bucket, the key, the error
     code and what to check, never a credential.
+  - O(engine=aria2) needs C(aria2c) on the managed host (C(apt-get install aria2)); without it the task
+    fails saying so. Its partial files stay in the store's C(.aria2-staging) directory for the next run.
   - One fetch at a time per store (a lock file, C(.gpufleet-lock)); a second one fails at once.
   - Each download thread holds one chunk in memory (64 MiB by default), so memory use is about
     O(workers) chunks.
-  - The logic lives in the collection's C(model_manifest), C(model_store) and C(model_transfer)
-    module utils, which the C(gpufleet model) command shares.
+  - The logic lives in the collection's C(model_manifest), C(model_store), C(model_transfer) and
+    C(model_metalink) module utils, which the C(gpufleet model) command shares.
 seealso:
   - module: gpufleet.cluster.bundle_verify
 """
@@ -233,6 +247,7 @@ def main():
             workers=dict(type="int", default=4),
             timeout=dict(type="int", default=60),
             rate_limit=dict(type="int", default=0),
+            engine=dict(type="str", choices=["builtin", "aria2"], default="builtin"),
             s3_endpoint_url=dict(type="str"),
             s3_region=dict(type="str"),
             s3_access_key=dict(type="str", no_log=True),
@@ -273,7 +288,7 @@ def main():
         done = install(
             store, manifest, raw, p["sources"], activate_it=p["activate"], workers=p["workers"],
             timeout=p["timeout"], rate_limit=p["rate_limit"] or None,
-            s3={k: p["s3_" + k] for k in S3_OPTIONS},
+            s3={k: p["s3_" + k] for k in S3_OPTIONS}, engine=p["engine"],
         )  # fmt: skip
     except (BundleError, OSError) as exc:
         module.fail_json(msg=str(exc), **result)
