@@ -78,7 +78,8 @@ EXIT_MEANINGS = {
 # --- the Metalink -------------------------------------------------------------------------------
 
 
-def _check_sources(sources):
+def check_sources(sources):
+    """Raise ModelError for an empty list or a source aria2 cannot read (it reads only HTTP(S))."""
     if not sources:
         raise ModelError("no sources: give at least one http(s) URL of the model directory")
     for source in sources:
@@ -125,7 +126,7 @@ def metalink(manifest, sources, files=None, bastion_last=True):
     ``a/b.json`` is at ``SOURCE/a/b.json``. Per file: ``size``, the whole file's sha-256, and
     ``pieces`` with one sha-256 per manifest chunk (none for an empty file, which has no chunks).
     """
-    _check_sources(sources)
+    check_sources(sources)
     chunk_size = manifest.get("chunk_size") if isinstance(manifest, dict) else None
     entries = _entries(manifest, files)
     ranked = priorities(list(sources), bastion_last)
@@ -234,7 +235,7 @@ def fetch(
     Returns ``{"fetched": [paths aria2c fetched], "kept": [paths already staged], "exit": code}``.
     ``options`` go to ``command`` (connections, split, timeout, uri_selector).
     """
-    _check_sources(sources)
+    check_sources(sources)
     entries = _entries(manifest, files)
     aria2c = aria2c or ARIA2C
     binary = shutil.which(aria2c)

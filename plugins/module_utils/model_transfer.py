@@ -450,7 +450,8 @@ def install(
     """
     if engine not in ENGINES:
         raise ModelError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
-    check_sources(sources)
+    # aria2 reads only HTTP(S): say that first, before an s3:// source is judged on boto3's presence.
+    (model_metalink.check_sources if engine == "aria2" else check_sources)(sources)
     with store_lock(store):
         how = dict(workers=workers, timeout=timeout, progress=progress, rate_limit=rate_limit, s3=s3)
         if engine == "aria2":
