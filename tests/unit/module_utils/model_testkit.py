@@ -36,20 +36,20 @@ def make_files(seed=b"v1", shard_chunks=5):
     }
 
 
-def manifest_for(files, name="tiny", version="1", signing_key="A" * 40):
+def manifest_for(files, name="tiny", version="1", signing_key="A" * 40, chunk=CHUNK):
     entries = []
     for path, data in files.items():
-        chunks = [hashlib.sha256(data[i : i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK)]
+        chunks = [hashlib.sha256(data[i : i + chunk]).hexdigest() for i in range(0, len(data), chunk)]
         entries.append(
             {"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "chunks": chunks}
         )
-    return mm.new_manifest(name, version, entries, CHUNK, signing_key)
+    return mm.new_manifest(name, version, entries, chunk, signing_key)
 
 
 class Server:
     """``with Server(files) as s: s.url`` - a ranged HTTP server over ``files`` ({path: bytes})."""
 
-    def __init__(self, files, corrupt=(), drop_after=None, ranges=True):
+    def __init__(self, files, corrupt=(), drop_after=None, ranges=True, http11=False):
         self.files = dict(files)
         self.ranges = ranges  # False: ignore Range and send the whole file with 200, as some servers do
         self.corrupt = set(corrupt)  # paths whose bytes are sent flipped
@@ -60,28 +60,42 @@ class Server:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            # http11: keep-alive connections, as aria2c uses them (it also asks HEAD and open ranges)
+            protocol_version = "HTTP/1.1" if http11 else "HTTP/1.0"
+
             def log_message(self, *args):
                 pass
 
-            def do_GET(self):
+            def _head(self):
                 path = unquote(self.path.lstrip("/"))
                 with server.lock:
                     server.requests.append((path, self.headers.get("Range")))
                 data = server.files.get(path)
                 if data is None:
                     self.send_error(404)
-                    return
-                m = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range") or "")
+                    return None
+                m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
                 m = m if server.ranges else None
-                start, end = (int(m.group(1)), int(m.group(2))) if m else (0, len(data) - 1)
+                start = int(m.group(1)) if m else 0
+                end = min(int(m.group(2)), len(data) - 1) if m and m.group(2) else len(data) - 1
                 body = data[start : end + 1]
                 if path in server.corrupt:
                     body = bytes(b ^ 0xFF for b in body)
                 self.send_response(206 if m else 200)
+                self.send_header("Accept-Ranges", "bytes")
                 self.send_header("Content-Length", str(len(body)))
                 if m:
                     self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
                 self.end_headers()
+                return body
+
+            def do_HEAD(self):
+                self._head()
+
+            def do_GET(self):
+                body = self._head()
+                if body is None:
+                    return
                 with server.lock:
                     allowed = len(body)
                     if server.drop_after is not None:

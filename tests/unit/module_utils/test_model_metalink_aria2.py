@@ -4,18 +4,16 @@
 
 import hashlib
 import os
-import re
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote
 
+import model_testkit
 import pytest
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_manifest as mm
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_metalink as ml
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_store as ms
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_transfer as mt
 from ansible_collections.gpufleet.cluster.plugins.module_utils.model_manifest import ModelError
+from model_testkit import manifest_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("aria2c") is None,
@@ -46,76 +44,11 @@ TOTAL = sum(len(data) for data in FILES.values())
 
 
 def manifest():
-    entries = []
-    for path, data in FILES.items():
-        chunks = [hashlib.sha256(data[i : i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK)]
-        entries.append(
-            {"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "chunks": chunks}
-        )
-    return mm.new_manifest("tiny", "1", entries, CHUNK, "A" * 40)
+    return manifest_for(FILES, chunk=CHUNK)
 
 
-class Server:
-    """A ranged HTTP server over {path: bytes} that counts the body bytes it sent; ``drop_after``
-    stops it sending body bytes after that many in total (a source that goes away mid-transfer)."""
-
-    def __init__(self, files, drop_after=None):
-        self.files = dict(files)
-        self.drop_after = drop_after
-        self.sent = 0
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _head(self):
-                data = server.files.get(unquote(self.path.lstrip("/")))
-                if data is None:
-                    self.send_error(404)
-                    return None
-                m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
-                start = int(m.group(1)) if m else 0
-                end = min(int(m.group(2)), len(data) - 1) if m and m.group(2) else len(data) - 1
-                self.send_response(206 if m else 200)
-                self.send_header("Accept-Ranges", "bytes")
-                self.send_header("Content-Length", str(end + 1 - start))
-                if m:
-                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-                self.end_headers()
-                return data[start : end + 1]
-
-            def do_HEAD(self):
-                self._head()
-
-            def do_GET(self):
-                body = self._head()
-                if body is None:
-                    return
-                with server.lock:
-                    allowed = len(body)
-                    if server.drop_after is not None:
-                        allowed = max(0, min(allowed, server.drop_after - server.sent))
-                    server.sent += allowed
-                self.wfile.write(body[:allowed])
-                if allowed < len(body):
-                    self.close_connection = True
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def Server(files, drop_after=None):
+    return model_testkit.Server(files, drop_after=drop_after, http11=True)
 
 
 def staged_ok(staging):
