@@ -16,6 +16,7 @@ in ``/proc/locks`` by the lock file's inode).
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 
@@ -174,8 +175,82 @@ def summary(repaired):
             parts.append(f"recovered an interrupted dpkg run ({names})")
         elif item["what"] == "apt":
             parts.append("completed dependencies apt left unresolved (apt-get install -f, nothing removed)")
+        elif item["what"] == "venv":
+            names = ", ".join(f"{p['package']} {p['version']} ({p['problem']})" for p in item["packages"])
+            parts.append(
+                f"set aside the metadata of a cut-short install in {item['venv']} so pip installs it "
+                f"again: {names}"
+            )
         elif item["what"] == "dkms":
             parts.append(
                 f"finished the DKMS build of {item['module']}/{item['version']} for {item['kernel']}"
             )
     return "; ".join(parts)
+
+
+def _dist_name(dist_info):
+    """``(name, version)`` from a ``name-version.dist-info`` directory name."""
+    stem = dist_info[: -len(".dist-info")]
+    name, _, version = stem.partition("-")
+    return name, version
+
+
+def broken_distributions(site_packages):
+    """Distributions in ``site_packages`` whose install a fault cut short, each a
+    ``{"package", "version", "problem", "dist_info"}``: a ``*.dist-info`` directory without its
+    ``METADATA`` or ``RECORD`` (pip writes RECORD last), or a file its RECORD lists that is missing or
+    has another size than recorded (a file cut short). Sizes only: a stat per file, no reading."""
+    found = []
+    try:
+        names = sorted(os.listdir(site_packages))
+    except OSError:
+        return found
+    for entry in names:
+        dist_info = os.path.join(site_packages, entry)
+        if not entry.endswith(".dist-info") or not os.path.isdir(dist_info):
+            continue
+        name, version = _dist_name(entry)
+        problem = None
+        for needed in ("METADATA", "RECORD"):
+            if not os.path.isfile(os.path.join(dist_info, needed)):
+                problem = f"no {needed} (its install was cut short)"
+                break
+        if problem is None:
+            problem = _record_problem(site_packages, os.path.join(dist_info, "RECORD"))
+        if problem:
+            found.append({"package": name, "version": version, "problem": problem, "dist_info": dist_info})
+    return found
+
+
+def _record_problem(site_packages, record):
+    try:
+        with open(record, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        return f"RECORD unreadable: {exc}"
+    for row in rows:
+        if len(row) < 3 or not row[2].strip().isdigit():
+            continue  # RECORD itself, .pyc files and INSTALLER-written files carry no size
+        path = os.path.normpath(os.path.join(site_packages, row[0]))
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            return f"{row[0]} is missing"
+        if size != int(row[2]):
+            return f"{row[0]} is {size} bytes, {row[2]} recorded (cut short)"
+    return None
+
+
+def venv_site_packages(venv):
+    """The site-packages directories of the venv at ``venv`` (``lib/pythonX.Y/site-packages``)."""
+    lib = os.path.join(venv, "lib")
+    try:
+        versions = sorted(os.listdir(lib))
+    except OSError:
+        return []
+    found = []
+    for name in versions:
+        path = os.path.join(lib, name, "site-packages")
+        if name.startswith("python") and os.path.isdir(path):
+            found.append(path)
+    return found

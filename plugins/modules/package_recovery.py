@@ -20,6 +20,10 @@ description:
   - A package manager that is still running (a live holder of dpkg's lock) is waited for up to
     O(lock_timeout) seconds, then reported by PID and command line; nothing is killed. dpkg's locks
     are fcntl locks, so a lock file whose holder died is not a lock and needs no repair.
+  - In each venv of O(venvs), a distribution whose install a fault cut short (a C(*.dist-info) without
+    METADATA or RECORD, or a file its RECORD lists missing or of another size) has its metadata
+    directory renamed to C(<name>.dist-info.gpufleet-broken-<time>), so the caller's pip install sees
+    it missing and installs it again from its pinned requirements; its files stay for pip to overwrite.
   - Nothing is removed, no package is purged, no file of the user's is touched. Every repair is
     appended to O(record) as a JSON line (time, role, what was repaired).
   - On dnf hosts, duplicate packages left by an interrupted transaction are reported with the command
@@ -46,6 +50,11 @@ options:
     description: JSON-lines file every repair is appended to.
     type: path
     default: /var/lib/gpufleet/recovery.jsonl
+  venvs:
+    description: Python venvs the caller installs wheels into, checked for installs cut short.
+    type: list
+    elements: path
+    default: []
 attributes:
   check_mode:
     support: full
@@ -208,6 +217,38 @@ def _dkms(module, repaired):
             )
 
 
+def _venvs(module, repaired):
+    """A wheel install cut short in one of the caller's venvs: the broken distribution's metadata is
+    set aside (renamed, not deleted) so the caller's pip sees it missing and installs it again from
+    its pinned, hashed requirements. The package's files stay; pip writes over them."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for venv in module.params["venvs"]:
+        broken = [b for sp in pr.venv_site_packages(venv) for b in pr.broken_distributions(sp)]
+        if not broken:
+            continue
+        repaired.append(
+            {
+                "what": "venv",
+                "venv": venv,
+                "packages": [{k: b[k] for k in ("package", "version", "problem")} for b in broken],
+            }
+        )
+        if module.check_mode:
+            continue
+        for item in broken:
+            aside = f"{item['dist_info']}.gpufleet-broken-{stamp}"
+            try:
+                os.rename(item["dist_info"], aside)
+            except OSError as exc:
+                pin = f"{item['package']}=={item['version']}"
+                module.fail_json(
+                    msg=f"could not set aside {item['dist_info']} ({exc}): the install of {pin} in {venv} "
+                    f"was cut short ({item['problem']}); run '{venv}/bin/pip install --force-reinstall "
+                    f"{pin}' on the host, then run again",
+                    repaired=repaired,
+                )
+
+
 def _dnf(module, problems):
     dnf = module.get_bin_path("dnf")
     if not dnf:
@@ -237,6 +278,7 @@ def main():
             "lock_timeout": {"type": "int", "default": 1200},
             "role": {"type": "str", "default": ""},
             "record": {"type": "path", "default": "/var/lib/gpufleet/recovery.jsonl"},
+            "venvs": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=True,
     )
@@ -246,6 +288,7 @@ def main():
     else:
         _dnf(module, problems)
     _dkms(module, repaired)
+    _venvs(module, repaired)
     if problems:
         module.fail_json(msg="; ".join(problems), repaired=repaired)
     if repaired and not module.check_mode:

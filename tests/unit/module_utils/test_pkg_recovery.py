@@ -1,5 +1,10 @@
 """pkg_recovery (host code): reading what a fault left half done, on outputs recorded on a lab node
-whose container was killed during the NVIDIA driver's DKMS build (tests/fixtures/recovery)."""
+whose container was killed during the NVIDIA driver's DKMS build (tests/fixtures/recovery), and
+wheel installs cut short, on copies of real pip-made installs from the test venv."""
+
+import shutil
+import sysconfig
+from pathlib import Path
 
 from ansible_collections.gpufleet.cluster.plugins.module_utils import pkg_recovery as pr
 from conftest import FIXTURES
@@ -104,3 +109,50 @@ def test_summary_names_what_was_repaired():
         "(apt-get install -f, nothing removed); finished the DKMS build of nvidia-current/535.261.03 for "
         "6.1.0-57-amd64"
     )
+
+
+# --- wheel installs cut short ------------------------------------------------------------------
+SITE = Path(sysconfig.get_paths()["purelib"])
+
+
+def _copy_installed(dist_info_name, files, dest):
+    """A real pip-made install (this venv's), copied into a site-packages of the test's own."""
+    shutil.copytree(SITE / dist_info_name, dest / dist_info_name)
+    for name in files:
+        src = SITE / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+    return dest
+
+
+def test_every_install_in_this_venv_reads_as_whole():
+    """No false alarm on real RECORDs: every distribution pip installed in the test venv is whole."""
+    assert len(list(SITE.glob("*.dist-info"))) > 50
+    assert pr.broken_distributions(str(SITE)) == []
+
+
+def test_a_file_cut_short_or_missing_is_found(tmp_path):
+    site = _copy_installed("six-1.17.0.dist-info", ["six.py"], tmp_path)
+    assert pr.broken_distributions(str(site)) == []
+    (site / "six.py").write_bytes((site / "six.py").read_bytes()[:100])
+    (found,) = pr.broken_distributions(str(site))
+    assert found["package"] == "six" and found["version"] == "1.17.0"
+    assert found["problem"].startswith("six.py is 100 bytes, ") and found["problem"].endswith("(cut short)")
+    (site / "six.py").unlink()
+    assert pr.broken_distributions(str(site))[0]["problem"] == "six.py is missing"
+
+
+def test_metadata_without_record_is_an_install_cut_short(tmp_path):
+    site = _copy_installed("iniconfig-2.3.1.dist-info", ["iniconfig"], tmp_path)
+    (site / "iniconfig-2.3.1.dist-info" / "RECORD").unlink()
+    (found,) = pr.broken_distributions(str(site))
+    assert found["problem"] == "no RECORD (its install was cut short)"
+    assert found["dist_info"] == str(site / "iniconfig-2.3.1.dist-info")
+
+
+def test_venv_site_packages_and_a_missing_venv(tmp_path):
+    sp = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    sp.mkdir(parents=True)
+    (tmp_path / "venv" / "lib" / "python3.11" / "config").mkdir()
+    assert pr.venv_site_packages(str(tmp_path / "venv")) == [str(sp)]
+    assert pr.venv_site_packages(str(tmp_path / "nowhere")) == []
+    assert pr.broken_distributions(str(tmp_path / "nowhere")) == []
