@@ -1,6 +1,6 @@
 """Faults injected mid-run on lab nodes, then the next run: it converges, the end state is a clean
-converge's, and one more run changes nothing. `make faults` runs these (outside the budget of
-`make test`, which has no room for a second DKMS build)."""
+converge's, and one more run changes nothing. `make faults` runs these; the power loss during DKMS
+also runs inside `make test`, in molecule/nvidia_driver's prepare."""
 
 import json
 import os

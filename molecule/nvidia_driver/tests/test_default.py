@@ -2,12 +2,15 @@
 converged with gpufleet_offline false.
 
 The node is the lab layer image 'node': the air-gapped whole-stack scenario installed the pinned
-driver from the lab bundle earlier in this run (its DKMS build is the run's only one), proved
+driver from the lab bundle earlier in this run (its DKMS build), proved
 idempotence and committed the node. What only this scenario proves: the pinned version (older than
 the online candidate) held by the APT pin against Debian's newer build, Debian's non-free components
 added on the host's own mirror, and the bundle no longer selected as the only source. What every
 driver install must leave behind (headless, nouveau, persistenced, no peermem, no reboot) is asserted
-on the air-gapped stack (molecule/airgap/tests/test_nvidia_driver.py)."""
+on the air-gapped stack (molecule/airgap/tests/test_nvidia_driver.py).
+
+Before the converge, prepare.yml cut the node's power 5 s into the driver's DKMS build: the converge
+recovered it (the DKMS build this scenario runs), and the last test checks what that left."""
 
 import json
 import re
@@ -85,3 +88,23 @@ def test_no_reboot_attempted(host):
     before = host.file("/var/tmp/molecule-pid1-start").content_string.strip()
     now = host.check_output("ps -o lstart= -p 1").strip()
     assert before == now, f"PID 1 restarted: {before!r} -> {now!r}"
+
+
+def test_power_loss_during_dkms_was_recovered_without_a_manual_step(host):
+    """prepare.yml cut the power 5 s into the driver's DKMS build; the converge finished it."""
+    assert host.run("dpkg --audit").stdout == ""
+    half = host.run("dpkg-query -W -f '${db:Status-Abbrev} ${binary:Package}\\n' | grep '^.[HUFWt]'")
+    assert half.stdout == "", half.stdout
+    assert ": added" not in host.check_output("dkms status")
+    lines = host.file("/var/lib/gpufleet/recovery.jsonl").content_string.splitlines()
+    dpkg = [e for e in map(json.loads, lines) for r in e["repaired"] if r["what"] == "dpkg"]
+    assert dpkg, lines
+    # what the power loss left: the DKMS package half configured (a clean converge repairs nothing)
+    found = {
+        (p["package"], p["state"])
+        for e in dpkg
+        for r in e["repaired"]
+        if r["what"] == "dpkg"
+        for p in r["packages"]
+    }
+    assert ("nvidia-kernel-dkms", "half-configured") in found, dpkg
