@@ -116,15 +116,25 @@ def cmd_apply(args: argparse.Namespace) -> int:
     result = api.run(**kwargs, view=view)
     views.print_final(result.state, Console(highlight=False), run_dir=str(result.run_dir))
     if result.exit_code == api.EXIT_RUNNER:
-        print(
-            f"gpufleet apply: ansible-runner status {result.status}, ansible-playbook rc {result.rc}; "
-            f"its output: {result.run_dir / 'artifacts' / result.id / 'stdout'}",
-            file=sys.stderr,
-        )
+        print(runner_failure("gpufleet apply", result), file=sys.stderr)
     return result.exit_code
 
 
-EPILOG = "exit status:\n" + "\n".join(f"  {code}  {what}" for code, what in sorted(api.EXIT_CODES.items()))
+def runner_failure(prog: str, result: api.ApplyResult) -> str:
+    """What ``prog`` (``gpufleet apply``, ``gpufleet upgrade``) says when ansible-runner or Ansible
+    itself failed: the runner's status, ansible-playbook's rc and where its output is."""
+    return (
+        f"{prog}: ansible-runner status {result.status}, ansible-playbook rc {result.rc}; "
+        f"its output: {result.run_dir / 'artifacts' / result.id / 'stdout'}"
+    )
+
+
+def exit_status_epilog(codes: dict[int, str]) -> str:
+    """The ``--help`` epilog: one line per exit code."""
+    return "exit status:\n" + "\n".join(f"  {code}  {what}" for code, what in sorted(codes.items()))
+
+
+EPILOG = exit_status_epilog(api.EXIT_CODES)
 
 
 def add_parser(sub) -> None:

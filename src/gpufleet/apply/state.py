@@ -6,7 +6,10 @@ about. The live view and the final table only read it; tests feed it recorded ev
 
 Counts follow Ansible's recap: a failure with ``ignore_errors`` counts as ``ignored``, not ``failed``;
 the ``playbook_on_stats`` event at the end is the recap itself and replaces the counts summed from the
-per-task events (it knows about rescued failures, which the task events do not).
+per-task events (it knows about rescued failures, which the task events do not: a failure in a block
+that a ``rescue`` then handles is a plain ``runner_on_failed``). A host's failures are kept in order;
+the recap's ``rescued`` count says how many of the first ones were rescued, so the failure reported
+is the first one that was not.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class HostState:
     started: float | None = None  # epoch seconds of the host's first event
     ended: float | None = None  # epoch seconds when it failed, became unreachable or the run ended
     failure: Failure | None = None
+    failures: list[Failure] = field(default_factory=list)  # every failed task (not ignored), in order
 
     def elapsed(self, now: float | None = None) -> float:
         if self.started is None:
@@ -103,6 +107,17 @@ def failure_message(res: dict | None) -> str:
     if not msg and res.get("rc") not in (None, 0):
         msg = f"rc={res['rc']}"
     return msg[:MESSAGE_LIMIT]
+
+
+def event_failure(data: dict) -> Failure:
+    """The failure a ``runner_on_failed``/``runner_on_unreachable`` event's ``event_data`` reports."""
+    res = data.get("res") if isinstance(data.get("res"), dict) else {}
+    return Failure(
+        task=data.get("task") or "",
+        role=data.get("role"),
+        play=data.get("play"),
+        message=failure_message(res),
+    )
 
 
 class FleetState:
@@ -174,21 +189,17 @@ class FleetState:
                 host.counts["ignored"] += 1
             else:
                 host.counts["failed"] += 1
-                self._fail(host, FAILED, data, res, when)
+                host.failures.append(event_failure(data))
+                self._fail(host, FAILED, data, when)
         elif kind == "runner_on_unreachable":
             host.counts["unreachable"] += 1
-            self._fail(host, UNREACHABLE, data, res, when)
+            self._fail(host, UNREACHABLE, data, when)
         return host
 
-    def _fail(self, host: HostState, state: str, data: dict, res: dict, when: float) -> None:
+    def _fail(self, host: HostState, state: str, data: dict, when: float) -> None:
         if host.state not in (FAILED, UNREACHABLE):
             host.state, host.ended = state, when
-            host.failure = Failure(
-                task=data.get("task") or "",
-                role=data.get("role"),
-                play=data.get("play"),
-                message=failure_message(res),
-            )
+            host.failure = event_failure(data)
 
     def _recap(self, data: dict, when: float) -> None:
         """The play recap: final counts for every host, and its final state from them."""
@@ -204,17 +215,22 @@ class FleetState:
                 host.state = UNREACHABLE
             elif host.counts["failed"]:
                 host.state = FAILED
+                # A rescued failure leaves the host in the play; the first one not rescued takes it out,
+                # so the first ``rescued`` failures are the rescued ones and the next is what failed it.
+                rescued = host.counts["rescued"]
+                if len(host.failures) > rescued:
+                    host.failure = host.failures[rescued]
             else:  # a rescued failure: the host recovered
                 host.state, host.failure = DONE, None
-            if host.ended is None or host.state == DONE:
-                host.ended = when
+            if host.ended is None or host.state == DONE or host.counts["rescued"]:
+                host.ended = when  # a host went on past a rescued failure: it ended with the play
         self.finished = True
 
     # -- reading ------------------------------------------------------------------------------
     def snapshot(self) -> list[HostState]:
         """A copy of every host, safe to read while the run goes on."""
         with self._lock:
-            return [replace(h, counts=dict(h.counts)) for h in self.hosts.values()]
+            return [replace(h, counts=dict(h.counts), failures=list(h.failures)) for h in self.hosts.values()]
 
     def by_state(self) -> dict[str, int]:
         """{state: number of hosts}, every state listed (zeros included), in ``STATES`` order."""

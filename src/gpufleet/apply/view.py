@@ -28,6 +28,7 @@ from gpufleet.apply.state import (
     WAITING,
     FleetState,
     HostState,
+    event_failure,
 )
 
 STYLE = {RUNNING: "cyan", DONE: "green", FAILED: "bold red", UNREACHABLE: "bold magenta", WAITING: "dim"}
@@ -172,16 +173,19 @@ class PlainView:
             self._say(f"play {state.play!r}")
         elif host is not None and kind in ("runner_on_failed", "runner_on_unreachable"):
             data = event.get("event_data") or {}
-            if data.get("ignore_errors") or not host.failure:
+            if data.get("ignore_errors"):
                 return
+            # this event's own failure: the host's first one may be stale (rescued, or failed earlier)
+            failure = event_failure(data)
             what = "unreachable" if kind == "runner_on_unreachable" else "FAILED"
-            self._say(f"{host.host} {what} at {host.failure.where}: {host.failure.message}")
+            self._say(f"{host.host} {what} at {failure.where}: {failure.message}")
         elif kind == "playbook_on_stats":
             for h in state.snapshot():
                 c = h.counts
                 self._say(
                     f"{h.host} {h.state} ok={c['ok']} changed={c['changed']} failed={c['failed']} "
-                    f"skipped={c['skipped']} unreachable={c['unreachable']} in {elapsed(h.elapsed())}"
+                    f"skipped={c['skipped']} unreachable={c['unreachable']} rescued={c['rescued']} "
+                    f"ignored={c['ignored']} in {elapsed(h.elapsed())}"
                 )
 
     def stop(self) -> None:

@@ -38,9 +38,9 @@ EXIT_RUNNER = 3
 EXIT_CODES = {
     EXIT_OK: "every host was upgraded, verified and (when this run drained it) returned to service",
     EXIT_USAGE: "bad input (inventory, batches, run id): nothing was run",
-    EXIT_STOPPED: "the rollout stopped: a host failed or was unreachable (it stays drained); later batches "
-    "were not started",
-    EXIT_RUNNER: "ansible-runner or Ansible itself failed (syntax error, timeout, cancelled): see runs/<id>/",
+    EXIT_STOPPED: "the rollout stopped: a host failed or was unreachable (it stays drained); no later batch "
+    "was started",
+    EXIT_RUNNER: apply_api.EXIT_CODES[apply_api.EXIT_RUNNER],  # the same runner, the same words
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gpufleet.apply.cli import Option, parse_extra_vars
+from gpufleet.apply.cli import Option, exit_status_epilog, parse_extra_vars, runner_failure
 from gpufleet.upgrade import api
 
 OPTIONS: tuple[Option, ...] = (
@@ -90,16 +90,11 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     print(result.text)
     print(f"report: {result.report_file}")
     if result.exit_code == api.EXIT_RUNNER:
-        done = result.apply
-        print(
-            f"gpufleet upgrade: ansible-runner status {done.status}, ansible-playbook rc {done.rc}; "
-            f"its output: {done.run_dir / 'artifacts' / done.id / 'stdout'}",
-            file=sys.stderr,
-        )
+        print(runner_failure("gpufleet upgrade", result.apply), file=sys.stderr)
     return result.exit_code
 
 
-EPILOG = "exit status:\n" + "\n".join(f"  {code}  {what}" for code, what in sorted(api.EXIT_CODES.items()))
+EPILOG = exit_status_epilog(api.EXIT_CODES)
 
 
 def add_parser(sub) -> None:

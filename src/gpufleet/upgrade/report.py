@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from gpufleet.apply.state import FAILED, UNREACHABLE, FleetState
 
+PLAN_TASK = "Fix the run id and the batches once for every host"
 REPORT_TASK = "Report the host's upgrade record"
 VERIFY_TASK = "Run gpufleet verify on this host"
 GUARD_TASK = "Stop before this batch when an earlier batch lost a host"
@@ -19,8 +20,8 @@ REPORT_SCHEMA = 1
 COLUMNS = ("host", "step", "result", "drained by us", "verdict", "reason")
 
 
-def _records(events) -> tuple[dict, dict]:
-    records, verdicts = {}, {}
+def _records(events) -> tuple[dict, dict, dict]:
+    records, verdicts, plan = {}, {}, {}
     for event in events:
         if event.get("event") != "runner_on_ok":
             continue
@@ -31,7 +32,41 @@ def _records(events) -> tuple[dict, dict]:
             records[host] = res["msg"]
         elif data.get("task") == VERIFY_TASK and isinstance(res.get("verdicts"), dict):
             verdicts.update(res["verdicts"])
-    return records, verdicts
+        elif data.get("task") == PLAN_TASK and isinstance(res.get("ansible_facts"), dict):
+            plan = res["ansible_facts"]
+    return records, verdicts, plan
+
+
+def batch_sizes(serial: list, hosts: int) -> list[int]:
+    """Hosts per batch, as Ansible cuts ``hosts`` hosts by ``serial`` (a number of hosts or ``"N%"``
+    of all of them, at least 1; the last item repeats)."""
+    sizes: list[int] = []
+    left = hosts
+    while left > 0 and serial:
+        item = serial[min(len(sizes), len(serial) - 1)]
+        if isinstance(item, str) and item.endswith("%"):
+            size = int(float(item[:-1]) / 100 * hosts) or 1
+        else:
+            size = int(item)
+        if size <= 0:
+            return [left]
+        sizes.append(min(size, left))
+        left -= sizes[-1]
+    return sizes
+
+
+def _batches(plan: dict, reached: int) -> dict | None:
+    """``sizes`` (hosts per batch) and ``started`` (batches whose hosts the rollout reached), from the
+    batches and host count the playbook's first play fixed; None when the run did not record them."""
+    try:
+        sizes = batch_sizes(list(plan["__upgrade_batches"]), int(plan["__upgrade_host_count"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    started, covered = 0, 0
+    while started < len(sizes) and covered < reached:
+        covered += sizes[started]
+        started += 1
+    return {"sizes": sizes, "started": started}
 
 
 def _back(row: dict) -> bool:
@@ -43,7 +78,7 @@ def build_report(
     run_id: str, events, state: FleetState, *, exit_code: int, apply_id: str | None = None
 ) -> dict:
     """The report of rollout ``run_id`` from its runner ``events`` and the run's ``state``."""
-    records, verdicts = _records(events)
+    records, verdicts, plan = _records(events)
     hosts = []
     for h in state.snapshot():
         if h.host == "localhost":
@@ -104,8 +139,25 @@ def build_report(
         "stopped": bool(stopped) or exit_code != 0,
         "failed_hosts": stopped,
         "still_drained_by_us": [r["host"] for r in hosts if r["drained_by_us"] and not _back(r)],
+        "batches": _batches(plan, sum(r["result"] != "not started" for r in hosts)),
         "hosts": hosts,
     }
+
+
+def _stopped_line(report: dict) -> str:
+    """What stopping meant: how many batches (and hosts) were not started, or that none was left."""
+    line = f"rollout stopped: {', '.join(report['failed_hosts'])} failed; "
+    batches = report.get("batches")
+    if not batches:
+        return line + "no later batch was started"
+    sizes, started = batches["sizes"], batches["started"]
+    if started >= len(sizes):
+        return line + "the failed batch was the last; no batch was left"
+    left, hosts = len(sizes) - started, sum(sizes[started:])
+    return line + (
+        f"{left} later batch{'es' if left > 1 else ''} ({hosts} host{'s' if hosts > 1 else ''}) "
+        f"{'were' if left > 1 else 'was'} not started"
+    )
 
 
 def render_report(report: dict) -> str:
@@ -133,9 +185,7 @@ def render_report(report: dict) -> str:
     if not rows:
         lines.append("(no host was reached)")
     if report["failed_hosts"]:
-        lines.append(
-            f"rollout stopped: {', '.join(report['failed_hosts'])} failed; later batches were not started"
-        )
+        lines.append(_stopped_line(report))
     elif report["stopped"]:
         lines.append("rollout stopped (see the run directory)")
     else:

@@ -13,7 +13,7 @@ from conftest import FIXTURES, REPO
 
 from gpufleet.apply import api
 from gpufleet.apply import view as views
-from gpufleet.apply.cli import parse_extra_vars
+from gpufleet.apply.cli import exit_status_epilog, parse_extra_vars, runner_failure
 from gpufleet.cli import build_parser, main
 
 PLAYBOOK = FIXTURES / "apply" / "tiny.yml"
@@ -184,3 +184,31 @@ def test_default_view_is_live_only_on_a_terminal():
 
     assert isinstance(views.default_view(io.StringIO()), views.PlainView)
     assert isinstance(views.default_view(Terminal()), views.LiveView)
+
+
+def test_apply_and_upgrade_say_a_runner_failure_in_the_same_words(capsys, tmp_path, monkeypatch):
+    """One text for exit status 3 in both --help epilogs, one runner-failure line on stderr."""
+    from gpufleet.upgrade import api as upgrade_api
+
+    sub = next(a for a in build_parser()._actions if a.dest == "cmd")
+    meaning = f"  3  {api.EXIT_CODES[api.EXIT_RUNNER]}\n"
+    for cmd, codes in (("apply", api.EXIT_CODES), ("upgrade", upgrade_api.EXIT_CODES)):
+        assert sub.choices[cmd].epilog == exit_status_epilog(codes), cmd
+        assert meaning in sub.choices[cmd].epilog + "\n", cmd
+
+    monkeypatch.setattr(ansible_runner, "run", lambda **kw: SimpleNamespace(status="timeout", rc=254))
+    code, _out, apply_err = apply_cmd(capsys, tmp_path, PLAYBOOK, "-i", INVENTORY)
+    assert code == 3
+    done = SimpleNamespace(status="timeout", rc=254, run_dir=tmp_path / "runs" / "r1", id="r1")
+    stopped = SimpleNamespace(exit_code=3, text="report", report_file="r.json", apply=done)
+    monkeypatch.setattr(upgrade_api, "run", lambda **kw: stopped)
+    assert main(["upgrade", "-i", str(INVENTORY), "--plain"]) == 3
+    upgrade_err = capsys.readouterr().err
+    tail = "ansible-runner status timeout, ansible-playbook rc 254; its output: "
+    (apply_line,) = [line for line in apply_err.splitlines() if tail in line]
+    (upgrade_line,) = [line for line in upgrade_err.splitlines() if tail in line]
+    assert apply_line.startswith(f"gpufleet apply: {tail}") and apply_line.endswith("stdout")
+    assert (
+        upgrade_line == f"gpufleet upgrade: {tail}{tmp_path / 'runs' / 'r1' / 'artifacts' / 'r1' / 'stdout'}"
+    )
+    assert upgrade_line == runner_failure("gpufleet upgrade", done)

@@ -1,12 +1,14 @@
 """FleetState from ansible-runner event dicts (shaped as recorded from a real run), the exit code
 mapping, and the live view's rule: one line per host while they fit, else a summary."""
 
+import io
+
 import pytest
 from rich.console import Console
 
 from gpufleet.apply.api import EXIT_FAILED, EXIT_OK, EXIT_RUNNER, EXIT_UNREACHABLE, exit_code_for
 from gpufleet.apply.state import FleetState, failure_message
-from gpufleet.apply.view import final_table, fits, host_table, render
+from gpufleet.apply.view import PlainView, final_table, fits, host_table, render
 
 T0 = "2026-12-01T04:50:00.000000+00:00"
 
@@ -155,3 +157,88 @@ def test_final_table_lists_unreachable_first_and_none_when_all_went_well():
     assert [r.split()[1] for r in rows] == ["gpu-004", "gpu-002"]
     assert "Connection refused" in rows[0] and "gpu-002 DKMS build failed" in rows[1]
     assert final_table(fleet(3)) is None
+
+
+def rescue_play_events():
+    """The events of a real run (ansible-core 2.19): on alpha and beta a block task fails and its
+    ``rescue:`` recovers; a task under ``ignore_errors`` fails on both; then beta fails for real."""
+    out = [ev("playbook_on_play_start", name="Rescue play")]
+    for host in ("alpha", "beta"):
+        out.append(
+            ev("runner_on_failed", host, task="Fail in block", role=None, res={"msg": "first try failed"})
+        )
+    for host in ("alpha", "beta"):
+        out.append(ev("runner_on_ok", host, task="Recover", role=None, res={"msg": "recovered"}))
+    for host in ("alpha", "beta"):
+        out.append(
+            ev(
+                "runner_on_failed",
+                host,
+                task="Ignored failure",
+                role=None,
+                ignore_errors=True,
+                res={"msg": "ignore me"},
+            )
+        )
+    out.append(ev("runner_on_skipped", "alpha", task="Real failure on beta", role=None))
+    out.append(
+        ev(
+            "runner_on_failed",
+            "beta",
+            task="Real failure on beta",
+            role=None,
+            res={"msg": "beta really broken"},
+        )
+    )
+    stats = {
+        "ok": {"alpha": 2, "beta": 2},
+        "failures": {"beta": 1},
+        "rescued": {"alpha": 1, "beta": 1},
+        "ignored": {"alpha": 1, "beta": 1},
+        "skipped": {"alpha": 1},
+        "dark": {},
+        "changed": {},
+    }
+    out.append({"event": "playbook_on_stats", "created": T0, "event_data": stats})
+    return out
+
+
+def test_a_rescued_failure_is_printed_once_and_a_later_failure_is_the_one_reported():
+    state, stream = FleetState(), io.StringIO()
+    view = PlainView(stream)
+    for event in rescue_play_events():
+        view.event(state, event, state.feed(event))
+    lines = stream.getvalue().splitlines()
+    failed = [line for line in lines if " FAILED " in line]
+    assert failed == [
+        "gpufleet apply: alpha FAILED at Fail in block: first try failed",
+        "gpufleet apply: beta FAILED at Fail in block: first try failed",
+        "gpufleet apply: beta FAILED at Real failure on beta: beta really broken",
+    ]
+    assert not any("ignore me" in line for line in lines)
+    assert any(
+        line.startswith("gpufleet apply: alpha done ok=2") and "rescued=1 ignored=1" in line for line in lines
+    )
+    alpha, beta = state.hosts["alpha"], state.hosts["beta"]
+    assert (alpha.state, alpha.failure) == ("done", None)
+    assert beta.state == "failed" and beta.failure.task == "Real failure on beta"
+    assert [h.host for h in state.failures()] == ["beta"]
+    console = Console(record=True, width=120)
+    console.print(final_table(state))
+    rows = [line for line in console.export_text().splitlines() if "alpha" in line or "beta" in line]
+    assert len(rows) == 1 and "Real failure on beta" in rows[0] and "beta really broken" in rows[0]
+    assert "Fail in block" not in console.export_text()
+    assert exit_code_for(state, "failed", 2) == EXIT_FAILED
+
+
+def test_a_failure_in_the_rescue_itself_is_the_one_reported():
+    state = FleetState()
+    state.feed(ev("runner_on_failed", "n", task="Fail in block", res={"msg": "first"}))
+    state.feed(ev("runner_on_failed", "n", task="Re-raise in rescue", res={"msg": "still broken"}))
+    assert state.hosts["n"].failure.task == "Fail in block"  # until the recap says which was rescued
+    stats = {"ok": {}, "failures": {"n": 1}, "rescued": {"n": 1}, "dark": {}}
+    state.feed({"event": "playbook_on_stats", "created": T0, "event_data": stats})
+    assert (state.hosts["n"].failure.task, state.hosts["n"].failure.message) == (
+        "Re-raise in rescue",
+        "still broken",
+    )

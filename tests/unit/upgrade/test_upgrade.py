@@ -170,8 +170,62 @@ def test_report_rendering():
     assert lines[1].split() == ["host", "step", "result", "drained", "by", "us", "verdict", "reason"]
     node3 = next(line for line in lines if line.startswith("node3"))
     assert node3.split()[:6] == ["node3", "verify", "failed", "yes", "unhealthy", "gpufleet"]
-    assert "rollout stopped: node3 failed; later batches were not started" in lines
+    # batches 1,3 on 4 hosts: node3 failed in the second batch, the last one
+    assert "rollout stopped: node3 failed; the failed batch was the last; no batch was left" in lines
     assert lines[-1] == f"still drained by this run: node3; fix them, then gpufleet upgrade --resume {RUN}"
+
+
+def with_plan(host_count):
+    """The lab rollout's events as if the inventory had ``host_count`` GPU nodes (None: not recorded)."""
+    evs = events()
+    for e in evs:
+        if e["event_data"].get("task") == report.PLAN_TASK:
+            facts = e["event_data"]["res"]["ansible_facts"]
+            if host_count is None:
+                del facts["__upgrade_host_count"]
+            else:
+                facts["__upgrade_host_count"] = host_count
+    state = FleetState()
+    for e in evs:
+        state.feed(e)
+    return report.build_report(RUN, evs, state, exit_code=2)
+
+
+@pytest.mark.parametrize(
+    ("host_count", "batches", "says"),
+    [
+        (
+            4,
+            {"sizes": [1, 3], "started": 2},
+            "node3 failed; the failed batch was the last; no batch was left",
+        ),
+        (
+            10,
+            {"sizes": [1, 3, 3, 3], "started": 2},
+            "node3 failed; 2 later batches (6 hosts) were not started",
+        ),
+        (5, {"sizes": [1, 3, 1], "started": 2}, "node3 failed; 1 later batch (1 host) was not started"),
+        (None, None, "node3 failed; no later batch was started"),
+    ],
+)
+def test_the_stop_line_says_what_was_left(host_count, batches, says):
+    rep = with_plan(host_count)
+    assert rep["batches"] == batches
+    assert f"rollout stopped: {says}" in report.render_report(rep).splitlines()
+
+
+@pytest.mark.parametrize(
+    ("serial", "hosts", "sizes"),
+    [
+        ([1, "10%", "25%"], 40, [1, 4, 10, 10, 10, 5]),
+        ([1, "10%"], 5, [1, 1, 1, 1, 1]),  # 10% of 5 hosts is at least one host
+        ([2], 3, [2, 1]),
+        (["100%"], 3, [3]),
+        ([1, 3], 0, []),
+    ],
+)
+def test_batch_sizes_cut_hosts_as_ansible_serial_does(serial, hosts, sizes):
+    assert report.batch_sizes(serial, hosts) == sizes
 
 
 def test_report_of_unreachable_and_stopped_hosts():
@@ -217,5 +271,12 @@ def test_exit_codes():
 
 def test_the_report_reads_tasks_the_playbook_has():
     book = (REPO / "playbooks" / "upgrade.yml").read_text()
-    for task in (report.REPORT_TASK, report.VERIFY_TASK, report.GUARD_TASK, report.FINAL_TASK):
+    for task in (
+        report.PLAN_TASK,
+        report.REPORT_TASK,
+        report.VERIFY_TASK,
+        report.GUARD_TASK,
+        report.FINAL_TASK,
+    ):
         assert f"- name: {task}\n" in book, task
+    assert '__upgrade_host_count: "{{ ansible_play_hosts_all | length }}"' in book
