@@ -77,20 +77,29 @@ def converge(inv, *extra, env=None):
     (proc, {host: {"ok", "changed", "unreachable", "failed"}}, seconds)."""
     started = time.monotonic()
     proc = run(["ansible-playbook", "-i", inv, PLAYBOOK, *extra], env=env)
-    recap = {
+    return proc, recap_of(proc), round(time.monotonic() - started)
+
+
+def recap_of(proc):
+    """{host: {"ok", "changed", "unreachable", "failed"}} from a run's PLAY RECAP."""
+    return {
         m.group(1): dict(
             zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups()[1:]), strict=True)
         )
         for m in RECAP.finditer(proc.stdout)
     }
-    return proc, recap, round(time.monotonic() - started)
 
 
 def outcome(proc, recap):
     """One word for the table: converged (changed=N) / failed (the first fatal line)."""
     if proc.returncode == 0:
         return "ok, changed=" + ",".join(str(r["changed"]) for r in recap.values())
-    fatal = next(
-        (line for line in proc.stdout.splitlines() if "FAILED!" in line or "UNREACHABLE" in line), ""
-    )
-    return f"failed (rc {proc.returncode}): {fatal.strip()[:80]}"
+    lines = proc.stdout.splitlines()
+    at = next((i for i, line in enumerate(lines) if "FAILED!" in line or "UNREACHABLE" in line), None)
+    if at is None:
+        return f"failed (rc {proc.returncode})"
+    fatal = lines[at].strip()
+    if fatal.endswith("=>"):  # the YAML callback puts the result on the lines after
+        msg = next((ln.strip() for ln in lines[at + 1 : at + 40] if ln.strip().startswith("msg:")), "")
+        fatal = f"{fatal} {msg}"
+    return f"failed (rc {proc.returncode}): {fatal[:110]}"

@@ -237,7 +237,7 @@ def add_parser(sub) -> None:
         "done then. Lab only: gpufleet never does this to a fleet.",
     )
     flt_sub = flt.add_subparsers(dest="fault_cmd", required=True)
-    from gpufleet.lab.faults import POINTS
+    from gpufleet.lab.faults import FILE_POINTS, POINTS
 
     for cmd, text in (
         ("power-loss", "kill CONTAINER (every process, as a power cut) during the point, then start it"),
@@ -245,7 +245,9 @@ def add_parser(sub) -> None:
     ):
         p = flt_sub.add_parser(cmd, help=text, description=text)
         p.add_argument("container", metavar="CONTAINER")
-        p.add_argument("--during", required=True, choices=sorted(POINTS), help="the point of the run")
+        p.add_argument(
+            "--during", required=True, choices=sorted([*POINTS, *FILE_POINTS]), help="the point of the run"
+        )
         p.add_argument("--timeout", type=float, default=1200, help="seconds to wait for it (default 1200)")
         if cmd == "power-loss":
             p.add_argument("--delay", type=float, default=0, help="seconds into the point (default 0)")

@@ -2,8 +2,9 @@
 
 Lab tooling for the fault-injection tests (issue "Survive faults mid-run"): never part of what
 gpufleet installs on a fleet. A point is a process that runs on the node at that moment of a
-converge (the DKMS build's make, dpkg, pip, apt's download methods); the fault happens as soon as
-one is seen:
+converge (the DKMS build's make, dpkg, dpkg unpacking, pip, apt's download methods), or a state of
+the node's files a step is in (a package download under way, pip writing into a venv); the fault
+happens as soon as one is seen:
 
 - ``power-loss``: ``docker kill`` (SIGKILL to every process of the node, as a power cut does to
   them; the file system keeps what was written, as a journaled disk does) then ``docker start``;
@@ -28,8 +29,19 @@ POINTS = {
     # the NVIDIA module's build: dkms.conf MAKE[0], "make -jN modules KERNEL_UNAME=<kernel>"
     "dkms": "[m]odules KERNEL_UNAME=",
     "dpkg": "(^|/)[d]pkg ",  # "dpkg ..." or apt's "/usr/bin/dpkg --status-fd ..."
-    "pip": "[p]ip install",
+    "pip": "[p]ip[0-9.]* install",  # pip, pip3 or pip3.11 (Ansible's pip module runs the venv's pip3)
     "apt-download": "/usr/lib/apt/methods/[h]ttp",
+    # dpkg unpacking archives: apt runs "/usr/bin/dpkg --status-fd N --no-triggers --unpack ..."
+    "dpkg-unpack": "[d]pkg .*--unpack",
+}
+# Points seen in the node's files, each a shell test that succeeds while the step is under way.
+FILE_POINTS = {
+    # apt is downloading a package: a .deb in its partial directory (the index files go elsewhere)
+    "deb-download": "ls /var/cache/apt/archives/partial/ 2>/dev/null | grep -q '[.]deb$'",
+    # pip is installing and has written into a venv's site-packages under /opt (gpufleet's venvs)
+    # within the last 3 seconds: the wheel is being unpacked, not downloaded or resolved
+    "pip-unpack": "pgrep -f '[p]ip[0-9.]* install' >/dev/null && "
+    "find /opt -xdev -path '*/site-packages/*' -type f -newerct '3 seconds ago' -print -quit | grep -q .",
 }
 
 _say = sayer("lab")
@@ -40,17 +52,24 @@ def _running(container: str) -> bool:
     return bool(info and (info.get("State") or {}).get("Running"))
 
 
+def _probe(point: str) -> list[str]:
+    """The command that prints something while ``point`` is under way on a node."""
+    if point in POINTS:
+        return ["pgrep", "-f", POINTS[point]]
+    if point in FILE_POINTS:
+        return ["bash", "-c", f"{FILE_POINTS[point]} && echo seen"]
+    known = ", ".join(sorted([*POINTS, *FILE_POINTS]))
+    raise LabError(f"no fault point {point!r}; known: {known}")
+
+
 def wait_for_point(container: str, point: str, timeout: float, poll: float = 0.5) -> float:
     """Seconds until a process of ``point`` runs in ``container``; LabError when it never does."""
-    try:
-        pattern = POINTS[point]
-    except KeyError:
-        raise LabError(f"no fault point {point!r}; known: {', '.join(sorted(POINTS))}") from None
+    probe = _probe(point)
     if not _running(container):
         raise LabError(f"container {container!r} is not running; nothing was done")
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        found = dk.docker("exec", container, "pgrep", "-f", pattern, check=False).strip()
+        found = dk.docker("exec", container, *probe, check=False).strip()
         if found:
             return time.monotonic() - started
         if not _running(container):
@@ -75,7 +94,7 @@ def power_loss(container: str, point: str, timeout: float = 1200, delay: float =
     """Cut ``container``'s power ``delay`` seconds after ``point`` starts in it, then power it on."""
     waited = wait_for_point(container, point, timeout)
     time.sleep(delay)
-    still = bool(dk.docker("exec", container, "pgrep", "-f", POINTS[point], check=False).strip())
+    still = bool(dk.docker("exec", container, *_probe(point), check=False).strip())
     dk.docker("kill", container)
     _say(f"power loss: {container} killed {waited + delay:.0f} s into the wait, during {point}")
     dk.docker("start", container)

@@ -22,7 +22,7 @@ class Docker:
 
     def docker(self, *args, check=True, **kw):
         self.calls.append(args)
-        if args[0] == "exec" and "pgrep" in args:
+        if args[0] == "exec" and ("pgrep" in args or args[2:4] == ("bash", "-c")):
             self.polls += 1
             return "4242\n" if self.polls > self.seen_after else ""
         if args[0] == "exec" and "is-system-running" in args:
@@ -56,7 +56,11 @@ def test_a_stopped_node_and_an_unknown_point_are_refused(monkeypatch):
     d = Docker(monkeypatch, running=False)
     with pytest.raises(LabError, match="is not running; nothing was done"):
         faults.power_loss("node1", "dkms")
-    with pytest.raises(LabError, match="no fault point 'reboot'; known: apt-download, dkms, dpkg, pip"):
+    with pytest.raises(
+        LabError,
+        match="no fault point 'reboot'; known: apt-download, deb-download, dkms, dpkg, dpkg-unpack, pip, "
+        "pip-unpack",
+    ):
         faults.power_loss("node1", "reboot")
     assert d.actions() == []
 
@@ -67,3 +71,33 @@ def test_stop_watches_the_node_and_stops_the_bastion(monkeypatch):
     assert [c[1] for c in d.calls if "pgrep" in c] == ["node1"] * 3
     assert d.actions() == [("stop", "-t"), ("start", "bastion")]
     assert result["watch"] == "node1"
+
+
+def test_a_file_point_is_a_shell_test_on_the_node(monkeypatch):
+    """deb-download / pip-unpack are states of the node's files, not a process name: the probe is a
+    shell test run in the node, and it must print only when the test succeeds."""
+    d = Docker(monkeypatch, seen_after=1)
+    result = faults.power_loss("node1", "deb-download", timeout=60)
+    probes = [c for c in d.calls if c[2:4] == ("bash", "-c")]
+    assert len(probes) == 3, "two polls until seen, one more for point_still_running"
+    script = probes[0][4]
+    assert "/var/cache/apt/archives/partial/" in script and script.endswith("&& echo seen")
+    assert d.actions() == [("kill", "node1"), ("start", "node1")]
+    assert result["point"] == "deb-download"
+
+
+def test_the_pip_unpack_point_needs_pip_running_and_fresh_files():
+    script = faults.FILE_POINTS["pip-unpack"]
+    assert script.startswith("pgrep -f '[p]ip[0-9.]* install' >/dev/null && ")
+    assert "-newerct '3 seconds ago'" in script and "site-packages" in script
+
+
+def test_the_pip_points_match_the_pip_ansible_runs():
+    """Ansible's pip module runs the venv's pip3: a pattern for "pip install" alone never saw it
+    (found on the lab: the point never came while the cuDNN wheel installed)."""
+    import re
+
+    ran = ("/opt/gpufleet/venv/bin/pip3 install -r req.txt", "pip install x", "/usr/bin/pip3.11 install y")
+    for cmd in ran:
+        assert re.search(faults.POINTS["pip"], cmd), cmd
+    assert not re.search(faults.POINTS["pip"], "pgrep -f [p]ip[0-9.]* install")
