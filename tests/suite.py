@@ -45,9 +45,11 @@ INTEGRATION = (
     "test_verify.py",
     "test_bundle.py",
 )
-# Molecule scenarios, each a stage of its own, with the lane it runs in: the air-gapped whole stack
-# follows the lab bundle in lane 1 (the longest path); nvidia_driver ends lane 0.
-SCENARIOS = {"airgap": 1, "nvidia_driver": 0}
+# Molecule scenarios, each a stage of its own, with the lane it runs in, in this order within a lane:
+# the air-gapped whole stack follows the lab bundle in lane 1 (the longest path); in lane 0,
+# monitoring runs in the time nvidia_driver would spend waiting for its layer image, and
+# nvidia_driver ends the lane.
+SCENARIOS = {"airgap": 1, "monitoring": 0, "nvidia_driver": 0}
 # Scenarios that start from a lab layer image (gpufleet.lab.layers) another scenario commits: each
 # waits until `gpufleet lab layer check LAYER` accepts the image (made from this checkout's inputs),
 # or until the producing stage has ended. nvidia_driver starts from the node the air-gapped converge

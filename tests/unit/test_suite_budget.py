@@ -153,3 +153,12 @@ def test_checks_beside_the_converge_yield_the_cpu_to_it(suite, monkeypatch):
     monkeypatch.setattr(suite.subprocess, "Popen", lambda argv, **kw: seen.append(argv) or Proc())
     suite.run_stage(by_name["unit"], [], suite.threading.Lock())
     assert seen[0][:3] == ["nice", "-n", "10"] and seen[0][3:] == by_name["unit"].argv
+
+
+def test_monitoring_fills_lane_0_before_nvidia_driver_waits(suite):
+    stages = suite.stages()
+    lane0 = [s.name for s in stages if s.group == "lab" and s.lane == 0]
+    assert lane0.index("molecule monitoring") < lane0.index("molecule nvidia_driver"), lane0
+    (mon,) = [s for s in stages if s.name == "molecule monitoring"]
+    # it starts as soon as lane 0's checks end: no layer to wait for
+    assert mon.waits_for is None
