@@ -100,6 +100,10 @@ def outcome(proc, recap):
         return f"failed (rc {proc.returncode})"
     fatal = lines[at].strip()
     if fatal.endswith("=>"):  # the YAML callback puts the result on the lines after
-        msg = next((ln.strip() for ln in lines[at + 1 : at + 40] if ln.strip().startswith("msg:")), "")
-        fatal = f"{fatal} {msg}"
+        after = [ln.strip() for ln in lines[at + 1 : at + 40]]
+        i = next((k for k, ln in enumerate(after) if ln.startswith("msg:")), None)
+        msg = after[i] if i is not None else ""
+        if msg in ("msg: |-", "msg: |", "msg: >-") and i + 1 < len(after):  # a block: its first line
+            msg = after[i + 1]
+        fatal = f"{fatal} {msg[msg.find('E: ') :] if 'E: ' in msg else msg}"
     return f"failed (rc {proc.returncode}): {fatal[:110]}"

@@ -223,6 +223,8 @@ def test_power_loss_during_wheel_install(lab, record):
 
 def test_bastion_stopped_during_download(lab, record):
     take_back_the_toolkit(lab.node)
+    # apt's own cache still holds the .debs the node installed from: emptied, the run downloads them
+    sh(lab.node, "apt-get clean")
     sh(lab.node, f"echo 'Acquire::http::Dl-Limit \"20000\";' > {DL_LIMIT}")
     bg = site_in_background(lab.inv, lab.logs / "bastion-first.log")
     try:
