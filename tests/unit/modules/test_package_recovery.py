@@ -211,37 +211,35 @@ def test_a_dpkg_still_running_is_waited_for_before_its_state_is_read(monkeypatch
 
 
 def _venv_with_a_cut_short_install(tmp_path):
-    import shutil
-    import sysconfig
-    from pathlib import Path
+    from wheel_testkit import copy_real_install
 
-    site = Path(sysconfig.get_paths()["purelib"])
     sp = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
     sp.mkdir(parents=True)
-    shutil.copytree(site / "six-1.17.0.dist-info", sp / "six-1.17.0.dist-info")
-    (sp / "six.py").write_bytes((site / "six.py").read_bytes()[:64])  # the power went mid-file
-    return tmp_path / "venv", sp
+    real = copy_real_install(sp)
+    cut = sp / real["file"]
+    cut.write_bytes(cut.read_bytes()[:64])  # the power went mid-file
+    return tmp_path / "venv", sp, real
 
 
 def test_a_wheel_install_cut_short_is_set_aside_for_pip_and_recorded(monkeypatch, tmp_path):
-    venv, sp = _venv_with_a_cut_short_install(tmp_path)
+    venv, sp, real = _venv_with_a_cut_short_install(tmp_path)
     host = Host(monkeypatch, tmp_path, {}, bins={})
     out = host.run(venvs=[str(venv)], role="cuda_toolkit")
     assert out["changed"] is True
     (item,) = out["repaired"]
     assert item["what"] == "venv" and item["venv"] == str(venv)
-    assert item["packages"][0]["package"] == "six" and "cut short" in item["packages"][0]["problem"]
+    assert item["packages"][0]["package"] == "iniconfig" and "cut short" in item["packages"][0]["problem"]
     assert out["msg"].startswith(f"set aside the metadata of a cut-short install in {venv}")
-    assert not (sp / "six-1.17.0.dist-info").exists(), "pip must see it missing and install it again"
-    (aside,) = sp.glob("six-1.17.0.dist-info.gpufleet-broken-*")
+    assert not (sp / real["dist_info"]).exists(), "pip must see it missing and install it again"
+    (aside,) = sp.glob(f"{real['dist_info']}.gpufleet-broken-*")
     assert (aside / "RECORD").is_file(), "set aside, not deleted"
-    assert (sp / "six.py").exists(), "the package's files stay for pip to overwrite"
+    assert (sp / real["file"]).exists(), "the package's files stay for pip to overwrite"
     assert json.loads(host.record.read_text())["repaired"][0]["what"] == "venv"
 
 
 def test_check_mode_only_says_which_install_was_cut_short(monkeypatch, tmp_path):
-    venv, sp = _venv_with_a_cut_short_install(tmp_path)
+    venv, sp, real = _venv_with_a_cut_short_install(tmp_path)
     host = Host(monkeypatch, tmp_path, {}, bins={})
     out = host.run(venvs=[str(venv)], _ansible_check_mode=True)
     assert out["changed"] is True and out["repaired"][0]["what"] == "venv"
-    assert (sp / "six-1.17.0.dist-info").is_dir() and not host.record.exists()
+    assert (sp / real["dist_info"]).is_dir() and not host.record.exists()
