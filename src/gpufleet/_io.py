@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path, text: str, mode: int = 0o644) -> Path:
+def write_atomic(path, text: str | bytes, mode: int = 0o644) -> Path:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part.
 
     The text goes to a hidden temporary file in the same directory (same file system), is flushed
@@ -20,7 +20,11 @@ def write_atomic(path, text: str, mode: int = 0o644) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="replace", newline="") as handle:
+        if isinstance(text, bytes):
+            handle = os.fdopen(fd, "wb")
+        else:
+            handle = os.fdopen(fd, "w", encoding="utf-8", errors="replace", newline="")
+        with handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

@@ -59,3 +59,10 @@ def test_write_atomic_failure_keeps_old_file_and_removes_temp(tmp_path, monkeypa
         write_atomic(target, "new\n")
     assert target.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["gpufleet_verify.prom"]
+
+
+def test_write_atomic_writes_bytes_as_they_are(tmp_path):
+    data = bytes(range(256)) + b"\r\n\x00"
+    write_atomic(tmp_path / "blob.bin", data)
+    assert (tmp_path / "blob.bin").read_bytes() == data
+    assert [p.name for p in tmp_path.iterdir()] == ["blob.bin"]

@@ -1,4 +1,4 @@
-"""``gpufleet lab up|down|status|inventory|ssh|image|layer``: the parser and the commands over
+"""``gpufleet lab up|down|status|inventory|ssh|image|tiny-model|layer``: the parser and the commands over
 ``gpufleet.lab``."""
 
 from __future__ import annotations
@@ -75,6 +75,13 @@ def cmd_lab(args: argparse.Namespace) -> int:
         return 0
     if args.lab_cmd == "image":
         print(ensure_image(rebuild=args.rebuild))
+        return 0
+    if args.lab_cmd == "tiny-model":
+        from gpufleet.lab import tiny_model
+
+        r = tiny_model.write(args.directory)
+        state = f"{r['written']} written" if r["written"] else "already up to date"
+        print(f"lab model in {r['path']}: {r['files']} files, {r['bytes']} bytes ({state})")
         return 0
     if args.lab_cmd == "layer":
         from gpufleet.lab import layers
@@ -192,6 +199,14 @@ def add_parser(sub) -> None:
     common(sh, inventory=False)
     img = lab_sub.add_parser("image", help="build the lab image if missing or its recipe changed")
     img.add_argument("--rebuild", action="store_true", help="rebuild even if up to date")
+    tiny = lab_sub.add_parser(
+        "tiny-model",
+        help="write the lab's tiny Llama-architecture model (seeded random weights) into a directory",
+        description="A complete model directory (config, two safetensors shards with their index, "
+        "tokenizer) made here from a fixed seed, so the lab bundle, the model store and the serving "
+        "roles have a real model without a download. Files already right are not rewritten.",
+    )
+    tiny.add_argument("directory", help="directory to write (created; must hold nothing else)")
     lay = lab_sub.add_parser(
         "layer",
         help="commit a converged lab node as an image keyed by what made it; check such an image",
