@@ -22,7 +22,18 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.asc"
 KEYRING = "keys/gpufleet-bundle.gpg"
 ARMORED_KEY = "keys/gpufleet-bundle.asc"
-KINDS = ("apt", "apt-index", "wheel", "wheel-index", "image", "file", "key")
+KINDS = (
+    "apt",
+    "apt-index",
+    "wheel",
+    "wheel-index",
+    "image",
+    "file",
+    "model",
+    "model-manifest",
+    "model-signature",
+    "key",
+)
 BLOCK = 1024 * 1024
 _HEX40 = re.compile(r"[0-9A-F]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")

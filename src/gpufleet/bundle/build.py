@@ -17,10 +17,11 @@ from pathlib import Path
 from gpufleet._io import write_atomic
 from gpufleet._progress import sayer
 from gpufleet.bundle import BundleBuildError, aptrepo, artifacts, profile
+from gpufleet.bundle import models as bundle_models
 from gpufleet.bundle.signing import SigningKey
 
 STATE_DIR = ".gpufleet-build"
-MANAGED = ("apt", "wheels", "images", "files", "keys")
+MANAGED = ("apt", "wheels", "images", "files", "models", "keys")
 # Room kept free beyond the known sizes: apt's partial files, indexes, the manifest.
 DISK_MARGIN = 64 * 1000 * 1000
 
@@ -192,6 +193,7 @@ def build(
         for f in prof["files"]:
             if "path" in f and not Path(f["path"]).is_file():
                 raise BundleBuildError(f"files: {f['name']}: {f['path']} does not exist")
+        bundle_models.check_sources(prof["models"])
 
         wanted_debs = {w["file"] for w in apt_wanted}
         for stale in pool.glob("*.deb") if pool.is_dir() else []:
@@ -209,6 +211,7 @@ def build(
                 for f in prof["files"]
                 if "path" in f and not (out / "files" / f["name"]).is_file()
             ),
+            "models": bundle_models.need_bytes(prof["models"], out),
         }
         check_disk(out, need)
 
@@ -225,6 +228,7 @@ def build(
         _save_state(out, state)
     if prof["files"]:
         artifacts.fetch_files(prof["files"], out)
+    signed_models = bundle_models.carry(prof["models"], out, signing_home, key, say=say)
     _remove_stale(out, prof, wheels)
 
     keys = out / "keys"
@@ -237,7 +241,7 @@ def build(
         signer.sign(repo / "Release", repo / "InRelease", "clear", at=created)
         signer.sign(repo / "Release", repo / "Release.gpg", "detach", at=created)
 
-    manifest = make_manifest(out, prof, fpr, created, apt_wanted, wheels, image_ids)
+    manifest = make_manifest(out, prof, fpr, created, apt_wanted, wheels, image_ids, signed_models)
     write_atomic(out / core.MANIFEST, json.dumps(manifest, indent=1) + "\n")
     signer.sign(out / core.MANIFEST, out / core.SIGNATURE, "detach", at=created)
     shutil.rmtree(out / STATE_DIR)
@@ -266,9 +270,12 @@ def _remove_stale(out: Path, prof: dict, wheels: list[dict]) -> None:
         shutil.rmtree(out / "wheels")
     if not prof["apt"]["packages"] and (out / "apt").is_dir():
         shutil.rmtree(out / "apt")
+    bundle_models.remove_stale(prof["models"], out)
 
 
-def make_manifest(out: Path, prof: dict, fpr: str, created: int, apt_wanted, wheels, image_ids) -> dict:
+def make_manifest(
+    out: Path, prof: dict, fpr: str, created: int, apt_wanted, wheels, image_ids, signed_models=()
+) -> dict:
     core = _core()
     requested_debs = {p.split("=")[0] for p in prof["apt"]["packages"]}
     uris = {w["file"]: w["uri"] for w in apt_wanted}
@@ -282,6 +289,7 @@ def make_manifest(out: Path, prof: dict, fpr: str, created: int, apt_wanted, whe
         if rel in (core.MANIFEST, core.SIGNATURE) or rel.startswith(STATE_DIR + "/"):
             continue
         top = rel.split("/", 1)[0]
+        expected = None
         if top not in MANAGED:
             raise BundleBuildError(
                 f"{rel} in {out} was not made by this build; move it out of the bundle directory"
@@ -314,12 +322,20 @@ def make_manifest(out: Path, prof: dict, fpr: str, created: int, apt_wanted, whe
         elif top == "files":
             f = file_by_name[path.name]
             kind, origin, purpose = "file", f.get("url") or f["path"], f["purpose"]
+        elif top == "models":
+            kind, origin, purpose, expected = bundle_models.describe(rel, signed_models)
         else:
             kind, origin, purpose = "key", "gpg --export", "bundle signing public key (pin its fingerprint)"
+        sha = core.sha256_file(str(path))
+        if top == "models" and expected and sha != expected:
+            raise BundleBuildError(
+                f"{rel}: its copy does not match the model manifest (sha256 {sha}, signed {expected}); "
+                "the source changed while the bundle was built: run the build again"
+            )
         entry = {
             "path": rel,
             "size": path.stat().st_size,
-            "sha256": core.sha256_file(str(path)),
+            "sha256": sha,
             "kind": kind,
             "origin": origin,
             "purpose": purpose,

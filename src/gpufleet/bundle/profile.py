@@ -29,6 +29,7 @@ KNOWN_ROLES = (
     "nccl",
     "infiniband",
     "monitoring",
+    "model_store",
 )
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
@@ -39,7 +40,7 @@ WHEEL_REQ_RE = re.compile(
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
 
-TOP_KEYS = {"schema", "name", "description", "target", "roles", "apt", "wheels", "images", "files"}
+TOP_KEYS = {"schema", "name", "description", "target", "roles", "apt", "wheels", "images", "files", "models"}
 TARGET_KEYS = {"os", "arch", "python"}
 APT_KEYS = {"components", "packages", "pins"}
 PIN_KEYS = {"packages", "version"}
@@ -204,9 +205,13 @@ def validate(data, source: str = "profile", base_dir: Path | None = None) -> dic
             item["path"] = str(p)
         files.append(item)
 
-    if not (apt_packages or wheel_packages or images or files) and not problems:
+    from gpufleet.bundle import models as bundle_models
+
+    models = bundle_models.validate(data.get("models"), base_dir, problems)
+
+    if not (apt_packages or wheel_packages or images or files or models) and not problems:
         problems.append(
-            "the profile lists nothing to bundle: add apt.packages, wheels.packages, images or files"
+            "the profile lists nothing to bundle: add apt.packages, wheels.packages, images, files or models"
         )
     if problems:
         raise BundleBuildError(f"{source} is not a valid bundle profile:\n  - " + "\n  - ".join(problems))
@@ -220,6 +225,7 @@ def validate(data, source: str = "profile", base_dir: Path | None = None) -> dic
         "wheels": {"packages": wheel_packages, "platform": platform, "python": wheel_python},
         "images": images,
         "files": files,
+        "models": models,
     }
 
 
