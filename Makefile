@@ -11,6 +11,8 @@ export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 LAB_NODES ?= 2
 BUNDLE_DIR ?= .cache/bundles/lab
+# the lab's tiny model (gpufleet lab tiny-model), which the lab bundle carries (bundles/lab.yml)
+LAB_MODEL_DIR ?= .cache/models/tiny-llama
 
 .PHONY: help host-deps venv lab-image lab-bundle lint lint-host unit check integration faults molecule test demo demo-down ee clean
 
@@ -71,6 +73,7 @@ lab-image: venv host-deps ## build the lab image (debootstrap; cached by recipe 
 	$(BIN)/gpufleet lab image
 
 lab-bundle: lab-image ## build (or resume/refresh) the signed lab bundle, the one package source of the tests
+	$(BIN)/gpufleet lab tiny-model $(LAB_MODEL_DIR)
 	$(BIN)/gpufleet bundle build bundles/lab.yml -o $(BUNDLE_DIR)
 
 molecule: lab-bundle ## every Molecule scenario (converge, idempotence, testinfra verify)
@@ -85,6 +88,7 @@ test: ## everything CI runs, as timed stages with a budget of 30 minutes (tests/
 # with `gpufleet apply` (a live per-host view on a terminal, plain lines in a log; every event and
 # Ansible's own output kept in reports/lab/runs/<id>/).
 demo: venv host-deps ## the air-gapped flow: signed bundle, bastion + 2 nodes, gpufleet apply site.yml, gpufleet verify
+	$(BIN)/gpufleet lab tiny-model $(LAB_MODEL_DIR)
 	$(BIN)/gpufleet bundle build bundles/lab.yml -o $(BUNDLE_DIR)
 	$(BIN)/gpufleet bundle verify $(BUNDLE_DIR) --fingerprint "$$($(BIN)/gpufleet bundle key --fingerprint)"
 	$(BIN)/gpufleet lab up --airgap --nodes $(LAB_NODES) --bundle $(BUNDLE_DIR) \

@@ -51,6 +51,8 @@ def main() -> int:
     out = Path(args.out) if args.out else work / "bundle"
     env = {**os.environ, "GPUFLEET_SIGNING_HOME": str(work / "signing")}
     try:
+        # bundles/lab.yml carries the lab's tiny model: written first (a no-op when already right)
+        subprocess.run([BIN / "gpufleet", "lab", "tiny-model", ".cache/models/tiny-llama"], check=True)
         cold = timed([BIN / "gpufleet", "bundle", "build", args.profile, "-o", out], env)
         warm = timed([BIN / "gpufleet", "bundle", "build", args.profile, "-o", out], env)
         fpr = subprocess.run(

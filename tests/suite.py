@@ -126,8 +126,13 @@ def stages() -> list[Stage]:
         ),
         Stage(
             "lab bundle",
-            [str(BIN / "gpufleet"), "bundle", "build", "bundles/lab.yml", "-o", ".cache/bundles/lab"],
-            "the signed lab bundle: the one package source of the run",
+            [
+                "sh",
+                "-c",
+                f"{BIN / 'gpufleet'} lab tiny-model .cache/models/tiny-llama && "
+                f"{BIN / 'gpufleet'} bundle build bundles/lab.yml -o .cache/bundles/lab",
+            ],
+            "the signed lab bundle (with the lab's tiny model): the one package source of the run",
             group=lab,
             lane=1,
         ),

@@ -127,7 +127,13 @@ def airgap_settings(airgap: bool, bundle: str | Path | None, fingerprint: str | 
         raise LabError(f"--bundle {bundle}: manifest.json has no usable 'name' (got {name!r})")
     if "," in str(path) or ":" in str(path):
         raise LabError(f"--bundle {path}: docker cannot mount a path with ',' or ':' in it; move the bundle")
-    return {"bundle": str(path), "name": name, "fingerprint": pin}
+    # The models the bundle carries are what the lab's nodes place in their model store (what to
+    # fetch only: trust still comes from the pinned fingerprint, never from the bundle).
+    carried = ((data.get("profile") or {}).get("models") or []) if isinstance(data, dict) else []
+    models = [
+        {"name": m["name"], "version": m["version"]} for m in carried if isinstance(m, dict) and "name" in m
+    ]
+    return {"bundle": str(path), "name": name, "fingerprint": pin, "models": models}
 
 
 def _airgap_run_flags(airgap: dict) -> list[str]:
@@ -327,6 +333,8 @@ def inventory_data(
                 "bundle_server_src": BUNDLE_MOUNT,
             }
         )
+        if airgap.get("models"):
+            lab_vars["model_store_models"] = airgap["models"]
     if ssh is not None:
         from gpufleet.lab import ssh as lab_ssh
 

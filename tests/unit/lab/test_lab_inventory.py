@@ -1,6 +1,7 @@
 """The lab's pure parts: names, host lists, the inventory it writes, the image recipe and mirror,
 and the messages when docker is missing or its daemon is down. Nothing here starts a container."""
 
+import json
 import stat
 
 import pytest
@@ -303,6 +304,7 @@ def test_airgap_settings_reads_the_name_and_takes_the_pin_from_the_argument(bund
         "bundle": str(bundle_dir.resolve()),
         "name": "gpufleet-2025.06-bookworm",
         "fingerprint": FPR,
+        "models": [],
     }
 
 
@@ -405,6 +407,17 @@ def test_airgap_inventory_sets_the_offline_variables(bundle_dir):
     assert list(top["children"]["bastion"]["hosts"]) == ["bastion"]
     assert top["vars"]["ansible_connection"] == "community.docker.docker"
     assert top["vars"]["gpufleet_lab"] == "ci-1"
+    assert "model_store_models" not in top["vars"], "this bundle carries no model"
+
+
+def test_airgap_inventory_places_the_models_the_bundle_carries(bundle_dir):
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    model = {"name": "tiny-llama", "version": "1", "path": "/x", "chunk_size": 1024}
+    manifest["profile"] = {"models": [model]}
+    (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
+    airgap = fleet.airgap_settings(True, str(bundle_dir), FPR)
+    top = yaml.safe_load(fleet.render_inventory("ci-1", fleet.wanted_hosts(1, True), airgap))["all"]
+    assert top["vars"]["model_store_models"] == [{"name": "tiny-llama", "version": "1"}]
 
 
 def test_inventory_without_airgap_is_unchanged():
