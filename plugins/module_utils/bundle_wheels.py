@@ -50,7 +50,9 @@ def _wheel_entries(manifest):
     return wheels
 
 
-def _parse_spec(spec):
+def parse_wheel_spec(spec):
+    """(PEP 503 name, version or None) of ``NAME`` or ``NAME==VERSION``; BundleError when ``spec`` is
+    neither. The python_runtime role's checks (plugin_utils/python_runtime.py) use it too."""
     text = spec.strip() if isinstance(spec, str) else ""
     name, sep, version = text.partition("==")
     name = name.strip()
@@ -74,7 +76,7 @@ def wheel_requirements(manifest, specs):
         )
     todo = []
     for spec in specs:
-        key, version = _parse_spec(spec)
+        key, version = parse_wheel_spec(spec)
         if key not in wheels:
             raise BundleError(
                 f"the bundle has no wheel {key} ({spec}): add it to the bundle profile's wheels and "

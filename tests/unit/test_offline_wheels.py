@@ -1,4 +1,4 @@
-"""Offline, the cuda_toolkit and nccl roles install their wheels from requirements that
+"""Offline, the cuda_toolkit, nccl and python_runtime roles install their wheels from requirements that
 bundle_wheel_requirements pinned to the signed manifest's hashes (pip --require-hashes); online, by
 name as before. The pip tasks' arguments are rendered here for both cases."""
 
@@ -15,6 +15,8 @@ TASKS = [
      "Pin the NCCL wheel"),
     ("nccl", "install.yml", "Install PyTorch", "'torch==' ~ __nccl_torch_plan['version']",
      "__nccl_torch_requirements", "Pin PyTorch"),
+    ("python_runtime", "install.yml", "Install each environment's wheels", "item['packages']",
+     "item['requirements']", "Pin each environment's wheels"),
 ]  # fmt: skip
 
 
@@ -34,6 +36,8 @@ def render(args, offline):
         "omit": OMIT,
         "__cuda_toolkit_offline": str(offline),
         "__nccl_offline": str(offline),
+        "__python_runtime_offline": str(offline),
+        "item": {"packages": ["torch==2.10.0"], "requirements": "/opt/envs/t/gpufleet-requirements.txt"},
         "__cuda_toolkit_cudnn_plan": {"packages": ["nvidia-cudnn-cu11==9.10.2.21"]},
         "__nccl_plan": {"packages": ["nvidia-nccl-cu11==2.21.5"]},
         "__nccl_torch_plan": {"version": "2.10.0"},
