@@ -4,6 +4,7 @@ current, nothing partial left; a manifest altered after signing is refused and c
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,33 @@ def test_an_altered_manifest_is_refused_and_current_stays(host):
         )
     assert "signature" in refused.value.result["msg"].lower(), refused.value.result
     assert host.file(f"{MODEL}/current").linked_to == f"{MODEL}/versions/1"
+
+
+def test_the_tools_runtime_reads_every_weight_of_the_current_version(host):
+    """python_runtime's env (wheels hash-pinned from the bundle) loads the model the store placed."""
+    script = (
+        "import json, sys\n"
+        "from safetensors import safe_open\n"
+        f"root = '{MODEL}/current/'\n"
+        "index = json.load(open(root + 'model.safetensors.index.json'))\n"
+        "n, dtypes = 0, set()\n"
+        "for shard in sorted(set(index['weight_map'].values())):\n"
+        "    with safe_open(root + shard, 'np') as f:\n"
+        "        for k in f.keys():\n"
+        "            t = f.get_tensor(k); n += t.size; dtypes.add(str(t.dtype))\n"
+        "print(json.dumps({'params': n, 'dtypes': sorted(dtypes), 'tensors': len(index['weight_map'])}))\n"
+    )
+    out = host.check_output(f"/opt/gpufleet/envs/tools/bin/python -c {shlex.quote(script)}")
+    got = json.loads(out)
+    config = json.loads(host.file(f"{MODEL}/current/config.json").content_string)
+    h, inter, vocab, layers = (
+        config[k] for k in ("hidden_size", "intermediate_size", "vocab_size", "num_hidden_layers")
+    )
+    kv = config["num_key_value_heads"] * config["head_dim"]
+    q = config["num_attention_heads"] * config["head_dim"]
+    per_layer = 2 * h + q * h + 2 * kv * h + h * q + 3 * inter * h
+    assert got == {
+        "params": 2 * vocab * h + h + layers * per_layer,
+        "dtypes": ["float16"],
+        "tensors": 2 + 1 + 9 * layers,
+    }

@@ -78,7 +78,7 @@ def validate(value, base_dir: Path | None, problems: list[str]) -> list[dict]:
         p = Path(path).expanduser()
         if not p.is_absolute() and base_dir is not None:
             p = base_dir / p
-        out.append({"name": name, "version": version, "path": str(p), "chunk_size": chunk})
+        out.append({"name": name, "version": version, "path": os.path.normpath(p), "chunk_size": chunk})
     return out
 
 
