@@ -320,6 +320,13 @@ def inventory_data(
         # Lab containers have no GPU: gpufleet verify expects none, so its GPU checks
         # report "no GPU present" as skips instead of failing the count.
         "gpufleet_expected_gpus": 0,
+        # dockerd inside a lab container: no NET_ADMIN (no iptables, no bridge), overlayfs below (vfs).
+        "container_runtime_daemon_json": {
+            "iptables": False,
+            "ip6tables": False,
+            "bridge": "none",
+            "storage-driver": "vfs",
+        },
     }
     if airgap is not None:
         # The nodes reach the bastion by its inventory name, 'bastion' (a network alias), the

@@ -427,6 +427,7 @@ def test_inventory_without_airgap_is_unchanged():
         "ansible_python_interpreter",
         "gpufleet_lab",
         "gpufleet_expected_gpus",
+        "container_runtime_daemon_json",
     }
     assert "Air-gapped" not in fleet.render_inventory("lab", fleet.wanted_hosts(2, True))
 
