@@ -12,8 +12,8 @@ URL gets the lowest preference, so peers carry what they can.
 aria2's checks are not trusted alone: after aria2c exits 0, every file is hashed again against the
 signed manifest (size, sha256 and every chunk) before the store adopts it. The manifest decides.
 
-``model_fetch`` uses it with ``engine: aria2`` (``model_transfer.install``). Not built yet: peers
-serving their stores over HTTP, choosing peers.
+``model_fetch`` uses it with ``engine: aria2`` (``model_transfer.install``); peers (other nodes'
+stores, served read-only by the model_store role) come first, ahead of every source.
 Host code: stdlib only, Python >= 3.8.
 """
 
@@ -119,17 +119,19 @@ def priorities(sources, bastion_last=True):
     return [(rank[source], source) for source in sources]
 
 
-def metalink(manifest, sources, files=None, bastion_last=True):
+def metalink(manifest, sources, files=None, bastion_last=True, peers=()):
     """Metalink v4 XML text for ``files`` (manifest paths; all when None) from ``sources``.
 
     ``sources`` are base URLs of the model directory (the bastion first, then peers); the file
     ``a/b.json`` is at ``SOURCE/a/b.json``. Per file: ``size``, the whole file's sha-256, and
     ``pieces`` with one sha-256 per manifest chunk (none for an empty file, which has no chunks).
+    ``peers`` are base URLs of other nodes' stores (``PEER/objects/<sha[:2]>/<sha>``), preferred to
+    every source.
     """
     check_sources(sources)
     chunk_size = manifest.get("chunk_size") if isinstance(manifest, dict) else None
     entries = _entries(manifest, files)
-    ranked = priorities(list(sources), bastion_last)
+    ranked = [(priority + len(peers), source) for priority, source in priorities(list(sources), bastion_last)]
     ET.register_namespace("", NAMESPACE)
     root = ET.Element(f"{{{NAMESPACE}}}metalink")
     ET.SubElement(root, f"{{{NAMESPACE}}}generator").text = GENERATOR
@@ -141,6 +143,9 @@ def metalink(manifest, sources, files=None, bastion_last=True):
             pieces = ET.SubElement(node, f"{{{NAMESPACE}}}pieces", length=str(chunk_size), type="sha-256")
             for digest in entry["chunks"]:
                 ET.SubElement(pieces, f"{{{NAMESPACE}}}hash").text = digest
+        for rank, peer in enumerate(peers, 1):
+            url = ET.SubElement(node, f"{{{NAMESPACE}}}url", priority=str(rank))
+            url.text = f"{peer.rstrip('/')}/objects/{entry['sha256'][:2]}/{entry['sha256']}"
         for priority, source in ranked:
             url = ET.SubElement(node, f"{{{NAMESPACE}}}url", priority=str(priority))
             url.text = source.rstrip("/") + "/" + quote(entry["path"])
@@ -224,7 +229,15 @@ def command(aria2c, metalink_file, staging, connections=4, split=4, timeout=60, 
 
 
 def fetch(
-    manifest, sources, staging, files=None, aria2c=None, bastion_last=True, run_timeout=None, **options
+    manifest,
+    sources,
+    staging,
+    files=None,
+    aria2c=None,
+    bastion_last=True,
+    run_timeout=None,
+    peers=(),
+    **options,
 ):
     """Fetch ``files`` (all when None) of ``manifest`` into ``staging`` with aria2c, then verify them.
 
@@ -260,9 +273,8 @@ def fetch(
             todo.append(entry)
     code = 0
     if todo:
-        code = _run(
-            binary, manifest, sources, staging, [e["path"] for e in todo], bastion_last, run_timeout, options
-        )
+        paths = [e["path"] for e in todo]
+        code = _run(binary, manifest, sources, staging, paths, bastion_last, run_timeout, options, peers)
     bad = []
     for entry in todo:
         path = _staged(staging, entry["path"])
@@ -279,8 +291,8 @@ def fetch(
     return {"fetched": [entry["path"] for entry in todo], "kept": kept, "exit": code}
 
 
-def _run(binary, manifest, sources, staging, paths, bastion_last, run_timeout, options):
-    text = metalink(manifest, sources, paths, bastion_last)
+def _run(binary, manifest, sources, staging, paths, bastion_last, run_timeout, options, peers=()):
+    text = metalink(manifest, sources, paths, bastion_last, peers)
     with tempfile.TemporaryDirectory(prefix="gpufleet-metalink-") as scratch:
         metalink_file = os.path.join(scratch, f"{manifest['name']}-{manifest['version']}.meta4")
         with open(metalink_file, "w", encoding="utf-8") as handle:

@@ -19,7 +19,15 @@ peer serving its own ``models/NAME/current``): the file ``a/b.json`` is fetched 
 ``SOURCE/a/b.json``. An ``s3://BUCKET/PREFIX`` source reads the object ``PREFIX/a/b.json`` with ranged
 GetObject requests (``model_s3``, boto3 when the host has it). A source that fails for a reason that
 holds for every chunk (wrong credentials, no such bucket, endpoint unreachable) is not asked again
-in that run: its chunks go to the other sources at once. Not built yet: peer discovery.
+in that run: its chunks go to the other sources at once.
+
+Peers (fleet fan-out): base URLs of other nodes serving their store's ``objects/`` read-only over
+HTTP (the model_store role's nginx). An object is there only once it is whole and verified, at
+``PEER/objects/<sha256[:2]>/<sha256>``; each chunk is asked of the peers first (spread over them as
+over the sources), then of the sources, so a node takes from the bastion only what no peer holds
+yet. A peer that does not hold a file answers 404 and the next one is asked; a peer that cannot be
+reached is not asked again in that run. With ``order_offset`` the nodes of a fleet start on
+different files, so the bastion sends each file about once and the nodes trade the rest.
 
 Host code: stdlib only (boto3 optional, for s3:// sources), Python >= 3.8.
 """
@@ -133,6 +141,16 @@ def check_sources(sources):
             )
 
 
+def check_peers(peers):
+    """Raise ModelError for a peer that is not an http(s) base URL."""
+    for peer in peers:
+        parts = urlsplit(peer)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ModelError(
+                f"peer {redact(peer)!r} is not an http:// or https:// URL of a peer's model store"
+            )
+
+
 def source_url(source, path):
     return source.rstrip("/") + "/" + quote(path)
 
@@ -147,9 +165,15 @@ def redact(url):
 
 
 class _Failed(Exception):
-    def __init__(self, kind, detail):
+    def __init__(self, kind, detail, status=None):
         super().__init__(detail)
         self.kind = kind  # "transfer" (keep partial data) or "checksum" (refuse the object)
+        self.status = status  # the HTTP status when the source answered, else None
+
+
+def peer_url(peer, sha256):
+    """Where a peer serving its store read-only has the object ``sha256``."""
+    return f"{peer.rstrip('/')}/objects/{sha256[:2]}/{sha256}"
 
 
 def get_range(url, start, length, timeout, throttle=NO_LIMIT):
@@ -161,7 +185,7 @@ def get_range(url, start, length, timeout, throttle=NO_LIMIT):
         with urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only
             status = response.status
             if status != 206 and not (status == 200 and start == 0):
-                raise _Failed("transfer", f"{redact(url)} answered HTTP {status} to a ranged request")
+                raise _Failed("transfer", f"{redact(url)} answered HTTP {status} to a ranged request", status)
             blocks, got = [], 0
             while got < length:
                 block = response.read(min(_READ, length - got))
@@ -172,7 +196,7 @@ def get_range(url, start, length, timeout, throttle=NO_LIMIT):
                 got += len(block)
             data = b"".join(blocks)
     except HTTPError as exc:
-        raise _Failed("transfer", f"{redact(url)}: HTTP {exc.code} {exc.reason}") from None
+        raise _Failed("transfer", f"{redact(url)}: HTTP {exc.code} {exc.reason}", exc.code) from None
     except (OSError, HTTPException, ValueError) as exc:
         raise _Failed("transfer", f"{redact(url)}: {exc.__class__.__name__}: {exc}") from None
     if len(data) != length:
@@ -186,11 +210,14 @@ class _Sources:
     that holds for every chunk is remembered in ``dead`` and not asked again.
     """
 
-    def __init__(self, sources, timeout, throttle=NO_LIMIT, s3=None):
+    def __init__(self, sources, timeout, throttle=NO_LIMIT, s3=None, peers=()):
         self.urls = list(sources)
+        self.peers = list(peers)
         self.timeout = timeout
         self.throttle = throttle
-        self.dead = {}  # source -> why it is not asked again
+        self.dead = {}  # source or peer -> why it is not asked again
+        self.from_peers = 0  # bytes the peers delivered (verified or not)
+        self._count = threading.Lock()
         try:
             self.s3 = {u: S3Source(u, s3, timeout) for u in self.urls if urlsplit(u).scheme == "s3"}
         except S3Failure as exc:
@@ -201,6 +228,28 @@ class _Sources:
         if source in self.s3:
             return self.s3[source].name(path)
         return redact(source_url(source, path))
+
+    def candidates(self, index):
+        """(kind, base) to ask for chunk ``index``, in order: the peers, then the sources, each list
+        spread by the chunk's index so parallel chunks go to different servers."""
+        peers = [("peer", self.peers[(index + k) % len(self.peers)]) for k in range(len(self.peers))]
+        return peers + [("source", self.urls[(index + k) % len(self.urls)]) for k in range(len(self.urls))]
+
+    def get_peer(self, peer, entry, start, length):
+        """Bytes of the object ``entry`` from a peer's store; a peer that cannot be reached (no HTTP
+        answer) is not asked again; one that answers 404 just does not hold the file yet."""
+        url = peer_url(peer, entry["sha256"])
+        if peer in self.dead:
+            raise _Failed("transfer", f"{redact(url)}: not asked again ({self.dead[peer]})")
+        try:
+            data = get_range(url, start, length, self.timeout, self.throttle)
+        except _Failed as exc:
+            if exc.status is None:
+                self.dead.setdefault(peer, str(exc))
+            raise
+        with self._count:
+            self.from_peers += len(data)
+        return data
 
     def get(self, source, path, start, length):
         """Bytes ``[start, start + length)`` of ``path`` from ``source``; _Failed('transfer', ...) if not."""
@@ -309,20 +358,27 @@ def _fetch_chunk(part, index, sources):
     start, length = chunk_range(index, entry["size"], part.chunk_size)
     want = entry["chunks"][index]
     problems = []
-    urls = sources.urls
-    for k in range(len(urls)):
-        source = urls[(index + k) % len(urls)]
+    for kind, base in sources.candidates(index):
         try:
-            data = sources.get(source, entry["path"], start, length)
+            if kind == "peer":
+                data = sources.get_peer(base, entry, start, length)
+            else:
+                data = sources.get(base, entry["path"], start, length)
         except _Failed as exc:
-            problems.append(exc)
+            if kind != "peer" or exc.status is None:  # a peer's 404 is expected: not a problem
+                problems.append(exc)
             continue
         got = hashlib.sha256(data).hexdigest()
         if got != want:
+            where = (
+                redact(peer_url(base, entry["sha256"]))
+                if kind == "peer"
+                else sources.name(base, entry["path"])
+            )
             problems.append(
                 _Failed(
                     "checksum",
-                    f"{sources.name(source, entry['path'])}: chunk {index} "
+                    f"{where}: chunk {index} "
                     f"(bytes {start}-{start + length - 1}) has sha256 "
                     f"{got[:12]}..., the manifest says {want[:12]}...",
                 )
@@ -364,7 +420,17 @@ def _run_chunks(parts, sources, workers, progress, failures):
 
 
 def fetch_objects(
-    store, manifest, entries, sources, workers=4, timeout=60, progress=None, rate_limit=None, s3=None
+    store,
+    manifest,
+    entries,
+    sources,
+    workers=4,
+    timeout=60,
+    progress=None,
+    rate_limit=None,
+    s3=None,
+    peers=(),
+    order_offset=0,
 ):
     """Fetch the objects of ``entries`` (from ``missing_objects``) into ``store``.
 
@@ -372,13 +438,21 @@ def fetch_objects(
     ``workers``: parallel chunk downloads; ``timeout``: seconds per request; ``progress(nbytes)``:
     called with each verified chunk's size (resumed bytes are reported once at the start);
     ``rate_limit``: bytes per second over all threads and sources together (None: no limit);
-    ``s3``: options of the s3:// sources (``model_s3.OPTIONS``; None: boto3's defaults).
-    Returns ``{"fetched": [paths], "bytes": downloaded, "resumed_bytes": skipped}``; raises
+    ``s3``: options of the s3:// sources (``model_s3.OPTIONS``; None: boto3's defaults);
+    ``peers``: base URLs of peer stores, asked first; ``order_offset``: start on the file at that
+    index (modulo), so the nodes of a fleet start on different files.
+    Returns ``{"fetched": [paths], "bytes": downloaded, "resumed_bytes": skipped, "peer_bytes":
+    from peers}``; raises
     ModelError naming every failed file and whether its partial data was kept (resume) or removed.
     """
     check_sources(sources)
-    readers = _Sources(sources, timeout, Throttle(rate_limit), s3)
+    check_peers(peers)
+    readers = _Sources(sources, timeout, Throttle(rate_limit), s3, peers)
     chunk_size = manifest["chunk_size"]
+    entries = list(entries)
+    if entries:
+        k = order_offset % len(entries)
+        entries = entries[k:] + entries[:k]
     parts = [_Partial(store, entry, chunk_size) for entry in entries]
     resumed = 0
     try:
@@ -422,7 +496,12 @@ def fetch_objects(
             f"fetching model {manifest['name']} {manifest['version']} failed; the active version is "
             "unchanged: " + " | ".join(lines)
         )
-    return {"fetched": fetched, "bytes": fetched_bytes, "resumed_bytes": resumed}
+    return {
+        "fetched": fetched,
+        "bytes": fetched_bytes,
+        "resumed_bytes": resumed,
+        "peer_bytes": readers.from_peers,
+    }
 
 
 def install(
@@ -437,6 +516,8 @@ def install(
     rate_limit=None,
     s3=None,
     engine="builtin",
+    peers=(),
+    order_offset=0,
 ):
     """Fetch what ``store`` lacks of a verified manifest, build the version, flip ``current`` to it.
 
@@ -454,17 +535,25 @@ def install(
     (model_metalink.check_sources if engine == "aria2" else check_sources)(sources)
     with store_lock(store):
         how = dict(workers=workers, timeout=timeout, progress=progress, rate_limit=rate_limit, s3=s3)
+        how.update(peers=peers, order_offset=order_offset)
         if engine == "aria2":
-            how = dict(connections=workers, timeout=timeout)
+            how = dict(connections=workers, timeout=timeout, peers=peers)
         return _install(store, manifest, raw, sources, activate_it, how, engine)
 
 
-def _fetch_aria2(store, manifest, entries, sources, connections, timeout):
+def _fetch_aria2(store, manifest, entries, sources, connections, timeout, peers=()):
     """``fetch_objects`` with aria2c: into the store's staging directory, then adopted into objects/."""
     staging = model_metalink.staging_dir(store, manifest)
     paths = [entry["path"] for entry in entries]
     done = model_metalink.fetch(
-        manifest, sources, staging, files=paths, connections=connections, split=connections, timeout=timeout
+        manifest,
+        sources,
+        staging,
+        files=paths,
+        connections=connections,
+        split=connections,
+        timeout=timeout,
+        peers=peers,
     )
     model_metalink.adopt(store, manifest, staging, files=paths)
     shutil.rmtree(staging, ignore_errors=True)
@@ -473,6 +562,7 @@ def _fetch_aria2(store, manifest, entries, sources, connections, timeout):
         "fetched": [entry["path"] for entry in entries],
         "bytes": sum(entry["size"] for entry in entries if entry["path"] in fetched),
         "resumed_bytes": sum(entry["size"] for entry in entries if entry["path"] not in fetched),
+        "peer_bytes": None,  # aria2 does not say which server sent what
     }
 
 
@@ -480,7 +570,7 @@ def _install(store, manifest, raw, sources, activate_it, how, engine="builtin"):
     todo = plan(store, manifest, raw)
     if todo["fetch"]:
         check_disk(store, todo["fetch_bytes"])
-    result = {"fetched": [], "bytes": 0, "resumed_bytes": 0}
+    result = {"fetched": [], "bytes": 0, "resumed_bytes": 0, "peer_bytes": 0}
     if todo["fetch"] and engine == "aria2":
         result = _fetch_aria2(store, manifest, todo["fetch"], sources, **how)
     elif todo["fetch"]:

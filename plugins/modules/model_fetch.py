@@ -60,6 +60,24 @@ options:
     type: list
     elements: str
     required: true
+  peers:
+    description:
+      - Base URLs of other nodes' model stores served read-only over HTTP (the model_store role's
+        C(model_store_serve)), such as C(http://node2:8090). Each chunk is asked of the peers first,
+        then of O(sources): a peer holds a file at C(PEER/objects/<sha256[:2]>/<sha256>) only once it
+        is whole and verified, answers 404 otherwise, and the next server is asked. A peer that
+        cannot be reached is not asked again in that run. The signed manifest decides whether the
+        bytes are right, wherever they come from.
+    type: list
+    elements: str
+    default: []
+  order_offset:
+    description:
+      - Start on the file at this index of the manifest's list (modulo its length). The nodes of a
+        fleet given different offsets start on different files, so the bastion sends each file about
+        once and the nodes trade the rest among themselves (O(engine=builtin)).
+    type: int
+    default: 0
   store:
     description:
       - Directory of the model store (created when absent).
@@ -204,6 +222,11 @@ bytes:
   returned: success
   type: int
   sample: 4976698672
+peer_bytes:
+  description: Bytes the peers delivered (O(engine=builtin)); V(null) with O(engine=aria2).
+  returned: success
+  type: int
+  sample: 3221225472
 resumed_bytes:
   description: Bytes verified by an earlier, interrupted run and not fetched again.
   returned: success
@@ -229,6 +252,7 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.model_manifest im
 from ansible_collections.gpufleet.cluster.plugins.module_utils.model_s3 import OPTIONS as S3_OPTIONS
 from ansible_collections.gpufleet.cluster.plugins.module_utils.model_store import plan, version_dir
 from ansible_collections.gpufleet.cluster.plugins.module_utils.model_transfer import (
+    check_peers,
     check_sources,
     install,
 )
@@ -242,6 +266,8 @@ def main():
             keyring=dict(type="path", required=True),
             fingerprint=dict(type="str", required=True),
             sources=dict(type="list", elements="str", required=True),
+            peers=dict(type="list", elements="str", default=[]),
+            order_offset=dict(type="int", default=0),
             store=dict(type="path", default="/var/lib/gpufleet/model-store"),
             activate=dict(type="bool", default=True),
             workers=dict(type="int", default=4),
@@ -268,6 +294,7 @@ def main():
             gpgv=module.get_bin_path("gpgv") or "gpgv",
         )
         check_sources(p["sources"])
+        check_peers(p["peers"])
         todo = plan(store, manifest, raw)
     except (BundleError, OSError) as exc:
         module.fail_json(msg=str(exc))
@@ -289,6 +316,7 @@ def main():
             store, manifest, raw, p["sources"], activate_it=p["activate"], workers=p["workers"],
             timeout=p["timeout"], rate_limit=p["rate_limit"] or None,
             s3={k: p["s3_" + k] for k in S3_OPTIONS}, engine=p["engine"],
+            peers=p["peers"], order_offset=p["order_offset"],
         )  # fmt: skip
     except (BundleError, OSError) as exc:
         module.fail_json(msg=str(exc), **result)
@@ -297,6 +325,7 @@ def main():
         fetched=done["fetched"],
         bytes=done["bytes"],
         resumed_bytes=done["resumed_bytes"],
+        peer_bytes=done.get("peer_bytes"),
         current=version if p["activate"] else todo["active"],
     )
     module.exit_json(**result)

@@ -1,0 +1,97 @@
+"""Fleet fan-out: peers (other nodes serving their store's objects read-only) are asked first, the
+sources (the bastion) only for what no peer holds; wrong bytes from a peer are refused and fetched
+elsewhere; an unreachable peer is not asked again; nodes start on different files."""
+
+import hashlib
+import socket
+import xml.etree.ElementTree as ET
+
+import pytest
+from ansible_collections.gpufleet.cluster.plugins.module_utils import model_metalink
+from ansible_collections.gpufleet.cluster.plugins.module_utils import model_store as ms
+from ansible_collections.gpufleet.cluster.plugins.module_utils import model_transfer as mt
+from ansible_collections.gpufleet.cluster.plugins.module_utils.model_manifest import ModelError
+from model_testkit import Server, make_files, manifest_for
+
+FILES = make_files()
+MANIFEST = manifest_for(FILES)
+SHARD2 = "model-00002-of-00002.safetensors"
+
+
+def objects_of(paths):
+    """What a peer's store serves: objects/<sha[:2]>/<sha> for each of ``paths``."""
+    out = {}
+    for path in paths:
+        sha = hashlib.sha256(FILES[path]).hexdigest()
+        out[f"objects/{sha[:2]}/{sha}"] = FILES[path]
+    return out
+
+
+def stored(store):
+    return {e["path"]: open(ms.object_path(str(store), e["sha256"]), "rb").read() for e in MANIFEST["files"]}
+
+
+def test_a_file_a_peer_holds_comes_from_the_peer_and_the_rest_from_the_bastion(tmp_path):
+    with Server(FILES) as bastion, Server(objects_of([SHARD2])) as peer:
+        got = mt.fetch_objects(str(tmp_path), MANIFEST, MANIFEST["files"], [bastion.url], peers=[peer.url])
+        assert SHARD2 not in bastion.paths_requested()
+        assert got["peer_bytes"] == len(FILES[SHARD2])
+        assert got["bytes"] == sum(len(d) for d in FILES.values())
+    assert stored(tmp_path) == FILES
+
+
+def test_wrong_bytes_from_a_peer_are_refused_and_fetched_from_the_bastion(tmp_path):
+    lying = objects_of([SHARD2])
+    with Server(FILES) as bastion, Server(lying, corrupt=set(lying)) as peer:
+        got = mt.fetch_objects(str(tmp_path), MANIFEST, MANIFEST["files"], [bastion.url], peers=[peer.url])
+        assert set(lying) <= peer.paths_requested(), "the peer was asked first"
+        assert SHARD2 in bastion.paths_requested()
+        assert SHARD2 in got["fetched"] and got["peer_bytes"] == len(FILES[SHARD2])
+    assert stored(tmp_path)[SHARD2] == FILES[SHARD2]
+
+
+def test_an_unreachable_peer_is_asked_once(tmp_path, monkeypatch):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    asked = []
+    real = mt.get_range
+
+    def counting(url, *args, **kw):
+        asked.append(url)
+        return real(url, *args, **kw)
+
+    monkeypatch.setattr(mt, "get_range", counting)
+    with Server(FILES) as bastion:
+        got = mt.fetch_objects(
+            str(tmp_path), MANIFEST, MANIFEST["files"], [bastion.url], peers=[dead], workers=1
+        )
+    assert sum(url.startswith(dead) for url in asked) == 1
+    assert got["peer_bytes"] == 0 and stored(tmp_path) == FILES
+
+
+def test_order_offset_starts_on_another_file(tmp_path):
+    entries = [e for e in MANIFEST["files"] if e["size"]]
+    with Server(FILES) as bastion:
+        mt.fetch_objects(str(tmp_path), MANIFEST, entries, [bastion.url], workers=1, order_offset=2)
+        first = bastion.requests[0][0]
+    assert first == entries[2]["path"]
+
+
+def test_peers_must_be_http_urls(tmp_path):
+    with pytest.raises(ModelError, match=r"peer 'ftp://node2' is not an http:// or https:// URL"):
+        mt.fetch_objects(str(tmp_path), MANIFEST, MANIFEST["files"], ["http://b"], peers=["ftp://node2"])
+
+
+def test_metalink_puts_peer_objects_ahead_of_every_source():
+    text = model_metalink.metalink(
+        MANIFEST, ["http://bastion/m", "http://mirror/m"], files=[SHARD2], peers=["http://node2:8090/"]
+    )
+    ns = {"m": model_metalink.NAMESPACE}
+    urls = {u.text: int(u.get("priority")) for u in ET.fromstring(text).findall(".//m:url", ns)}
+    sha = hashlib.sha256(FILES[SHARD2]).hexdigest()
+    assert urls == {
+        f"http://node2:8090/objects/{sha[:2]}/{sha}": 1,
+        f"http://mirror/m/{SHARD2}": 2,
+        f"http://bastion/m/{SHARD2}": 3,
+    }
