@@ -10,4 +10,4 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils import model_sour
 
 class FilterModule:
     def filters(self):
-        return {"model_sources": model_sources.model_sources}
+        return {"model_sources": model_sources.model_sources, "model_peers": model_sources.model_peers}

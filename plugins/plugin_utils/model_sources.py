@@ -95,3 +95,23 @@ def model_sources(models, bundle_url="", extra_sources=(), activate=True):
             "model_store_models is not valid; nothing was fetched:\n  - " + "\n  - ".join(problems)
         )
     return out
+
+
+def model_peers(hosts, me, addresses, port):
+    """Base URLs of the peer stores of host ``me``: every other host of ``hosts``, at its address
+    (``addresses``, in the same order; an empty one means the host's name) and ``port``, starting
+    with the host after ``me`` so that the nodes of a fleet do not all ask the same peer first."""
+    hosts, addresses = list(hosts), list(addresses)
+    if len(addresses) != len(hosts):
+        raise AnsibleFilterError("model_peers: one address per host is needed (empty for the host's name)")
+    if me not in hosts:
+        raise AnsibleFilterError(f"model_peers: {me!r} is not one of the hosts")
+    k = hosts.index(me)
+    order = list(range(k + 1, len(hosts))) + list(range(k))
+    out = []
+    for i in order:
+        address = str(addresses[i] or hosts[i])
+        if ":" in address and not address.startswith("["):
+            address = f"[{address}]"  # an IPv6 address in a URL
+        out.append(f"http://{address}:{int(port)}")
+    return out

@@ -59,3 +59,21 @@ def test_every_bad_entry_is_reported_at_once():
     with pytest.raises(AnsibleFilterError) as err:
         flt.model_sources([{"name": "a"}, {"version": "1"}], bundle_url="http://b")
     assert "[0] (a).version: None" in str(err.value) and "[1].name: None" in str(err.value)
+
+
+def test_peers_are_the_other_hosts_starting_after_this_one():
+    hosts = ["node1", "node2", "node3", "node4"]
+    addresses = ["10.0.0.1", "", "fd00::3", "10.0.0.4"]
+    assert flt.model_peers(hosts, "node2", addresses, 8090) == [
+        "http://[fd00::3]:8090",
+        "http://10.0.0.4:8090",
+        "http://10.0.0.1:8090",
+    ]
+    assert flt.model_peers(["only"], "only", [""], 8090) == []
+
+
+def test_peers_need_one_address_per_host_and_this_host_among_them():
+    with pytest.raises(AnsibleFilterError, match="one address per host"):
+        flt.model_peers(["a", "b"], "a", [""], 8090)
+    with pytest.raises(AnsibleFilterError, match="'c' is not one of the hosts"):
+        flt.model_peers(["a", "b"], "c", ["", ""], 8090)
