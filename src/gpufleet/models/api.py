@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gpufleet._io import write_atomic
 from gpufleet.bundle import BundleBuildError
@@ -210,12 +212,17 @@ def fetch_model(
     signing_home: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    timeout: int = 60,
+    engine: str = "builtin",
+    s3_endpoint_url: str | None = None,
+    s3_region: str | None = None,
 ) -> dict:
     """Fetch a signed model version into a local store, as the ``model_fetch`` module does on a node.
 
     manifest      the ``.model.json`` file; its signature is checked first (see ``verify_model``)
     fingerprint   the pinned bundle key fingerprint
-    sources       http(s) base URLs of the model directory, tried in turn for each chunk
+    sources       http(s) base URLs or ``s3://BUCKET/PREFIX`` of the model directory, tried in turn
+                  for each chunk (``s3://`` needs boto3 in this Python environment)
     store         the model store directory (created when absent)
     keyring       public key to check with (default: this machine's bundle key)
     signature     detached signature (default ``MANIFEST.asc``)
@@ -225,22 +232,69 @@ def fetch_model(
     signing_home  GnuPG home of the bundle key, for the default keyring
     progress      ``progress(nbytes)`` per verified chunk
     on_total      called once with the bytes to fetch (before the first byte)
+    timeout       seconds to wait for a source to answer one request
+    engine        ``builtin`` (parallel ranged requests) or ``aria2`` (``aria2c`` on PATH carries the
+                  bytes from a Metalink of the signed manifest; http(s) sources only, ``rate_limit``
+                  does not apply, ``workers`` is the connections per source)
+    s3_endpoint_url  S3-compatible storage (MinIO, Ceph RGW, ...) for ``s3://`` sources; None: AWS S3
+                  (or boto3's ``AWS_ENDPOINT_URL_S3``)
+    s3_region     the ``s3://`` sources' region; None: boto3's default
+
+    S3 credentials are never parameters here: boto3's own chain supplies them (``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_PROFILE``, ``~/.aws``, an instance role),
+    and no message holds them.
 
     Returns ``model_transfer.install``'s result; raises ModelCommandError on any failure (the
     active version is then unchanged).
     """
     mm = _mm()
-    from ansible_collections.gpufleet.cluster.plugins.module_utils import model_store, model_transfer
+    from ansible_collections.gpufleet.cluster.plugins.module_utils import (
+        model_s3,
+        model_store,
+        model_transfer,
+    )
 
+    if engine == "builtin" and not model_s3.HAS_BOTO3:
+        s3_sources = [s for s in sources if urlsplit(s).scheme == "s3"]
+        if s3_sources:
+            raise ModelCommandError(
+                f"source {s3_sources[0]}: s3:// sources need boto3 in the Python environment gpufleet "
+                f"runs in ({sys.executable} -m pip install boto3), or give http(s) sources only"
+            )
     parsed, raw = _verified(manifest, fingerprint, keyring, signature, signing_home)
+    # no credential options: model_s3 then leaves them to boto3's chain (environment, ~/.aws, role)
+    s3 = {"endpoint_url": s3_endpoint_url, "region": s3_region}
     try:
         if on_total is not None:
             on_total(model_store.plan(str(store), parsed, raw)["fetch_bytes"])
         return model_transfer.install(
-            str(store), parsed, raw, sources, activate, workers, progress=progress, rate_limit=rate_limit
+            str(store),
+            parsed,
+            raw,
+            sources,
+            activate,
+            workers,
+            timeout=timeout,
+            progress=progress,
+            rate_limit=rate_limit,
+            s3=s3,
+            engine=engine,
         )
     except (mm.BundleError, OSError) as exc:
-        raise ModelCommandError(str(exc)) from None
+        raise ModelCommandError(_without_env_secrets(str(exc))) from None
+
+
+# boto3 reads these from the environment; model_s3 scrubs only the credentials it was given
+_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+def _without_env_secrets(text: str) -> str:
+    """``text`` with the values of the secret AWS_* variables replaced by ``***``."""
+    for name in _SECRET_ENV:
+        value = os.environ.get(name)
+        if value:
+            text = text.replace(value, "***")
+    return text
 
 
 def rollback_model(store: str | Path, name: str) -> dict:

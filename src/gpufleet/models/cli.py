@@ -1,4 +1,4 @@
-"""``gpufleet model add|verify``."""
+"""``gpufleet model add|verify|fetch|rollback``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from gpufleet._progress import Bar, human, sayer
 from gpufleet.bundle.cli import parse_rate
 from gpufleet.bundle.signing import ENV_HOME
 from gpufleet.models import ModelVerifyFailed
+
+# model_transfer.ENGINES (a test keeps them equal): the collection, and boto3 with it, is imported
+# only when a model command runs, not to build the parser
+ENGINES = ("builtin", "aria2")
 
 
 def cmd_model(args: argparse.Namespace) -> int:
@@ -87,6 +91,10 @@ def cmd_model(args: argparse.Namespace) -> int:
             signing_home=args.signing_home,
             progress=lambda n: bar.add(n) if bar else None,
             on_total=start,
+            timeout=args.timeout,
+            engine=args.engine,
+            s3_endpoint_url=args.s3_endpoint_url,
+            s3_region=args.s3_region,
         )
         if bar is not None:
             bar.close(f", {len(result['fetched'])} files")
@@ -101,6 +109,16 @@ def cmd_model(args: argparse.Namespace) -> int:
         print(f"model {args.name}: current is {result['current']} again (previous: {result['previous']})")
         return 0
     raise AssertionError(args.model_cmd)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"want a whole number of seconds, at least 1, got {text!r}")
+    return value
 
 
 def add_parser(sub) -> None:
@@ -133,11 +151,24 @@ def add_parser(sub) -> None:
     mv.add_argument("--signature", help="detached signature (default MANIFEST.asc)")
     mv.add_argument("--dir", help="also hash this model directory against the manifest")
     mv.add_argument("--signing-home", help="GnuPG home of the bundle key, for the default keyring")
-    mf = ms.add_parser("fetch", help="fetch a signed model into a local store, every chunk verified")
+    mf = ms.add_parser(
+        "fetch",
+        help="fetch a signed model into a local store, every chunk verified",
+        description="Fetch a signed model version into a local store, as the gpufleet.cluster.model_fetch "
+        "module does on a node: the signature first, then every chunk checked as it lands; a failed fetch "
+        "never changes current.",
+        epilog="S3 credentials have no flags (they would land in shell history and process lists): boto3 "
+        "takes them from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, AWS_PROFILE and "
+        "~/.aws/credentials, or an instance role. They are never printed.",
+    )
     mf.add_argument("manifest", help="the .model.json file")
     mf.add_argument("--fingerprint", required=True, help="the pinned bundle key fingerprint")
     mf.add_argument(
-        "--source", action="append", required=True, help="http(s) URL of the model directory (repeatable)"
+        "--source",
+        action="append",
+        required=True,
+        help="the model directory: an http(s) URL, or s3://BUCKET/PREFIX (needs boto3); repeatable, "
+        "tried in turn for each chunk",
     )
     mf.add_argument("--store", required=True, help="the model store directory")
     mf.add_argument("--keyring", help="public key to check with (default: this machine's bundle key)")
@@ -145,6 +176,32 @@ def add_parser(sub) -> None:
     mf.add_argument("--no-activate", action="store_true", help="stage the version; leave current as it is")
     mf.add_argument("--workers", type=int, default=4, help="parallel chunk downloads (default 4)")
     mf.add_argument("--rate-limit", metavar="RATE", type=parse_rate, help="cap, e.g. 500K or 20M (bytes/s)")
+    mf.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_positive_int,
+        default=60,
+        help="seconds to wait for a source to answer one request (default 60)",
+    )
+    mf.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="builtin",
+        help="builtin: parallel ranged requests; aria2: aria2c (Debian package aria2) carries the bytes "
+        "from every source, the first one least preferred - http(s) sources only, no --rate-limit, "
+        "--workers is the connections per source (default builtin)",
+    )
+    mf.add_argument(
+        "--s3-endpoint-url",
+        metavar="URL",
+        help="S3-compatible storage (MinIO, Ceph RGW, ...) for s3:// sources, such as "
+        "https://minio.example:9000 (default: AWS S3, or AWS_ENDPOINT_URL_S3)",
+    )
+    mf.add_argument(
+        "--s3-region",
+        metavar="REGION",
+        help="region of the s3:// sources' bucket (default: boto3's, AWS_REGION)",
+    )
     mf.add_argument("--signing-home", help="GnuPG home of the bundle key, for the default keyring")
     mr = ms.add_parser("rollback", help="point current back at the previous version (nothing fetched)")
     mr.add_argument("name", help="the model's name")
