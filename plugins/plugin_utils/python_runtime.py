@@ -19,18 +19,24 @@ from collections.abc import Mapping, Sequence
 
 from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle import BundleError
 from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_wheels import parse_wheel_spec
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import python_runtime_conda as conda
 
 VAR = "python_runtime_envs"
 ENV_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # A PEP 440 version as pip accepts it after '==' (no spaces, no further specifiers or options).
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
-ENV_KEYS = ("name", "packages", "path", "state")
+ENV_KEYS = ("name", "kind", "packages", "pack", "url", "sha256", "path", "state")
+CONDA_ONLY_KEYS = ("pack", "url", "sha256")
+KINDS = ("venv", "conda")
 STATES = ("present", "absent")
 # Written into every environment the role creates; state: absent removes only a directory that has it.
 MARKER = ".gpufleet-python-runtime"
 # Offline: the requirements file bundle_wheel_requirements writes, pinned to the signed manifest.
 REQUIREMENTS = "gpufleet-requirements.txt"
 EXAMPLE = "{name: torch, packages: ['torch==2.10.0']}"
+# Where conda-pack archives and the Miniforge installer are kept on the host between runs (a file
+# already there with the pinned sha256 is not downloaded again).
+CACHE = "/var/cache/gpufleet/python_runtime"
 
 
 def _kind(value):
@@ -92,11 +98,27 @@ def _path(where, env, root):
     return posixpath.normpath(path), None
 
 
-def python_runtime_plan(envs, root="/opt/gpufleet/envs"):
-    """``{"envs": [...], "problems": [...]}``: each valid entry of ``python_runtime_envs`` with its
-    path resolved (``ROOT/NAME`` by default), its state (``present`` by default), its marker and
-    requirements file; and one message per problem. Entries with a problem are left out of envs."""
-    problems, planned = [], []
+def python_runtime_plan(
+    envs,
+    root="/opt/gpufleet/envs",
+    offline=False,
+    conda_root="/opt/gpufleet/miniforge3",
+    miniforge_installer="",
+    miniforge_url="",
+    miniforge_sha256="",
+    conda_channels=None,
+    cache=CACHE,
+):
+    """``{"envs": [...], "problems": [...], "miniforge": ...}``: each valid entry of
+    ``python_runtime_envs`` with its path resolved (``ROOT/NAME`` by default), its state (``present``
+    by default), its kind (``venv`` by default), its marker, what it is made from and its ``steps``;
+    one message per problem; and the Miniforge base (``python_runtime_miniforge_plan``'s fields, or
+    None when no present conda env lists packages). Entries with a problem are left out of envs.
+
+    ``offline`` is ``gpufleet_offline``: venv wheels, conda-pack archives and the Miniforge
+    installer then come from the bundle only, and conda packages need ``conda_channels``."""
+    problems, planned = conda.channel_problems(conda_channels), []
+    channels = [c.strip() for c in conda_channels or [] if isinstance(c, str)] if not problems else []
     usable_root = None
     if isinstance(root, str) and posixpath.isabs(root) and posixpath.normpath(root) != "/":
         usable_root = posixpath.normpath(root)
@@ -110,6 +132,7 @@ def python_runtime_plan(envs, root="/opt/gpufleet/envs"):
     if isinstance(envs, (str, Mapping)) or not isinstance(envs, Sequence):
         return {
             "envs": [],
+            "miniforge": None,
             "problems": [
                 *problems,
                 f"{VAR} must be a list of environments, not {_kind(envs)}; write e.g. [{EXAMPLE}]",
@@ -145,25 +168,53 @@ def python_runtime_plan(envs, root="/opt/gpufleet/envs"):
         state = env.get("state") or "present"
         if state not in STATES:
             problems.append(f"{where}: state {state!r} is not one of {', '.join(STATES)}")
-        problems += _package_problems(where, env.get("packages"), required=state != "absent")
+        kind = env.get("kind") or "venv"
+        if kind not in KINDS:
+            problems.append(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
+        elif kind == "conda":
+            problems += conda.conda_entry_problems(where, {**env, "state": state}, offline, channels)
+        else:
+            problems += _package_problems(where, env.get("packages"), required=state != "absent")
+            given = [key for key in CONDA_ONLY_KEYS if env.get(key) not in (None, "")]
+            if given:
+                problems.append(
+                    f"{where}: {', '.join(given)} is for kind: conda (a conda-pack archive); a venv gets its "
+                    "packages as NAME==VERSION wheels: drop it, or set kind: conda"
+                )
         named = isinstance(name, str) and names.get(name) == index
         path, problem = _path(where, env, usable_root) if named else (None, None)
         if problem:
             problems.append(problem)
         if len(problems) > before or path is None:
             continue
-        planned.append(
-            {
-                "name": name,
-                "path": path,
-                "state": state,
-                "packages": [p.strip() for p in env.get("packages") or []],
-                "marker": posixpath.join(path, MARKER),
-                "requirements": posixpath.join(path, REQUIREMENTS),
-            }
-        )
+        entry = {
+            "name": name,
+            "path": path,
+            "state": state,
+            "kind": kind,
+            "marker": posixpath.join(path, MARKER),
+        }
+        if kind == "conda":
+            entry.update(conda.conda_entry(env, path, state, cache, channels))
+        else:
+            entry.update(
+                packages=[p.strip() for p in env.get("packages") or []],
+                requirements=posixpath.join(path, REQUIREMENTS),
+                steps=_venv_steps(state, offline),
+            )
+        planned.append(entry)
     problems += _overlap_problems(planned)
-    return {"envs": planned, "problems": problems}
+    needed = any(env["kind"] == "conda" and "conda_create" in env["steps"] for env in planned)
+    miniforge, more = conda.miniforge_plan(
+        conda_root, miniforge_installer, miniforge_url, miniforge_sha256, offline, cache, needed
+    )
+    return {"envs": planned, "problems": problems + more, "miniforge": miniforge}
+
+
+def _venv_steps(state, offline):
+    if state == "absent":
+        return ["remove"]
+    return ["venv", "pin_wheels", "pip_install"] if offline else ["venv", "pip_install"]
 
 
 def _overlap_problems(planned):
@@ -233,15 +284,19 @@ def python_runtime_dir_problems(envs, listing):
 
 
 def python_runtime_fact(envs, pythons):
-    """The local fact: env name -> ``{path, python, packages}`` of each present environment.
-    ``pythons`` holds each present env's Python version (``"3.11"``; ``""`` when unknown), in order."""
+    """The local fact: env name -> ``{path, kind, python, packages}`` of each present environment,
+    and ``pack`` (the archive's name) for a conda env made from a conda-pack archive. ``pythons``
+    holds each present env's Python version (``"3.11"``; ``""`` when unknown), in order."""
     present = [env for env in envs if env["state"] == "present"]
     versions = list(pythons or []) + [""] * len(present)
-    return {
-        env["name"]: {
+    fact = {}
+    for i, env in enumerate(present):
+        fact[env["name"]] = {
             "path": env["path"],
+            "kind": env.get("kind", "venv"),
             "python": str(versions[i]).strip(),
             "packages": list(env["packages"]),
         }
-        for i, env in enumerate(present)
-    }
+        if env.get("pack"):
+            fact[env["name"]]["pack"] = env["pack"]
+    return fact

@@ -29,17 +29,22 @@ def test_defaults_fill_path_state_marker_and_requirements():
     result = plan([{"name": "torch", "packages": ["torch==2.10.0", " numpy==2.1.3 "]}])
     assert result == {
         "problems": [],
+        "miniforge": None,
         "envs": [
             {
                 "name": "torch",
                 "path": "/opt/gpufleet/envs/torch",
                 "state": "present",
+                "kind": "venv",
                 "packages": ["torch==2.10.0", "numpy==2.1.3"],
                 "marker": "/opt/gpufleet/envs/torch/.gpufleet-python-runtime",
                 "requirements": "/opt/gpufleet/envs/torch/gpufleet-requirements.txt",
+                "steps": ["venv", "pip_install"],
             }
         ],
     }
+    offline = flt.python_runtime_plan([{"name": "torch", "packages": ["torch==2.10.0"]}], ROOT, offline=True)
+    assert offline["envs"][0]["steps"] == ["venv", "pin_wheels", "pip_install"]
 
 
 def test_given_path_and_state_are_kept_and_normalized():
@@ -59,8 +64,8 @@ def test_given_path_and_state_are_kept_and_normalized():
 
 
 def test_an_empty_list_plans_nothing():
-    assert plan([]) == {"envs": [], "problems": []}
-    assert plan(None) == {"envs": [], "problems": []}
+    assert plan([]) == {"envs": [], "problems": [], "miniforge": None}
+    assert plan(None) == {"envs": [], "problems": [], "miniforge": None}
 
 
 # --- python_runtime_plan: what is refused, and the message ----------------------------------------
@@ -137,7 +142,8 @@ def test_unknown_keys_and_states_are_refused():
     result = plan([{"name": "t", "package": ["six==1.17.0"], "state": "latest"}])
     assert result["envs"] == []
     assert result["problems"] == [
-        "python_runtime_envs[0] (t): unknown key(s) package; the keys are name, packages, path, state",
+        "python_runtime_envs[0] (t): unknown key(s) package; the keys are name, kind, packages, pack, url, "
+        "sha256, path, state",
         "python_runtime_envs[0] (t): state 'latest' is not one of present, absent",
         "python_runtime_envs[0] (t): packages must be a non-empty list of NAME==VERSION strings (it is "
         "missing); write e.g. packages: ['torch==2.10.0']",
@@ -238,9 +244,6 @@ def test_a_file_where_the_directory_should_be_is_refused_for_either_state():
 
 
 def test_the_fact_names_each_present_environment():
-    assert flt.python_runtime_fact(ENVS, ["3.11\n"]) == {
-        "new": {"path": "/opt/gpufleet/envs/new", "python": "3.11", "packages": ["six==1.17.0"]}
-    }
-    assert flt.python_runtime_fact(ENVS, []) == {
-        "new": {"path": "/opt/gpufleet/envs/new", "python": "", "packages": ["six==1.17.0"]}
-    }
+    new = {"path": "/opt/gpufleet/envs/new", "kind": "venv", "packages": ["six==1.17.0"]}
+    assert flt.python_runtime_fact(ENVS, ["3.11\n"]) == {"new": {**new, "python": "3.11"}}
+    assert flt.python_runtime_fact(ENVS, []) == {"new": {**new, "python": ""}}
