@@ -62,7 +62,7 @@ notes:
   - Needs C(gpgv) on the managed host (Debian package C(gpgv), installed by default).
   - The bundle must have been built by a gpufleet that records wheel dependencies (C(requires) in the
     manifest); an older bundle fails with a message to rebuild it.
-  - The logic lives in the collection's C(bundle_wheels) and C(bundle) module utils.
+  - The logic lives in the collection's C(bundle_wheels), C(bundle_remote) and C(bundle) module utils.
 seealso:
   - module: gpufleet.cluster.bundle_verify
 """
@@ -105,39 +105,14 @@ bundle:
 """
 
 import os
-import shutil
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
-from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle import (
-    KEYRING,
-    MANIFEST,
-    SIGNATURE,
-    BundleError,
-)
-from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_wheels import (
-    verified_manifest,
-    wheel_requirements,
-)
+from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle import BundleError
+from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_remote import remote_manifest
+from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_wheels import wheel_requirements
 
 HEADER = "# Written by gpufleet from the bundle's signed manifest: pip install --require-hashes -r THIS\n"
-
-
-def fetch(url, root, timeout):
-    """The manifest, its signature and the bundle key from ``url`` into ``root``."""
-    for rel in (MANIFEST, SIGNATURE, KEYRING):
-        target = os.path.join(root, rel)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        source = f"{url.rstrip('/')}/{rel}"
-        try:
-            with open_url(source, timeout=timeout) as response, open(target, "wb") as out:
-                shutil.copyfileobj(response, out)
-        except Exception as exc:  # urllib, HTTP and socket errors alike
-            raise BundleError(
-                f"{source} cannot be downloaded ({exc}): check that the bastion serves the bundle "
-                "(bundle_server) and that url is the bundle's base URL"
-            ) from None
 
 
 def write_atomically(dest, content):
@@ -173,9 +148,8 @@ def main():
             "recorded on the node by the offline_repo role)"
         )
     try:
-        with tempfile.TemporaryDirectory(prefix="gpufleet-wheels-") as root:
-            fetch(p["url"].strip(), root, p["timeout"])
-            manifest = verified_manifest(root, p["fingerprint"], gpgv=module.get_bin_path("gpgv") or "gpgv")
+        gpgv = module.get_bin_path("gpgv") or "gpgv"
+        manifest = remote_manifest(p["url"].strip(), p["fingerprint"], p["timeout"], gpgv=gpgv)
         lines = wheel_requirements(manifest, p["packages"])
     except BundleError as exc:
         module.fail_json(msg=str(exc))
