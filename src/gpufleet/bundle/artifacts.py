@@ -182,12 +182,11 @@ def download_wheels(wheels: dict, resolved: list[dict], dest: Path) -> None:
         raise BundleBuildError("pip could not download the wheels (see its output above); re-run to resume")
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
 def image_file(name: str) -> str:
-    return f"images/{_safe(name)}.tar"
+    """The bundle path of an image's tarball; the nodes' bundle_images module finds it the same way."""
+    from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_images import image_file as path
+
+    return path(name)
 
 
 def image_id(name: str) -> tuple[str | None, int]:

@@ -340,6 +340,9 @@ def make_manifest(
             "origin": origin,
             "purpose": purpose,
         }
+        if kind == "image":
+            # Machine-readable for the nodes (bundle_images checks the loaded image against it).
+            entry["image_id"] = image_ids[image_by_file[rel]["name"]][0]
         if kind == "wheel" and "requires" in wheel_by_file.get(path.name, {}):
             # The wheel's dependencies in this bundle: a host installs the closure with hash pins.
             entry["requires"] = wheel_by_file[path.name]["requires"]
