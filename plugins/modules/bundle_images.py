@@ -141,11 +141,16 @@ def main():
             "recorded on the node by the offline_repo role)"
         )
     binary = p["docker"] or module.get_bin_path("docker")
-    if not binary:
+    if binary:
+        docker = Docker(binary, lambda argv: module.run_command(argv, environ_update=C_LOCALE))
+    elif module.check_mode:
+        # A check run before the engine is installed: no image is there, each would be loaded.
+        docker = Docker("docker", lambda argv: (1, "", "docker is not installed"))
+    else:
         module.fail_json(
             msg="docker is not installed on this host: install the engine first (role container_runtime)"
         )
-    docker = Docker(binary, lambda argv: module.run_command(argv, environ_update=C_LOCALE))
+        return
     results = []
     try:
         gpgv = module.get_bin_path("gpgv") or "gpgv"

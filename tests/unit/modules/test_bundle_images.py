@@ -5,6 +5,7 @@ temporary fake-docker-bin directory) that keeps its images in a JSON file and lo
 import hashlib
 import json
 import os
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -222,3 +223,18 @@ def test_a_bundle_without_image_ids_asks_for_a_rebuild(tmp_path, keys, docker):
         ok, result = run(args_for(server, keys))
     assert not ok
     assert "records no image_id" in result["msg"] and "gpufleet bundle build" in result["msg"]
+
+
+def test_without_docker_check_mode_says_every_image_would_load_and_a_real_run_fails(
+    tmp_path, keys, monkeypatch
+):
+    root = make_bundle(tmp_path / "bundle", keys["bundle"])
+    bindir = tmp_path / "gpgv-only-bin"
+    bindir.mkdir()
+    (bindir / "gpgv").symlink_to(shutil.which("gpgv"))
+    monkeypatch.setenv("PATH", str(bindir))  # gpgv and no docker
+    with serve(root) as server:
+        ok, result = run(args_for(server, keys), check_mode=True)
+        assert ok and result["changed"] is True and result["images"][0]["action"] == "would load"
+        ok, result = run(args_for(server, keys))
+    assert not ok and result["msg"].startswith("docker is not installed on this host")
