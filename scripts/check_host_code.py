@@ -97,7 +97,19 @@ def import_problems(paths: list[Path]) -> list[str]:
 
 
 def under_python(python: str, utils: dict[str, Path], sources: list[Path]) -> int:
-    """Compile every host file and import every module_utils file with ``python``; then its tests."""
+    """Compile every host file and import every module_utils file with ``python``; then its tests.
+
+    Both see the controller's ``ansible.module_utils`` as Ansible ships it next to a module (host code
+    may use it: bundle_remote downloads with its open_url), and nothing else of the controller's."""
+    import ansible  # the controller's copy: Ansible ships ansible.module_utils from it next to a module
+
+    with tempfile.TemporaryDirectory() as shipped:
+        os.symlink(Path(ansible.__file__).parent, Path(shipped) / "ansible")
+        env = {**os.environ, "PYTHONPATH": shipped}
+        return _under_python(python, utils, sources, env)
+
+
+def _under_python(python: str, utils: dict[str, Path], sources: list[Path], env: dict) -> int:
     program = (
         "import importlib, sys\n"
         "for path in sys.argv[2:]:\n"
@@ -109,7 +121,8 @@ def under_python(python: str, utils: dict[str, Path], sources: list[Path]) -> in
         f"(len(sys.argv) - 2, {len(utils)}, sys.version.split()[0]))\n"
     )
     collections = REPO / ".collections"
-    rc = subprocess.run([python, "-c", program, str(collections), *map(str, sources)], check=False).returncode
+    cmd = [python, "-c", program, str(collections), *map(str, sources)]
+    rc = subprocess.run(cmd, env=env, check=False).returncode
     if rc:
         return rc
     if subprocess.run([python, "-c", "import pytest"], capture_output=True, check=False).returncode:
@@ -120,13 +133,8 @@ def under_python(python: str, utils: dict[str, Path], sources: list[Path]) -> in
     ]
     tests += [HOST_TESTS / "module_utils" / f"test_{n}.py" for n in ("bundle_format", "host_env", "tool_run")]
     tests = sorted({t for t in tests if t.exists()})
-    import ansible  # the controller's copy: Ansible ships ansible.module_utils from it next to a module
-
-    with tempfile.TemporaryDirectory() as shipped:
-        os.symlink(Path(ansible.__file__).parent, Path(shipped) / "ansible")
-        env = {**os.environ, "PYTHONPATH": shipped}
-        cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *map(str, tests)]
-        return subprocess.run(cmd, cwd=REPO, env=env, check=False).returncode
+    cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *map(str, tests)]
+    return subprocess.run(cmd, cwd=REPO, env=env, check=False).returncode
 
 
 def main() -> int:

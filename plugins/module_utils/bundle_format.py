@@ -37,6 +37,8 @@ KINDS = (
 BLOCK = 1024 * 1024
 _HEX40 = re.compile(r"[0-9A-F]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+# A Docker image ID as `docker image inspect --format {{.Id}}` prints it (image entries' image_id).
+IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class BundleError(Exception):
@@ -245,6 +247,14 @@ def _entry_problem(index, entry):
     kind = entry.get("kind")
     if kind is not None and kind not in KINDS:
         return f"{label}: kind {kind!r} is not one of {', '.join(KINDS)}"
+    image_id = entry.get("image_id")
+    if image_id is not None and (
+        kind != "image" or not isinstance(image_id, str) or not IMAGE_ID.fullmatch(image_id)
+    ):
+        return (
+            f"{label}: image_id must be 'sha256:' and 64 hexadecimal characters, on an image entry, "
+            f"got {image_id!r}"
+        )
     requires = entry.get("requires")
     if requires is not None and (
         not isinstance(requires, list) or not all(isinstance(name, str) and name for name in requires)

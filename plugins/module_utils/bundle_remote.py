@@ -117,3 +117,47 @@ def download_verified(source, dest, sha256, timeout, opener, mode=0o644):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def download_checked(url, entry, dest, timeout, opener):
+    """Stream the bundle file of manifest ``entry`` (path, size, sha256) from the bundle at ``url``
+    into ``dest``, hashing while writing; BundleError (``dest`` removed) when it is unreachable, or
+    its size or sha256 is not the manifest's: nothing unverified is left for a caller to use.
+    Returns the sha256."""
+    source = f"{url.rstrip('/')}/{entry['path']}"
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(dest, "wb") as out:
+            try:
+                response = opener(source, timeout=timeout)
+            except Exception as exc:  # urllib, HTTP and socket errors alike
+                raise _download_error(source, exc) from None
+            with response:
+                while True:
+                    try:
+                        block = response.read(BLOCK)
+                    except Exception as exc:  # a connection lost half way
+                        raise BundleError(f"{source} could not be read to the end ({exc})") from None
+                    if not block:
+                        break
+                    digest.update(block)
+                    size += len(block)
+                    out.write(block)
+        found = digest.hexdigest()
+        if found != entry["sha256"].lower() or size != entry["size"]:
+            raise BundleError(
+                f"{source} is not the file the signed manifest lists: sha256 {found} ({size} bytes) was "
+                f"served, the manifest has {entry['sha256'].lower()} ({entry['size']} bytes); it was not used"
+            )
+    except OSError as exc:
+        _remove(dest)
+        raise BundleError(f"{dest} cannot be written: {exc.strerror}") from None
+    except BaseException:
+        _remove(dest)
+        raise
+    return found
+
+
+def _remove(path):
+    if os.path.exists(path):
+        os.unlink(path)

@@ -182,12 +182,11 @@ def download_wheels(wheels: dict, resolved: list[dict], dest: Path) -> None:
         raise BundleBuildError("pip could not download the wheels (see its output above); re-run to resume")
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
 def image_file(name: str) -> str:
-    return f"images/{_safe(name)}.tar"
+    """The bundle path of an image's tarball; the nodes' bundle_images module finds it the same way."""
+    from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_images import image_file as path
+
+    return path(name)
 
 
 def image_id(name: str) -> tuple[str | None, int]:
@@ -256,9 +255,16 @@ def _sha256(path: Path) -> str:
 
 
 def fetch_files(files: list[dict], root: Path) -> None:
-    """Copy or download each pinned file; nothing lands in the bundle unless its sha256 matches."""
+    """Copy or download each pinned file into ``files/``; nothing lands unless its sha256 matches."""
+    fetch_pinned(files, root / "files", "files")
+
+
+def fetch_pinned(files: list[dict], dest_dir: Path, key: str) -> None:
+    """Copy or download each pinned file (``files``, ``apt.debs``) into ``dest_dir``, keeping one that
+    already matches; nothing lands there unless its sha256 matches the pin. ``key`` names the
+    profile key in messages."""
     for f in files:
-        dest = root / "files" / f["name"]
+        dest = dest_dir / f["name"]
         if dest.is_file() and _sha256(dest) == f["sha256"]:
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -267,7 +273,7 @@ def fetch_files(files: list[dict], root: Path) -> None:
         if "path" in f:
             src = Path(f["path"])
             if not src.is_file():
-                raise BundleBuildError(f"files: {f['name']}: {src} does not exist")
+                raise BundleBuildError(f"{key}: {f['name']}: {src} does not exist")
             bar = Bar("file", src.stat().st_size)
             shutil.copyfile(src, tmp)
             bar.update(tmp.stat().st_size)
@@ -282,12 +288,12 @@ def fetch_files(files: list[dict], root: Path) -> None:
                             bar.add(len(block))
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
-                raise BundleBuildError(f"files: {f['name']}: cannot fetch {f['url']}: {exc}") from None
+                raise BundleBuildError(f"{key}: {f['name']}: cannot fetch {f['url']}: {exc}") from None
         actual = _sha256(tmp)
         if actual != f["sha256"]:
             tmp.unlink()
             raise BundleBuildError(
-                f"files: {f['name']} from {source} has sha256 {actual}, but the profile pins {f['sha256']}; "
+                f"{key}: {f['name']} from {source} has sha256 {actual}, but the profile pins {f['sha256']}; "
                 "it was not added. Check the source, or update the pin if the new file is trusted."
             )
         tmp.replace(dest)

@@ -190,17 +190,31 @@ def build(
             wheels = artifacts.resolve_wheels(prof["wheels"])
             say(f"wheels: {len(wheels)} wheels (with dependencies)")
         image_ids = artifacts.ensure_images(prof["images"]) if prof["images"] else {}
-        for f in prof["files"]:
-            if "path" in f and not Path(f["path"]).is_file():
-                raise BundleBuildError(f"files: {f['name']}: {f['path']} does not exist")
+        debs = prof["apt"].get("debs", [])
+        for where, pinned in (("files", prof["files"]), ("apt.debs", debs)):
+            for f in pinned:
+                if "path" in f and not Path(f["path"]).is_file():
+                    raise BundleBuildError(f"{where}: {f['name']}: {f['path']} does not exist")
         bundle_models.check_sources(prof["models"])
 
         wanted_debs = {w["file"] for w in apt_wanted}
+        clash = sorted(wanted_debs & {d["name"] for d in debs})
+        if clash:
+            raise BundleBuildError(
+                f"apt.debs: {', '.join(clash)} is also a package apt resolved for apt.packages; "
+                "carry it one way only (drop it from apt.debs, or its package from apt.packages)"
+            )
+        wanted_debs |= {d["name"] for d in debs}
         for stale in pool.glob("*.deb") if pool.is_dir() else []:
             if stale.name not in wanted_debs:
                 stale.unlink()
         need = {
-            "apt": sum(w["size"] for w in apt_wanted if not (pool / w["file"]).is_file()),
+            "apt": sum(w["size"] for w in apt_wanted if not (pool / w["file"]).is_file())
+            + sum(
+                Path(d["path"]).stat().st_size
+                for d in debs
+                if "path" in d and not (pool / d["name"]).is_file()
+            ),
             "images": sum(
                 size
                 for name, (ident, size) in image_ids.items()
@@ -221,6 +235,9 @@ def build(
         if container is not None:
             container.__exit__(None, None, None)
 
+    if debs:
+        # NVIDIA's own .deb files (the Container Toolkit): into the pool, indexed and signed with the rest.
+        artifacts.fetch_pinned(debs, pool, "apt.debs")
     if wheels:
         artifacts.download_wheels(prof["wheels"], wheels, out / "wheels")
     if prof["images"]:
@@ -235,7 +252,7 @@ def build(
     keys.mkdir(exist_ok=True)
     (out / core.KEYRING).write_bytes(signer.export(armor=False))
     (out / core.ARMORED_KEY).write_bytes(signer.export(armor=True))
-    if apt_wanted:
+    if apt_wanted or debs:
         repo = out / "apt"
         aptrepo.write_index(repo, created, prof["name"], prof["target"]["arch"])
         signer.sign(repo / "Release", repo / "InRelease", "clear", at=created)
@@ -268,7 +285,7 @@ def _remove_stale(out: Path, prof: dict, wheels: list[dict]) -> None:
             p.unlink()
     if not wheels and (out / "wheels").is_dir():
         shutil.rmtree(out / "wheels")
-    if not prof["apt"]["packages"] and (out / "apt").is_dir():
+    if not prof["apt"]["packages"] and not prof["apt"].get("debs") and (out / "apt").is_dir():
         shutil.rmtree(out / "apt")
     bundle_models.remove_stale(prof["models"], out)
 
@@ -279,6 +296,7 @@ def make_manifest(
     core = _core()
     requested_debs = {p.split("=")[0] for p in prof["apt"]["packages"]}
     uris = {w["file"]: w["uri"] for w in apt_wanted}
+    deb_by_name = {d["name"]: d for d in prof["apt"].get("debs", [])}
     wheel_by_file = {w["file"]: w for w in wheels}
     image_by_file = {artifacts.image_file(i["name"]): i for i in prof["images"]}
     file_by_name = {f["name"]: f for f in prof["files"]}
@@ -294,7 +312,10 @@ def make_manifest(
             raise BundleBuildError(
                 f"{rel} in {out} was not made by this build; move it out of the bundle directory"
             )
-        if rel.startswith("apt/pool/"):
+        if rel.startswith("apt/pool/") and path.name in deb_by_name:
+            d = deb_by_name[path.name]
+            kind, origin, purpose = "apt", d.get("url") or d["path"], d["purpose"]
+        elif rel.startswith("apt/pool/"):
             pkg = path.name.split("_", 1)[0]
             kind, origin = "apt", uris.get(path.name, "apt")
             purpose = (
@@ -340,6 +361,9 @@ def make_manifest(
             "origin": origin,
             "purpose": purpose,
         }
+        if kind == "image":
+            # Machine-readable for the nodes (bundle_images checks the loaded image against it).
+            entry["image_id"] = image_ids[image_by_file[rel]["name"]][0]
         if kind == "wheel" and "requires" in wheel_by_file.get(path.name, {}):
             # The wheel's dependencies in this bundle: a host installs the closure with hash pins.
             entry["requires"] = wheel_by_file[path.name]["requires"]

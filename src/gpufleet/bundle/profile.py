@@ -44,7 +44,7 @@ IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
 
 TOP_KEYS = {"schema", "name", "description", "target", "roles", "apt", "wheels", "images", "files", "models"}
 TARGET_KEYS = {"os", "arch", "python"}
-APT_KEYS = {"components", "packages", "pins"}
+APT_KEYS = {"components", "packages", "pins", "debs"}
 PIN_KEYS = {"packages", "version"}
 # An APT preferences "Package:" pattern (a name or a glob) and a "Pin: version" value (a glob allowed).
 APT_PIN_PKG_RE = re.compile(r"^[a-z0-9*][a-z0-9+.*-]*$")
@@ -168,17 +168,65 @@ def validate(data, source: str = "profile", base_dir: Path | None = None) -> dic
             continue
         images.append({"name": iname, "purpose": str(entry.get("purpose", "container image"))})
 
-    files = []
+    files = pinned_files("files", data.get("files"), base_dir, problems)
+    debs = pinned_files(
+        "apt.debs",
+        apt.get("debs"),
+        base_dir,
+        problems,
+        suffix=".deb",
+        purpose="package carried as a .deb file",
+    )
+
+    from gpufleet.bundle import models as bundle_models
+
+    models = bundle_models.validate(data.get("models"), base_dir, problems)
+
+    if not (apt_packages or debs or wheel_packages or images or files or models) and not problems:
+        problems.append(
+            "the profile lists nothing to bundle: add apt.packages, apt.debs, wheels.packages, images, "
+            "files or models"
+        )
+    if problems:
+        raise BundleBuildError(f"{source} is not a valid bundle profile:\n  - " + "\n  - ".join(problems))
+    return {
+        "schema": PROFILE_SCHEMA,
+        "name": name,
+        "description": str(data.get("description", "")),
+        "target": {"os": os_name, "arch": arch, "python": python},
+        "roles": list(roles),
+        "apt": {"components": list(components), "packages": apt_packages, "pins": apt_pins, "debs": debs},
+        "wheels": {"packages": wheel_packages, "platform": platform, "python": wheel_python},
+        "images": images,
+        "files": files,
+        "models": models,
+    }
+
+
+def pinned_files(
+    key: str, value, base_dir: Path | None, problems: list[str], suffix: str = "", purpose: str = "file"
+) -> list[dict]:
+    """``files`` and ``apt.debs``: [{name, url | path, sha256, purpose}], each pinned by sha256.
+    ``suffix``: the ending every name must have (``.deb``); ``purpose``: the default purpose."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append(f"{key}: must be a list of mappings with name, url or path, and sha256")
+        return []
+    out: list[dict] = []
     seen = set()
-    for i, entry in enumerate(data.get("files") or []):
-        where = f"files[{i}]"
+    for i, entry in enumerate(value):
+        where = f"{key}[{i}]"
         if not isinstance(entry, dict):
             problems.append(f"{where}: must be a mapping with name, url or path, and sha256")
             continue
         _unknown(where, entry, FILE_KEYS, problems)
         fname = entry.get("name")
-        if not isinstance(fname, str) or not FILE_NAME_RE.match(fname):
-            problems.append(f"{where}.name: {fname!r} must be a plain file name (letters, digits, '._+-')")
+        if not isinstance(fname, str) or not FILE_NAME_RE.match(fname) or not fname.endswith(suffix):
+            problems.append(
+                f"{where}.name: {fname!r} must be a plain file name (letters, digits, '._+-')"
+                + (f" ending in {suffix}" if suffix else "")
+            )
             continue
         if fname in seen:
             problems.append(f"{where}.name: {fname!r} is listed twice")
@@ -194,7 +242,7 @@ def validate(data, source: str = "profile", base_dir: Path | None = None) -> dic
                 f"(compute it with 'sha256sum FILE' from a trusted copy)"
             )
             continue
-        item = {"name": fname, "sha256": sha, "purpose": str(entry.get("purpose", "file"))}
+        item = {"name": fname, "sha256": sha, "purpose": str(entry.get("purpose", purpose))}
         if url:
             if not isinstance(url, str) or not re.match(r"^(https?|file)://", url):
                 problems.append(f"{where} ({fname}): url must be http://, https:// or file://")
@@ -205,30 +253,8 @@ def validate(data, source: str = "profile", base_dir: Path | None = None) -> dic
             if not p.is_absolute() and base_dir is not None:
                 p = base_dir / p
             item["path"] = str(p)
-        files.append(item)
-
-    from gpufleet.bundle import models as bundle_models
-
-    models = bundle_models.validate(data.get("models"), base_dir, problems)
-
-    if not (apt_packages or wheel_packages or images or files or models) and not problems:
-        problems.append(
-            "the profile lists nothing to bundle: add apt.packages, wheels.packages, images, files or models"
-        )
-    if problems:
-        raise BundleBuildError(f"{source} is not a valid bundle profile:\n  - " + "\n  - ".join(problems))
-    return {
-        "schema": PROFILE_SCHEMA,
-        "name": name,
-        "description": str(data.get("description", "")),
-        "target": {"os": os_name, "arch": arch, "python": python},
-        "roles": list(roles),
-        "apt": {"components": list(components), "packages": apt_packages, "pins": apt_pins},
-        "wheels": {"packages": wheel_packages, "platform": platform, "python": wheel_python},
-        "images": images,
-        "files": files,
-        "models": models,
-    }
+        out.append(item)
+    return out
 
 
 def _pins(value, problems: list[str]) -> list[dict]:

@@ -167,6 +167,9 @@ def test_dearmor_skips_headers_checksum_and_carriage_returns(keys):
         (manifest_with({**GOOD, "sha256": "abc"}), "sha256 must be 64 hexadecimal"),
         (manifest_with({**GOOD, "kind": "rpm"}), "kind 'rpm' is not one of"),
         (manifest_with("files/a"), r"files\[0\] is not an object"),
+        (manifest_with({**GOOD, "kind": "image", "image_id": "abc"}), "image_id must be 'sha256:'"),
+        (manifest_with({**GOOD, "kind": "image", "image_id": "sha256:" + "A" * 64}), "image_id must be"),
+        (manifest_with({**GOOD, "kind": "file", "image_id": "sha256:" + "a" * 64}), "on an image entry"),
         (manifest_with(GOOD, base={"name": "lab"}), "base must be null or an object"),
     ],
 )
@@ -177,7 +180,8 @@ def test_load_manifest_rejects(tmp_path, manifest, message):
 
 
 def test_load_manifest_reads_a_good_one(tmp_path):
-    manifest = manifest_with(GOOD, {**GOOD, "path": "files/b", "kind": "file"}, base=None)
+    image = {**GOOD, "path": "images/x.tar", "kind": "image", "image_id": "sha256:" + "a" * 64}
+    manifest = manifest_with(GOOD, {**GOOD, "path": "files/b", "kind": "file"}, image, base=None)
     write_manifest(tmp_path, manifest)
     assert b.load_manifest(str(tmp_path)) == manifest
 
