@@ -64,7 +64,7 @@ options:
     description:
       - Base URLs of other nodes' model stores served read-only over HTTP (the model_store role's
         C(model_store_serve)), such as C(http://node2:8090). Each chunk is asked of the peers first,
-        then of O(sources): a peer holds a file at C(PEER/objects/<sha256[:2]>/<sha256>) only once it
+        then of O(sources); a peer holds a file at C(PEER/objects/<sha256[:2]>/<sha256>) only once it
         is whole and verified, answers 404 otherwise, and the next server is asked. A peer that
         cannot be reached is not asked again in that run. The signed manifest decides whether the
         bytes are right, wherever they come from.
