@@ -22,7 +22,7 @@ def test_site_keys_order_and_indent_kept_and_gpufleet_keys_added(host):
     data = json.loads(text)
     assert list(data)[: len(SITE_KEYS)] == SITE_KEYS, "the site's keys keep their place"
     assert data["log-opts"] == {"max-size": "10m"} and data["iptables"] is False
-    assert data["log-driver"] == "journald"
+    assert data["live-restore"] is True
     assert data["default-ulimits"] == {"memlock": {"Name": "memlock", "Hard": -1, "Soft": -1}}
     assert '\n    "storage-driver": "vfs",\n' in text, "the file's own 4-space indent"
     assert "runtimes" not in data, "no toolkit in Debian: no nvidia runtime registered"
@@ -37,11 +37,11 @@ def test_the_sites_file_was_backed_up_before_the_change(host):
 
 
 def test_the_running_daemon_uses_the_merged_configuration(host):
-    assert host.check_output("docker info --format '{{.LoggingDriver}}'") == "journald"
+    assert host.check_output("docker info --format '{{.LiveRestoreEnabled}}'") == "true"
     assert host.check_output("docker info --format '{{.Driver}}'") == "vfs"
 
 
 def test_the_role_recorded_the_keys_it_owns_and_no_pending_restart(host):
     fact = json.loads(host.file(FACT).content_string)
-    assert fact["daemon_json_keys"] == ["default-ulimits", "log-driver"]
+    assert fact["daemon_json_keys"] == ["default-ulimits", "live-restore"]
     assert fact["restart_pending"] is False and fact["nvidia_toolkit"] is False and fact["engine"] == "docker"
