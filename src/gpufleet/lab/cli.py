@@ -1,5 +1,5 @@
-"""``gpufleet lab up|down|status|inventory|ssh|image|tiny-model|layer``: the parser and the commands over
-``gpufleet.lab``."""
+"""``gpufleet lab up|down|status|inventory|ssh|image|tiny-model|tiny-image|layer|fault``: the parser and
+the commands over ``gpufleet.lab``."""
 
 from __future__ import annotations
 
@@ -75,6 +75,12 @@ def cmd_lab(args: argparse.Namespace) -> int:
         return 0
     if args.lab_cmd == "image":
         print(ensure_image(rebuild=args.rebuild))
+        return 0
+    if args.lab_cmd == "tiny-image":
+        from gpufleet.lab import tiny_image
+
+        r = tiny_image.ensure()
+        print(f"lab image {r['name']}: {r['id']} ({'made' if r['made'] else 'already there'})")
         return 0
     if args.lab_cmd == "tiny-model":
         from gpufleet.lab import tiny_model
@@ -207,6 +213,12 @@ def add_parser(sub) -> None:
         "roles have a real model without a download. Files already right are not rewritten.",
     )
     tiny.add_argument("directory", help="directory to write (created; must hold nothing else)")
+    lab_sub.add_parser(
+        "tiny-image",
+        help="make the lab's few-kilobyte container image (docker import) unless it is there",
+        description="The image the lab bundle carries (images: in bundles/lab.yml), so the air-gapped "
+        "nodes load a real image from the bastion. Made once and kept: its ID stays the same.",
+    )
     lay = lab_sub.add_parser(
         "layer",
         help="commit a converged lab node as an image keyed by what made it; check such an image",
