@@ -112,10 +112,20 @@ class Lab:
     def down(self) -> None:
         sh(BIN / "gpufleet", "lab", "down", "--name", LAB, "--inventory", self.inv, check=False, env=ENV)
 
-    def playbook(self, playbook: str, *extra) -> tuple[float, str]:
+    def playbook(self, playbook: str, *extra) -> tuple[float, dict]:
+        """Run a playbook (JSON callback); (seconds, {host: model_fetch results})."""
         t0 = time.monotonic()
-        proc = sh(BIN / "ansible-playbook", "-i", self.inv, REPO / playbook, *extra, env=ENV)
-        return time.monotonic() - t0, proc.stdout
+        env = {**ENV, "ANSIBLE_STDOUT_CALLBACK": "json"}
+        proc = sh(BIN / "ansible-playbook", "-i", self.inv, REPO / playbook, *extra, env=env)
+        took = time.monotonic() - t0
+        fetched: dict[str, list] = {}
+        for play in json.loads(proc.stdout).get("plays", []):
+            for task in play.get("tasks", []):
+                if not task["task"]["name"].startswith("Fetch the model versions"):
+                    continue
+                for host, res in task["hosts"].items():
+                    fetched[host] = [r for r in res.get("results", []) if "bytes" in r]
+        return took, fetched
 
     def adhoc(self, host: str, module: str, args: str, check: bool = True) -> tuple[float, dict]:
         t0 = time.monotonic()
@@ -125,7 +135,11 @@ class Lab:
         )  # fmt: skip
         took = time.monotonic() - t0
         try:
-            result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"][host]
+            hosts = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]
+            result = hosts[host] if host in hosts else {
+                "failed": any(r.get("failed") for r in hosts.values()),
+                "msg": "; ".join(f"{h}: {r.get('msg', '')}" for h, r in hosts.items() if r.get("failed")),
+            }  # fmt: skip
         except (ValueError, KeyError, IndexError):
             result = {"failed": True, "msg": tail(proc)}
         if check and (proc.returncode != 0 or result.get("failed")):
@@ -176,10 +190,6 @@ def throughput(lab: Lab, fpr: str, files: list[str], size: int) -> dict:
     return {"curl_s": round(t_curl, 2), "fetch_s": round(t_fetch, 2), "ratio": round(t_curl / t_fetch, 3)}
 
 
-def peers_line(output: str) -> list[str]:
-    return [line.strip().strip('"') for line in output.splitlines() if "of them from peers" in line]
-
-
 def fanout(lab: Lab, size: int) -> dict:
     figures = {}
     for label, limit, extra in (
@@ -193,7 +203,7 @@ def fanout(lab: Lab, size: int) -> dict:
     ):
         lab.clear_stores()
         before = lab.sent()
-        took, out = lab.playbook("playbooks/models.yml", "--limit", limit, "-e", extra)
+        took, fetched = lab.playbook("playbooks/models.yml", "--limit", limit, "-e", extra)
         bastion = lab.sent() - before
         figures[label] = {
             "wall_s": round(took, 2),
@@ -201,8 +211,11 @@ def fanout(lab: Lab, size: int) -> dict:
             "bastion_x": round(bastion / size, 3),
         }
         say(f"{label}: {took:.1f} s, the bastion sent {bastion / size:.2f} x the model")
-        for line in peers_line(out):
-            say(f"  {line}")
+        for host, results in sorted(fetched.items()):
+            for r in results:
+                peer = r.get("peer_bytes") or 0
+                say(f"  {host}: {r['bytes'] / size:.2f} x the model fetched, {peer / size:.2f} x from peers")
+        figures[label]["nodes"] = {h: [r.get("peer_bytes") for r in rs] for h, rs in fetched.items()}
     return figures
 
 
