@@ -230,7 +230,11 @@ def _record_problem(site_packages, record):
         return f"RECORD unreadable: {exc}"
     for row in rows:
         if len(row) < 3 or not row[2].strip().isdigit():
-            continue  # RECORD itself, .pyc files and INSTALLER-written files carry no size
+            continue  # RECORD itself and INSTALLER-written files carry no size
+        if row[0].endswith((".pyc", ".pyo")) or "__pycache__/" in row[0]:
+            # Bytecode is a cache: Python rewrites it when it sees fit (PEP 3147), and pip records the
+            # size it compiled first; a .pyc of another size or none at all is no broken install.
+            continue
         path = os.path.normpath(os.path.join(site_packages, row[0]))
         try:
             size = os.stat(path).st_size

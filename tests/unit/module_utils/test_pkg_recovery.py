@@ -130,6 +130,23 @@ def test_a_file_cut_short_or_missing_is_found(tmp_path):
     assert pr.broken_distributions(str(tmp_path))[0]["problem"] == f"{real['file']} is missing"
 
 
+def test_bytecode_python_rewrote_or_dropped_is_no_broken_install(tmp_path):
+    """pip records the size of the .pyc it compiled; Python rewrites bytecode as it sees fit (found on
+    the lab: numpy's conv_template.cpython-311.pyc 17 bytes longer than recorded after the install)."""
+    real = copy_real_install(tmp_path)
+    record = tmp_path / real["dist_info"] / "RECORD"
+    pyc = "iniconfig/__pycache__/__init__.cpython-311.pyc"
+    (tmp_path / pyc).parent.mkdir(exist_ok=True)
+    (tmp_path / pyc).write_bytes(b"x" * 120)
+    with record.open("a") as fh:
+        fh.write(f"{pyc},sha256=AAAA,103\n")
+        fh.write("iniconfig/__pycache__/gone.cpython-311.pyc,sha256=BBBB,99\n")
+    assert pr.broken_distributions(str(tmp_path)) == []
+    cut = tmp_path / real["file"]
+    cut.write_bytes(cut.read_bytes()[:100])
+    assert pr.broken_distributions(str(tmp_path))[0]["problem"].startswith(f"{real['file']} is 100 bytes")
+
+
 def test_metadata_without_record_is_an_install_cut_short(tmp_path):
     real = copy_real_install(tmp_path)
     (tmp_path / real["dist_info"] / "RECORD").unlink()
