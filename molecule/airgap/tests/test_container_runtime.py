@@ -47,7 +47,8 @@ def test_the_running_daemon_uses_the_merged_configuration(host):
 def test_the_bundles_image_is_loaded_with_the_id_the_signed_manifest_records(host):
     manifest = json.loads((BUNDLE / "manifest.json").read_text())
     (entry,) = [e for e in manifest["files"] if e["kind"] == "image"]
-    assert host.check_output("docker image inspect --format '{{.Id}}' gpufleet-lab-tiny:1") == entry["image_id"]
+    loaded = host.check_output("docker image inspect --format '{{.Id}}' gpufleet-lab-tiny:1")
+    assert loaded == entry["image_id"]
 
 
 def test_the_role_recorded_the_keys_it_owns_and_no_pending_restart(host):
