@@ -74,6 +74,7 @@ lab-image: venv host-deps ## build the lab image (debootstrap; cached by recipe 
 
 lab-bundle: lab-image ## build (or resume/refresh) the signed lab bundle, the one package source of the tests
 	$(BIN)/gpufleet lab tiny-model $(LAB_MODEL_DIR)
+	$(BIN)/gpufleet lab tiny-image
 	$(BIN)/gpufleet bundle build bundles/lab.yml -o $(BUNDLE_DIR)
 
 molecule: lab-bundle ## every Molecule scenario (converge, idempotence, testinfra verify)
@@ -89,6 +90,7 @@ test: ## everything CI runs, as timed stages with a budget of 30 minutes (tests/
 # Ansible's own output kept in reports/lab/runs/<id>/).
 demo: venv host-deps ## the air-gapped flow: signed bundle, bastion + 2 nodes, gpufleet apply site.yml, gpufleet verify
 	$(BIN)/gpufleet lab tiny-model $(LAB_MODEL_DIR)
+	$(BIN)/gpufleet lab tiny-image
 	$(BIN)/gpufleet bundle build bundles/lab.yml -o $(BUNDLE_DIR)
 	$(BIN)/gpufleet bundle verify $(BUNDLE_DIR) --fingerprint "$$($(BIN)/gpufleet bundle key --fingerprint)"
 	$(BIN)/gpufleet lab up --airgap --nodes $(LAB_NODES) --bundle $(BUNDLE_DIR) \

@@ -53,6 +53,7 @@ def main() -> int:
     try:
         # bundles/lab.yml carries the lab's tiny model: written first (a no-op when already right)
         subprocess.run([BIN / "gpufleet", "lab", "tiny-model", ".cache/models/tiny-llama"], check=True)
+        subprocess.run([BIN / "gpufleet", "lab", "tiny-image"], check=True)
         cold = timed([BIN / "gpufleet", "bundle", "build", args.profile, "-o", out], env)
         warm = timed([BIN / "gpufleet", "bundle", "build", args.profile, "-o", out], env)
         fpr = subprocess.run(

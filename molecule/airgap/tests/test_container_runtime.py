@@ -3,11 +3,14 @@ their order, its 4-space indent) while the keys gpufleet owns were added, a back
 file written, and the daemon restarted onto the merged configuration (no container was running)."""
 
 import json
+import os
+from pathlib import Path
 
 testinfra_hosts = ["ansible://gpu_nodes"]
 
 SITE_KEYS = ["storage-driver", "iptables", "ip6tables", "bridge", "log-opts"]
 FACT = "/etc/ansible/facts.d/gpufleet_container_runtime.fact"
+BUNDLE = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / ".cache" / "bundles" / "lab"
 
 
 def test_docker_runs_enabled_from_the_bundle(host):
@@ -39,6 +42,13 @@ def test_the_sites_file_was_backed_up_before_the_change(host):
 def test_the_running_daemon_uses_the_merged_configuration(host):
     assert host.check_output("docker info --format '{{.LiveRestoreEnabled}}'") == "true"
     assert host.check_output("docker info --format '{{.Driver}}'") == "vfs"
+
+
+def test_the_bundles_image_is_loaded_with_the_id_the_signed_manifest_records(host):
+    manifest = json.loads((BUNDLE / "manifest.json").read_text())
+    (entry,) = [e for e in manifest["files"] if e["kind"] == "image"]
+    loaded = host.check_output("docker image inspect --format '{{.Id}}' gpufleet-lab-tiny:1")
+    assert loaded == entry["image_id"]
 
 
 def test_the_role_recorded_the_keys_it_owns_and_no_pending_restart(host):
