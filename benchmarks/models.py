@@ -106,7 +106,11 @@ class Lab:
         sh(BIN / "gpufleet", "lab", "up", "--airgap", "--nodes", len(self.nodes), "--bundle", bundle,
            "--fingerprint", fpr, "--name", LAB, "--inventory", self.inv, env=ENV)  # fmt: skip
         # the bastion serves the bundle, the nodes use only it; nginx on every node for the peers
-        self.playbook("playbooks/site.yml", "--tags", "bundle_server,offline_repo")
+        # only the bundle and its sources: the bench bundle carries no driver, toolkit or NCCL
+        skip = {
+            f"gpufleet_install_{p}": False for p in ("nvidia_driver", "cuda_toolkit", "nccl", "infiniband")
+        }
+        self.playbook("playbooks/site.yml", "--tags", "bundle_server,offline_repo", "-e", json.dumps(skip))
         self.playbook("playbooks/models.yml", "-e", '{"model_store_models": [], "model_store_serve": true}')
 
     def down(self) -> None:
@@ -121,7 +125,7 @@ class Lab:
         fetched: dict[str, list] = {}
         for play in json.loads(proc.stdout).get("plays", []):
             for task in play.get("tasks", []):
-                if not task["task"]["name"].startswith("Fetch the model versions"):
+                if "Fetch the model versions" not in task["task"]["name"]:
                     continue
                 for host, res in task["hosts"].items():
                     fetched[host] = [r for r in res.get("results", []) if "bytes" in r]
@@ -230,7 +234,7 @@ def resume(lab: Lab, fpr: str, size: int) -> dict:
     deadline = time.monotonic() + 600
     while lab.sent() - before < size // 2 and runner.is_alive() and time.monotonic() < deadline:
         time.sleep(0.2)
-    lab.shell(host, "pkill -9 -f AnsiballZ_model_fetch || true")
+    lab.shell(host, "pkill -9 -f '[A]nsiballZ_model_fetch' || true")  # [A]: not this shell itself
     runner.join(120)
     first = lab.sent() - before
     _took, result = lab.adhoc(host, "gpufleet.cluster.model_fetch", fetch_args(lab, fpr))

@@ -26,8 +26,10 @@ HTTP (the model_store role's nginx). An object is there only once it is whole an
 ``PEER/objects/<sha256[:2]>/<sha256>``; each chunk is asked of the peers first (spread over them as
 over the sources), then of the sources, so a node takes from the bastion only what no peer holds
 yet. A peer that does not hold a file answers 404 and the next one is asked; a peer that cannot be
-reached is not asked again in that run. With ``order_offset`` the nodes of a fleet start on
-different files, so the bastion sends each file about once and the nodes trade the rest.
+reached is not asked again in that run. With ``spread=(index, count)`` the nodes of a fleet start
+evenly apart in the file list (node ``index`` of ``count`` at file ``index * files // count``): by
+the time a node reaches a file, the node that started there has finished it, so the bastion sends
+each file about once and the nodes trade the rest.
 
 Host code: stdlib only (boto3 optional, for s3:// sources), Python >= 3.8.
 """
@@ -139,6 +141,14 @@ def check_sources(sources):
             raise ModelError(
                 f"source {redact(source)!r} is not an http://, https:// or s3:// URL of a model directory"
             )
+
+
+def spread_start(spread, files):
+    """Where node ``index`` of ``count`` starts in a list of ``files``: evenly apart (0 for one node)."""
+    index, count = spread
+    if count < 1 or not 0 <= index < count:
+        raise ModelError(f"spread ({index}, {count}): the index must be from 0 to count - 1")
+    return index * files // count if files else 0
 
 
 def check_peers(peers):
@@ -430,7 +440,7 @@ def fetch_objects(
     rate_limit=None,
     s3=None,
     peers=(),
-    order_offset=0,
+    spread=(0, 1),
 ):
     """Fetch the objects of ``entries`` (from ``missing_objects``) into ``store``.
 
@@ -439,8 +449,8 @@ def fetch_objects(
     called with each verified chunk's size (resumed bytes are reported once at the start);
     ``rate_limit``: bytes per second over all threads and sources together (None: no limit);
     ``s3``: options of the s3:// sources (``model_s3.OPTIONS``; None: boto3's defaults);
-    ``peers``: base URLs of peer stores, asked first; ``order_offset``: start on the file at that
-    index (modulo), so the nodes of a fleet start on different files.
+    ``peers``: base URLs of peer stores, asked first; ``spread``: (this node's index, the fleet's
+    node count): start ``index/count`` of the way through the files, so the nodes start evenly apart.
     Returns ``{"fetched": [paths], "bytes": downloaded, "resumed_bytes": skipped, "peer_bytes":
     from peers}``; raises
     ModelError naming every failed file and whether its partial data was kept (resume) or removed.
@@ -451,7 +461,7 @@ def fetch_objects(
     chunk_size = manifest["chunk_size"]
     entries = list(entries)
     if entries:
-        k = order_offset % len(entries)
+        k = spread_start(spread, len(entries))
         entries = entries[k:] + entries[:k]
     parts = [_Partial(store, entry, chunk_size) for entry in entries]
     resumed = 0
@@ -517,7 +527,7 @@ def install(
     s3=None,
     engine="builtin",
     peers=(),
-    order_offset=0,
+    spread=(0, 1),
 ):
     """Fetch what ``store`` lacks of a verified manifest, build the version, flip ``current`` to it.
 
@@ -535,7 +545,7 @@ def install(
     (model_metalink.check_sources if engine == "aria2" else check_sources)(sources)
     with store_lock(store):
         how = dict(workers=workers, timeout=timeout, progress=progress, rate_limit=rate_limit, s3=s3)
-        how.update(peers=peers, order_offset=order_offset)
+        how.update(peers=peers, spread=spread)
         if engine == "aria2":
             how = dict(connections=workers, timeout=timeout, peers=peers)
         return _install(store, manifest, raw, sources, activate_it, how, engine)

@@ -71,13 +71,19 @@ options:
     type: list
     elements: str
     default: []
-  order_offset:
+  spread_index:
     description:
-      - Start on the file at this index of the manifest's list (modulo its length). The nodes of a
-        fleet given different offsets start on different files, so the bastion sends each file about
-        once and the nodes trade the rest among themselves (O(engine=builtin)).
+      - This node's place (from 0) among the O(spread_count) nodes fetching the model together. Node
+        I of N starts I/N of the way through the files still to fetch, so the nodes start evenly apart;
+        by the time a node reaches a file, the node that started there has it whole, and the bastion
+        sends each file about once while the nodes trade the rest (O(engine=builtin)).
     type: int
     default: 0
+  spread_count:
+    description:
+      - How many nodes fetch the model together (see O(spread_index)).
+    type: int
+    default: 1
   store:
     description:
       - Directory of the model store (created when absent).
@@ -267,7 +273,8 @@ def main():
             fingerprint=dict(type="str", required=True),
             sources=dict(type="list", elements="str", required=True),
             peers=dict(type="list", elements="str", default=[]),
-            order_offset=dict(type="int", default=0),
+            spread_index=dict(type="int", default=0),
+            spread_count=dict(type="int", default=1),
             store=dict(type="path", default="/var/lib/gpufleet/model-store"),
             activate=dict(type="bool", default=True),
             workers=dict(type="int", default=4),
@@ -316,7 +323,7 @@ def main():
             store, manifest, raw, p["sources"], activate_it=p["activate"], workers=p["workers"],
             timeout=p["timeout"], rate_limit=p["rate_limit"] or None,
             s3={k: p["s3_" + k] for k in S3_OPTIONS}, engine=p["engine"],
-            peers=p["peers"], order_offset=p["order_offset"],
+            peers=p["peers"], spread=(p["spread_index"], p["spread_count"]),
         )  # fmt: skip
     except (BundleError, OSError) as exc:
         module.fail_json(msg=str(exc), **result)

@@ -70,12 +70,16 @@ def test_an_unreachable_peer_is_asked_once(tmp_path, monkeypatch):
     assert got["peer_bytes"] == 0 and stored(tmp_path) == FILES
 
 
-def test_order_offset_starts_on_another_file(tmp_path):
+def test_spread_starts_the_nodes_evenly_apart(tmp_path):
     entries = [e for e in MANIFEST["files"] if e["size"]]
     with Server(FILES) as bastion:
-        mt.fetch_objects(str(tmp_path), MANIFEST, entries, [bastion.url], workers=1, order_offset=2)
+        mt.fetch_objects(str(tmp_path), MANIFEST, entries, [bastion.url], workers=1, spread=(1, 2))
         first = bastion.requests[0][0]
-    assert first == entries[2]["path"]
+    assert first == entries[len(entries) // 2]["path"]
+    assert [mt.spread_start((i, 4), 9) for i in range(4)] == [0, 2, 4, 6]
+    assert mt.spread_start((0, 1), 0) == 0
+    with pytest.raises(ModelError, match=r"spread \(4, 4\): the index must be from 0 to count - 1"):
+        mt.spread_start((4, 4), 9)
 
 
 def test_peers_must_be_http_urls(tmp_path):
