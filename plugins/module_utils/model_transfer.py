@@ -27,9 +27,9 @@ HTTP (the model_store role's nginx). An object is there only once it is whole an
 over the sources), then of the sources, so a node takes from the bastion only what no peer holds
 yet. A peer that does not hold a file answers 404 and the next one is asked; a peer that cannot be
 reached is not asked again in that run. With ``spread=(index, count)`` the nodes of a fleet start
-evenly apart in the file list (node ``index`` of ``count`` at file ``index * files // count``): by
-the time a node reaches a file, the node that started there has finished it, so the bastion sends
-each file about once and the nodes trade the rest.
+evenly apart by bytes (node ``index`` of ``count`` at the first file that begins ``index/count`` of
+the way into the model): by the time a node reaches a file, the node that started there has finished
+it, so the bastion sends each file about once and the nodes trade the rest.
 
 Host code: stdlib only (boto3 optional, for s3:// sources), Python >= 3.8.
 """
@@ -143,12 +143,22 @@ def check_sources(sources):
             )
 
 
-def spread_start(spread, files):
-    """Where node ``index`` of ``count`` starts in a list of ``files``: evenly apart (0 for one node)."""
+def spread_start(spread, sizes):
+    """Where node ``index`` of ``count`` starts in a list of files of ``sizes``: at the first file that
+    begins at or after ``index/count`` of the bytes, so the nodes start evenly apart by bytes (a small
+    config file does not count as a step) and each has a file or more of lead over the next one."""
     index, count = spread
     if count < 1 or not 0 <= index < count:
         raise ModelError(f"spread ({index}, {count}): the index must be from 0 to count - 1")
-    return index * files // count if files else 0
+    total = sum(sizes)
+    if not sizes or index == 0 or total == 0:
+        return 0
+    goal, start = total * index / count, 0
+    for k, size in enumerate(sizes):
+        if start >= goal:
+            return k
+        start += size
+    return 0
 
 
 def check_peers(peers):
@@ -461,7 +471,7 @@ def fetch_objects(
     chunk_size = manifest["chunk_size"]
     entries = list(entries)
     if entries:
-        k = spread_start(spread, len(entries))
+        k = spread_start(spread, [entry["size"] for entry in entries])
         entries = entries[k:] + entries[:k]
     parts = [_Partial(store, entry, chunk_size) for entry in entries]
     resumed = 0

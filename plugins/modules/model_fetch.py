@@ -74,7 +74,8 @@ options:
   spread_index:
     description:
       - This node's place (from 0) among the O(spread_count) nodes fetching the model together. Node
-        I of N starts I/N of the way through the files still to fetch, so the nodes start evenly apart;
+        I of N starts at the first file that begins I/N of the way into the bytes still to fetch, so
+        the nodes start evenly apart;
         by the time a node reaches a file, the node that started there has it whole, and the bastion
         sends each file about once while the nodes trade the rest (O(engine=builtin)).
     type: int

@@ -75,11 +75,14 @@ def test_spread_starts_the_nodes_evenly_apart(tmp_path):
     with Server(FILES) as bastion:
         mt.fetch_objects(str(tmp_path), MANIFEST, entries, [bastion.url], workers=1, spread=(1, 2))
         first = bastion.requests[0][0]
-    assert first == entries[len(entries) // 2]["path"]
-    assert [mt.spread_start((i, 4), 9) for i in range(4)] == [0, 2, 4, 6]
-    assert mt.spread_start((0, 1), 0) == 0
+    sizes = [e["size"] for e in entries]
+    assert first == entries[mt.spread_start((1, 2), sizes)]["path"] != entries[0]["path"]
+    # by bytes: a small config file first is no step; 8 shards of 256 MiB over 4 nodes, 2 apart
+    shards = [60] + [256 << 20] * 8
+    assert [mt.spread_start((i, 4), shards) for i in range(4)] == [0, 3, 5, 7]
+    assert mt.spread_start((0, 1), []) == 0 and mt.spread_start((1, 2), [0, 0]) == 0
     with pytest.raises(ModelError, match=r"spread \(4, 4\): the index must be from 0 to count - 1"):
-        mt.spread_start((4, 4), 9)
+        mt.spread_start((4, 4), shards)
 
 
 def test_peers_must_be_http_urls(tmp_path):
