@@ -21,15 +21,11 @@ GetObject requests (``model_s3``, boto3 when the host has it). A source that fai
 holds for every chunk (wrong credentials, no such bucket, endpoint unreachable) is not asked again
 in that run: its chunks go to the other sources at once.
 
-Peers (fleet fan-out): base URLs of other nodes serving their store's ``objects/`` read-only over
-HTTP (the model_store role's nginx). An object is there only once it is whole and verified, at
-``PEER/objects/<sha256[:2]>/<sha256>``; each chunk is asked of the peers first (spread over them as
-over the sources), then of the sources, so a node takes from the bastion only what no peer holds
-yet. A peer that does not hold a file answers 404 and the next one is asked; a peer that cannot be
-reached is not asked again in that run. With ``spread=(index, count)`` the nodes of a fleet start
-evenly apart by bytes (node ``index`` of ``count`` at the first file that begins ``index/count`` of
-the way into the model): by the time a node reaches a file, the node that started there has finished
-it, so the bastion sends each file about once and the nodes trade the rest.
+Peers (fleet fan-out, rules in ``model_peers``): other nodes serving their store's objects; each
+chunk is asked of the peers first, then of the sources, so a node takes from the bastion only what
+no peer holds yet (a peer answers 404 for a file it does not hold whole; one that cannot be reached
+is not asked again). Each file is put in place as soon as its last chunk lands, so peers can serve
+it; with ``spread`` the nodes start evenly apart by bytes, so the bastion sends each file about once.
 
 Host code: stdlib only (boto3 optional, for s3:// sources), Python >= 3.8.
 """
@@ -55,6 +51,11 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.model_manifest im
     ModelError,
     chunk_count,
     chunk_range,
+)
+from ansible_collections.gpufleet.cluster.plugins.module_utils.model_peers import (
+    check_peers,
+    peer_url,
+    spread_start,
 )
 from ansible_collections.gpufleet.cluster.plugins.module_utils.model_s3 import (
     S3Failure,
@@ -143,34 +144,6 @@ def check_sources(sources):
             )
 
 
-def spread_start(spread, sizes):
-    """Where node ``index`` of ``count`` starts in a list of files of ``sizes``: at the first file that
-    begins at or after ``index/count`` of the bytes, so the nodes start evenly apart by bytes (a small
-    config file does not count as a step) and each has a file or more of lead over the next one."""
-    index, count = spread
-    if count < 1 or not 0 <= index < count:
-        raise ModelError(f"spread ({index}, {count}): the index must be from 0 to count - 1")
-    total = sum(sizes)
-    if not sizes or index == 0 or total == 0:
-        return 0
-    goal, start = total * index / count, 0
-    for k, size in enumerate(sizes):
-        if start >= goal:
-            return k
-        start += size
-    return 0
-
-
-def check_peers(peers):
-    """Raise ModelError for a peer that is not an http(s) base URL."""
-    for peer in peers:
-        parts = urlsplit(peer)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ModelError(
-                f"peer {redact(peer)!r} is not an http:// or https:// URL of a peer's model store"
-            )
-
-
 def source_url(source, path):
     return source.rstrip("/") + "/" + quote(path)
 
@@ -189,11 +162,6 @@ class _Failed(Exception):
         super().__init__(detail)
         self.kind = kind  # "transfer" (keep partial data) or "checksum" (refuse the object)
         self.status = status  # the HTTP status when the source answered, else None
-
-
-def peer_url(peer, sha256):
-    """Where a peer serving its store read-only has the object ``sha256``."""
-    return f"{peer.rstrip('/')}/objects/{sha256[:2]}/{sha256}"
 
 
 def get_range(url, start, length, timeout, throttle=NO_LIMIT):
@@ -410,13 +378,17 @@ def _fetch_chunk(part, index, sources):
     raise _Failed(kind, "; ".join(str(p) for p in problems))
 
 
-def _run_chunks(parts, sources, workers, progress, failures):
+def _run_chunks(parts, sources, workers, progress, failures, finished):
     """Fetch every chunk still to do in a thread pool; failures by path into ``failures``.
 
+    A file whose last chunk lands is finished at once (whole sha256, rename to its final name), not
+    when every file is in: peers serve a node's objects as soon as they are whole. Each finished
+    part goes into ``finished``: None, or the error that refused it.
     Returns the bytes fetched. On an interruption (Ctrl-C, a failing progress callback) the chunks
     not started yet are cancelled instead of all being fetched on the way out.
     """
     fetched = 0
+    remaining = {id(part): len(part.todo()) for part in parts}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {
             pool.submit(_fetch_chunk, part, index, sources): part for part in parts for index in part.todo()
@@ -424,6 +396,7 @@ def _run_chunks(parts, sources, workers, progress, failures):
         try:
             for future in as_completed(futures):
                 part = futures[future]
+                remaining[id(part)] -= 1
                 try:
                     length = future.result()
                 except Exception as exc:  # reported per file by the caller, with the others
@@ -432,6 +405,13 @@ def _run_chunks(parts, sources, workers, progress, failures):
                 fetched += length
                 if progress is not None:
                     progress(length)
+                if remaining[id(part)] == 0 and part.entry["path"] not in failures:
+                    try:
+                        part.finish()
+                        finished[id(part)] = None
+                    except (ModelError, OSError) as exc:
+                        part.discard()
+                        finished[id(part)] = exc
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -485,8 +465,9 @@ def fetch_objects(
     if progress is not None and resumed:
         progress(resumed)
     failures = {}  # path -> [_Failed or other exception]
+    finished = {}  # id(part) -> None (in place) or the error that refused it
     try:
-        fetched_bytes = _run_chunks(parts, readers, workers, progress, failures)
+        fetched_bytes = _run_chunks(parts, readers, workers, progress, failures, finished)
     except BaseException:
         for part in parts:  # the pool has waited for its running threads: no write is in flight
             part.close()
@@ -494,6 +475,12 @@ def fetch_objects(
     fetched, lines = [], []
     for part in parts:
         problems = failures.get(part.entry["path"])
+        if id(part) in finished:
+            if finished[id(part)] is None:
+                fetched.append(part.entry["path"])
+            else:
+                lines.append(str(finished[id(part)]))
+            continue
         if not problems:
             try:
                 part.finish()

@@ -3,6 +3,7 @@ sources (the bastion) only for what no peer holds; wrong bytes from a peer are r
 elsewhere; an unreachable peer is not asked again; nodes start on different files."""
 
 import hashlib
+import os
 import socket
 import xml.etree.ElementTree as ET
 
@@ -102,3 +103,20 @@ def test_metalink_puts_peer_objects_ahead_of_every_source():
         f"http://mirror/m/{SHARD2}": 2,
         f"http://bastion/m/{SHARD2}": 3,
     }
+
+
+def test_each_file_is_in_place_as_soon_as_its_last_chunk_lands(tmp_path):
+    """Peers can only serve whole files: a file must not wait for the rest of the model."""
+    entries = [e for e in MANIFEST["files"] if e["size"]]
+    first = ms.object_path(str(tmp_path), entries[0]["sha256"])
+    seen = []
+    with Server(FILES) as bastion:
+        mt.fetch_objects(
+            str(tmp_path),
+            MANIFEST,
+            entries,
+            [bastion.url],
+            workers=1,
+            progress=lambda n: seen.append(os.path.exists(first)),
+        )
+    assert seen[-1] and seen.index(True) < len(seen) - 1, "the first file was placed before the last chunk"
