@@ -338,3 +338,23 @@ def adopt(store, manifest, staging, files=None):
         fsync_dir(os.path.dirname(final))
         moved.append(entry["sha256"])
     return moved
+
+
+def install_objects(store, manifest, entries, sources, connections, timeout, peers=()):
+    """``model_transfer.fetch_objects`` with aria2c: the files of ``entries`` into the store's staging
+    directory, each verified, then adopted into ``objects/``; the same result keys."""
+    staging = staging_dir(store, manifest)
+    paths = [entry["path"] for entry in entries]
+    done = fetch(
+        manifest, sources, staging, files=paths, connections=connections, split=connections,
+        timeout=timeout, peers=peers,
+    )  # fmt: skip
+    adopt(store, manifest, staging, files=paths)
+    shutil.rmtree(staging, ignore_errors=True)
+    fetched = set(done["fetched"])
+    return {
+        "fetched": paths,
+        "bytes": sum(entry["size"] for entry in entries if entry["path"] in fetched),
+        "resumed_bytes": sum(entry["size"] for entry in entries if entry["path"] not in fetched),
+        "peer_bytes": None,  # aria2 does not say which server sent what
+    }

@@ -21,8 +21,8 @@ def peer_url(peer, sha256):
 
 
 def spread_start(spread, sizes):
-    """Where node ``index`` of ``count`` starts in a list of files of ``sizes``: at the first file that
-    begins at or after ``index/count`` of the bytes, so the nodes start evenly apart by bytes (a small
+    """Where node ``index`` of ``count`` starts in a list of files of ``sizes``: at the file that
+    begins nearest to ``index/count`` of the bytes, so the nodes start evenly apart by bytes (a small
     config file does not count as a step) and each has a file or more of lead over the next one."""
     index, count = spread
     if count < 1 or not 0 <= index < count:
@@ -30,12 +30,25 @@ def spread_start(spread, sizes):
     total = sum(sizes)
     if not sizes or index == 0 or total == 0:
         return 0
-    goal, start = total * index / count, 0
-    for k, size in enumerate(sizes):
-        if start >= goal:
-            return k
-        start += size
-    return 0
+    goal, starts, at = total * index / count, [], 0
+    for size in sizes:
+        starts.append(at)
+        at += size
+    return min(range(len(sizes)), key=lambda k: (abs(starts[k] - goal), k))
+
+
+def others_files(spread, sizes):
+    """Indexes of the files another node of the fleet starts on and fetches from the bastion, which
+    this one should take from that node: every file outside this node's own segment when the fleet
+    is split by ``spread_start``. Empty for a node alone."""
+    index, count = spread
+    if count <= 1:
+        return set()
+    starts = [spread_start((j, count), sizes) for j in range(count)]
+    begin = starts[index]
+    end = starts[index + 1] if index + 1 < count else len(sizes)
+    mine = set(range(begin, end)) if end > begin else set()
+    return {k for k in range(len(sizes)) if k not in mine}
 
 
 def check_peers(peers):

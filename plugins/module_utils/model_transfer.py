@@ -37,7 +37,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -54,6 +53,7 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.model_manifest im
 )
 from ansible_collections.gpufleet.cluster.plugins.module_utils.model_peers import (
     check_peers,
+    others_files,
     peer_url,
     spread_start,
 )
@@ -266,6 +266,8 @@ class _Partial:
         self.lock = threading.Lock()
         self.done = set()
         self.fd = None
+        self.wait_for = 0  # seconds to wait for a peer to hold this file (another node fetches it)
+        self.waiting_since = None
 
     def open(self):
         """Open (resume) or create the partial file; returns the bytes already verified."""
@@ -337,43 +339,62 @@ class _Partial:
         fsync_dir(os.path.dirname(self.final))
 
 
-def _fetch_chunk(part, index, sources):
-    """Fetch, verify and record one chunk, trying each source once; returns its length.
-
-    Raises _Failed: 'checksum' when every source sent wrong bytes, else 'transfer'.
-    """
+def _try(part, index, sources, kind, base, problems):
+    """One server for chunk ``index``: its bytes when they match the manifest, else None (the reason
+    appended to ``problems``; a peer that does not hold the file yet is no problem)."""
     entry = part.entry
     start, length = chunk_range(index, entry["size"], part.chunk_size)
+    try:
+        if kind == "peer":
+            data = sources.get_peer(base, entry, start, length)
+        else:
+            data = sources.get(base, entry["path"], start, length)
+    except _Failed as exc:
+        if kind != "peer" or exc.status is None:  # a peer's 404 is expected: not a problem
+            problems.append(exc)
+        return None
+    got = hashlib.sha256(data).hexdigest()
     want = entry["chunks"][index]
+    if got == want:
+        return data
+    where = redact(peer_url(base, entry["sha256"])) if kind == "peer" else sources.name(base, entry["path"])
+    problems.append(
+        _Failed(
+            "checksum",
+            f"{where}: chunk {index} (bytes {start}-{start + length - 1}) has sha256 "
+            f"{got[:12]}..., the manifest says {want[:12]}...",
+        )
+    )
+    return None
+
+
+def _fetch_chunk(part, index, sources):
+    """Fetch, verify and record one chunk: the peers first, the sources after; returns its length.
+
+    A file another node of the fleet fetches from the bastion (``part.wait_for``: seconds) is asked
+    of the peers again every second until one holds it or that time is up, then of the sources.
+    Raises _Failed: 'checksum' when every source sent wrong bytes, else 'transfer'.
+    """
     problems = []
-    for kind, base in sources.candidates(index):
-        try:
-            if kind == "peer":
-                data = sources.get_peer(base, entry, start, length)
-            else:
-                data = sources.get(base, entry["path"], start, length)
-        except _Failed as exc:
-            if kind != "peer" or exc.status is None:  # a peer's 404 is expected: not a problem
-                problems.append(exc)
-            continue
-        got = hashlib.sha256(data).hexdigest()
-        if got != want:
-            where = (
-                redact(peer_url(base, entry["sha256"]))
-                if kind == "peer"
-                else sources.name(base, entry["path"])
-            )
-            problems.append(
-                _Failed(
-                    "checksum",
-                    f"{where}: chunk {index} "
-                    f"(bytes {start}-{start + length - 1}) has sha256 "
-                    f"{got[:12]}..., the manifest says {want[:12]}...",
-                )
-            )
-            continue
-        part.record(index, data)
-        return length
+    candidates = sources.candidates(index)
+    peers = [c for c in candidates if c[0] == "peer"]
+    if peers and part.wait_for and part.waiting_since is None:
+        part.waiting_since = time.monotonic()
+    while True:
+        for kind, base in peers:
+            data = _try(part, index, sources, kind, base, problems)
+            if data is not None:
+                part.record(index, data)
+                return len(data)
+        left = (part.waiting_since or 0) + part.wait_for - time.monotonic()
+        if not (peers and part.wait_for and left > 0 and any(p not in sources.dead for _k, p in peers)):
+            break
+        time.sleep(min(1.0, left))
+    for kind, base in candidates[len(peers) :]:
+        data = _try(part, index, sources, kind, base, problems)
+        if data is not None:
+            part.record(index, data)
+            return len(data)
     kind = "checksum" if all(p.kind == "checksum" for p in problems) else "transfer"
     raise _Failed(kind, "; ".join(str(p) for p in problems))
 
@@ -431,6 +452,7 @@ def fetch_objects(
     s3=None,
     peers=(),
     spread=(0, 1),
+    peer_wait=0,
 ):
     """Fetch the objects of ``entries`` (from ``missing_objects``) into ``store``.
 
@@ -449,11 +471,14 @@ def fetch_objects(
     check_peers(peers)
     readers = _Sources(sources, timeout, Throttle(rate_limit), s3, peers)
     chunk_size = manifest["chunk_size"]
-    entries = list(entries)
-    if entries:
-        k = spread_start(spread, [entry["size"] for entry in entries])
-        entries = entries[k:] + entries[:k]
+    sizes = [entry["size"] for entry in entries]
+    waits = others_files(spread, sizes) if peers else set()
     parts = [_Partial(store, entry, chunk_size) for entry in entries]
+    for k, part in enumerate(parts):
+        part.wait_for = peer_wait if k in waits else 0
+    if parts:
+        k = spread_start(spread, sizes)
+        parts = parts[k:] + parts[:k]
     resumed = 0
     try:
         for part in parts:
@@ -525,6 +550,7 @@ def install(
     engine="builtin",
     peers=(),
     spread=(0, 1),
+    peer_wait=0,
 ):
     """Fetch what ``store`` lacks of a verified manifest, build the version, flip ``current`` to it.
 
@@ -542,35 +568,10 @@ def install(
     (model_metalink.check_sources if engine == "aria2" else check_sources)(sources)
     with store_lock(store):
         how = dict(workers=workers, timeout=timeout, progress=progress, rate_limit=rate_limit, s3=s3)
-        how.update(peers=peers, spread=spread)
+        how.update(peers=peers, spread=spread, peer_wait=peer_wait)
         if engine == "aria2":
             how = dict(connections=workers, timeout=timeout, peers=peers)
         return _install(store, manifest, raw, sources, activate_it, how, engine)
-
-
-def _fetch_aria2(store, manifest, entries, sources, connections, timeout, peers=()):
-    """``fetch_objects`` with aria2c: into the store's staging directory, then adopted into objects/."""
-    staging = model_metalink.staging_dir(store, manifest)
-    paths = [entry["path"] for entry in entries]
-    done = model_metalink.fetch(
-        manifest,
-        sources,
-        staging,
-        files=paths,
-        connections=connections,
-        split=connections,
-        timeout=timeout,
-        peers=peers,
-    )
-    model_metalink.adopt(store, manifest, staging, files=paths)
-    shutil.rmtree(staging, ignore_errors=True)
-    fetched = set(done["fetched"])
-    return {
-        "fetched": [entry["path"] for entry in entries],
-        "bytes": sum(entry["size"] for entry in entries if entry["path"] in fetched),
-        "resumed_bytes": sum(entry["size"] for entry in entries if entry["path"] not in fetched),
-        "peer_bytes": None,  # aria2 does not say which server sent what
-    }
 
 
 def _install(store, manifest, raw, sources, activate_it, how, engine="builtin"):
@@ -579,7 +580,7 @@ def _install(store, manifest, raw, sources, activate_it, how, engine="builtin"):
         check_disk(store, todo["fetch_bytes"])
     result = {"fetched": [], "bytes": 0, "resumed_bytes": 0, "peer_bytes": 0}
     if todo["fetch"] and engine == "aria2":
-        result = _fetch_aria2(store, manifest, todo["fetch"], sources, **how)
+        result = model_metalink.install_objects(store, manifest, todo["fetch"], sources, **how)
     elif todo["fetch"]:
         result = fetch_objects(store, manifest, todo["fetch"], sources, **how)
     try:

@@ -85,6 +85,13 @@ options:
       - How many nodes fetch the model together (see O(spread_index)).
     type: int
     default: 1
+  peer_wait:
+    description:
+      - Seconds to wait for a peer to hold a file another node of the fleet starts on (it fetches that
+        file from the bastion), asking the peers again every second, before asking O(sources) for it.
+        V(0) does not wait. Only with O(peers) and O(spread_count) above 1.
+    type: int
+    default: 0
   store:
     description:
       - Directory of the model store (created when absent).
@@ -276,6 +283,7 @@ def main():
             peers=dict(type="list", elements="str", default=[]),
             spread_index=dict(type="int", default=0),
             spread_count=dict(type="int", default=1),
+            peer_wait=dict(type="int", default=0),
             store=dict(type="path", default="/var/lib/gpufleet/model-store"),
             activate=dict(type="bool", default=True),
             workers=dict(type="int", default=4),
@@ -324,7 +332,7 @@ def main():
             store, manifest, raw, p["sources"], activate_it=p["activate"], workers=p["workers"],
             timeout=p["timeout"], rate_limit=p["rate_limit"] or None,
             s3={k: p["s3_" + k] for k in S3_OPTIONS}, engine=p["engine"],
-            peers=p["peers"], spread=(p["spread_index"], p["spread_count"]),
+            peers=p["peers"], spread=(p["spread_index"], p["spread_count"]), peer_wait=p["peer_wait"],
         )  # fmt: skip
     except (BundleError, OSError) as exc:
         module.fail_json(msg=str(exc), **result)

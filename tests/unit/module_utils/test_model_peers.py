@@ -5,10 +5,13 @@ elsewhere; an unreachable peer is not asked again; nodes start on different file
 import hashlib
 import os
 import socket
+import threading
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_metalink
+from ansible_collections.gpufleet.cluster.plugins.module_utils import model_peers as mp
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_store as ms
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_transfer as mt
 from ansible_collections.gpufleet.cluster.plugins.module_utils.model_manifest import ModelError
@@ -120,3 +123,39 @@ def test_each_file_is_in_place_as_soon_as_its_last_chunk_lands(tmp_path):
             progress=lambda n: seen.append(os.path.exists(first)),
         )
     assert seen[-1] and seen.index(True) < len(seen) - 1, "the first file was placed before the last chunk"
+
+
+def _two_halves():
+    a, b = "model-00001-of-00002.safetensors", SHARD2
+    return [e for e in MANIFEST["files"] if e["path"] in (a, b)], a
+
+
+def test_a_file_of_another_nodes_part_is_awaited_from_the_peers(tmp_path):
+    entries, first = _two_halves()  # node 1 of 2 starts on the second file; the first is node 0's
+    with Server(FILES) as bastion, Server({}) as peer:
+        later = threading.Timer(1.2, lambda: peer.files.update(objects_of([first])))
+        later.start()
+        got = mt.fetch_objects(
+            str(tmp_path), MANIFEST, entries, [bastion.url], peers=[peer.url], spread=(1, 2), peer_wait=20
+        )
+        later.join()
+        assert first not in bastion.paths_requested() and SHARD2 in bastion.paths_requested()
+    assert got["peer_bytes"] == len(FILES[first])
+
+
+def test_the_wait_ends_and_the_bastion_is_asked(tmp_path):
+    entries, first = _two_halves()
+    with Server(FILES) as bastion, Server({}) as peer:
+        t0 = time.monotonic()
+        got = mt.fetch_objects(
+            str(tmp_path), MANIFEST, entries, [bastion.url], peers=[peer.url], spread=(1, 2), peer_wait=1
+        )
+        assert first in bastion.paths_requested() and 1 <= time.monotonic() - t0 < 10
+    assert got["peer_bytes"] == 0 and sorted(got["fetched"]) == sorted(e["path"] for e in entries)
+
+
+def test_others_files_are_the_files_outside_this_nodes_part():
+    shards = [60] + [256 << 20] * 8
+    assert mp.others_files((1, 4), shards) == set(range(9)) - {3, 4}
+    assert mp.others_files((3, 4), shards) == set(range(7))
+    assert mp.others_files((0, 1), shards) == set()
