@@ -26,6 +26,13 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_format imp
 )
 from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_wheels import verified_manifest
 
+# The options of every module that reads a bundle from the bastion (doc fragment: bundle_source).
+SOURCE_SPEC = dict(
+    url=dict(type="str", required=True),
+    fingerprint=dict(type="str", required=True),
+    timeout=dict(type="int", default=30),
+)
+
 # A pinned file's name under files/, as bundle profiles allow it (docs/bundles.md, files[].name).
 FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 

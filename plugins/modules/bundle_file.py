@@ -20,19 +20,9 @@ description:
   - When O(dest) already has that sha256 nothing is downloaded and nothing changes.
 author:
   - gpufleet developers
+extends_documentation_fragment:
+  - gpufleet.cluster.bundle_source
 options:
-  url:
-    description:
-      - Base URL of the bundle on the bastion (C(http://), C(https://) or C(file://)), such as
-        C(http://bastion/lab).
-    type: str
-    required: true
-  fingerprint:
-    description:
-      - Fingerprint of the trusted bundle signing key (40 hexadecimal characters; spaces and a C(0x)
-        prefix are allowed), usually C(gpufleet_bundle_fingerprint).
-    type: str
-    required: true
   name:
     description:
       - The file's name under C(files/) in the bundle (the bundle profile's C(files[].name)).
@@ -43,11 +33,6 @@ options:
       - Where to put the file on the host (mode C(0644)); its directory is created when missing.
     type: path
     required: true
-  timeout:
-    description:
-      - Seconds to wait for the bastion to answer one request.
-    type: int
-    default: 30
 attributes:
   check_mode:
     support: full
@@ -99,6 +84,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle import BundleError
 from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_remote import (
+    SOURCE_SPEC,
     download_verified,
     file_entry,
     file_sha256,
@@ -109,11 +95,9 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_remote imp
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            url=dict(type="str", required=True),
-            fingerprint=dict(type="str", required=True),
+            **SOURCE_SPEC,
             name=dict(type="str", required=True),
             dest=dict(type="path", required=True),
-            timeout=dict(type="int", default=30),
         ),
         supports_check_mode=True,
     )

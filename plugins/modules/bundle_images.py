@@ -25,19 +25,9 @@ description:
     naming the image and both IDs. The module never removes an image.
 author:
   - gpufleet developers
+extends_documentation_fragment:
+  - gpufleet.cluster.bundle_source
 options:
-  url:
-    description:
-      - Base URL of the bundle on the bastion (C(http://), C(https://) or C(file://)), such as
-        C(http://bastion/lab).
-    type: str
-    required: true
-  fingerprint:
-    description:
-      - Fingerprint of the trusted bundle signing key (40 hexadecimal characters; spaces and a C(0x)
-        prefix are allowed), usually C(gpufleet_bundle_fingerprint).
-    type: str
-    required: true
   images:
     description:
       - Image references as the bundle profile lists them (C(registry/name:tag) or C(name@sha256:...)).
@@ -46,11 +36,6 @@ options:
     type: list
     elements: str
     required: true
-  timeout:
-    description:
-      - Seconds to wait for the bastion to answer one request.
-    type: int
-    default: 30
   docker:
     description:
       - Path of the C(docker) command; by default the one on the E(PATH).
@@ -119,17 +104,18 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_images imp
     ensure_image,
     image_entries,
 )
-from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_remote import remote_manifest
+from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_remote import (
+    SOURCE_SPEC,
+    remote_manifest,
+)
 from ansible_collections.gpufleet.cluster.plugins.module_utils.tool_run import C_LOCALE
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            url=dict(type="str", required=True),
-            fingerprint=dict(type="str", required=True),
+            **SOURCE_SPEC,
             images=dict(type="list", elements="str", required=True),
-            timeout=dict(type="int", default=30),
             docker=dict(type="path"),
         ),
         supports_check_mode=True,

@@ -21,19 +21,9 @@ description:
   - O(dest) is replaced by a rename only when its content changes (mode C(0644)).
 author:
   - gpufleet developers
+extends_documentation_fragment:
+  - gpufleet.cluster.bundle_source
 options:
-  url:
-    description:
-      - Base URL of the bundle on the bastion (C(http://), C(https://) or C(file://)), such as
-        C(http://bastion/lab); the manifest is fetched from C(URL/manifest.json).
-    type: str
-    required: true
-  fingerprint:
-    description:
-      - Fingerprint of the trusted bundle signing key (40 hexadecimal characters; spaces and a C(0x)
-        prefix are allowed), usually C(gpufleet_bundle_fingerprint).
-    type: str
-    required: true
   packages:
     description:
       - Wheels to install, as C(NAME) or C(NAME==VERSION) (names compared as PEP 503 normalizes them).
@@ -46,11 +36,6 @@ options:
       - Path of the requirements file to write.
     type: path
     required: true
-  timeout:
-    description:
-      - Seconds to wait for the bastion to answer one request.
-    type: int
-    default: 30
 attributes:
   check_mode:
     support: full
@@ -110,7 +95,10 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle import BundleError
-from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_remote import remote_manifest
+from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_remote import (
+    SOURCE_SPEC,
+    remote_manifest,
+)
 from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_wheels import wheel_requirements
 
 HEADER = "# Written by gpufleet from the bundle's signed manifest: pip install --require-hashes -r THIS\n"
@@ -134,11 +122,9 @@ def write_atomically(dest, content):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            url=dict(type="str", required=True),
-            fingerprint=dict(type="str", required=True),
+            **SOURCE_SPEC,
             packages=dict(type="list", elements="str", required=True),
             dest=dict(type="path", required=True),
-            timeout=dict(type="int", default=30),
         ),
         supports_check_mode=True,
     )
