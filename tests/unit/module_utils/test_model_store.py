@@ -165,6 +165,31 @@ def test_source_gone_mid_transfer_then_the_next_run_resumes(store):
     assert read_model(store) == files and leftovers(store) == []
 
 
+def test_a_claimed_chunk_the_disk_lost_is_fetched_again(store):
+    """The sidecar is not synced with the data: after a power loss it may claim a chunk that never
+    reached the disk. A resume reads claimed chunks back, and fetches the one that does not match."""
+    files = make_files()
+    manifest = manifest_for(files)
+    shard = "model-00002-of-00002.safetensors"
+    dies_at = (
+        sum(len(files[p]) for p in ("config.json", "model-00001-of-00002.safetensors")) + 2 * CHUNK + 100
+    )
+    with Server(files, drop_after=dies_at) as flaky, pytest.raises(mm.ModelError, match="run again"):
+        install(store, manifest, [flaky.url], workers=1)
+    entry = next(e for e in manifest["files"] if e["path"] == shard)
+    (partial,) = [p for p in (store / "objects").rglob(entry["sha256"] + ".partial")]
+    with open(partial, "r+b") as handle:  # chunk 1 claimed, but zeros on disk (lost in a power cut)
+        handle.seek(CHUNK)
+        handle.write(bytes(CHUNK))
+    with Server(files) as back:
+        result = install(store, manifest, [back.url], workers=1)
+        asked = [rng for path, rng in back.requests if path.endswith(shard)]
+    assert result["resumed_bytes"] == CHUNK, "only chunk 0 is taken over"
+    assert f"bytes={CHUNK}-{2 * CHUNK - 1}" in asked, "the lost chunk is fetched again"
+    assert f"bytes=0-{CHUNK - 1}" not in asked, "the intact chunk is not"
+    assert read_model(store) == files and leftovers(store) == []
+
+
 def test_not_enough_disk_is_said_before_the_first_byte(store, monkeypatch):
     files = make_files()
     usage = namedtuple("usage", "total used free")
