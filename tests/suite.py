@@ -49,7 +49,7 @@ INTEGRATION = (
 # the air-gapped whole stack follows the lab bundle in lane 1 (the longest path); in lane 0,
 # monitoring runs in the time nvidia_driver would spend waiting for its layer image, and
 # nvidia_driver ends the lane.
-SCENARIOS = {"airgap": 1, "monitoring": 0, "nvidia_driver": 0}
+SCENARIOS = {"airgap": 1, "monitoring": 0, "model_s3": 0, "nvidia_driver": 0}
 # Scenarios that start from a lab layer image (gpufleet.lab.layers) another scenario commits: each
 # waits until `gpufleet lab layer check LAYER` accepts the image (made from this checkout's inputs),
 # or until the producing stage has ended. nvidia_driver starts from the node the air-gapped converge
