@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from ansible_collections.gpufleet.cluster.plugins.module_utils.model_http import redact
 from ansible_collections.gpufleet.cluster.plugins.module_utils.model_manifest import ModelError
 
 
@@ -53,8 +54,6 @@ def others_files(spread, sizes):
 
 def check_peers(peers):
     """Raise ModelError for a peer that is not an http(s) base URL."""
-    from ansible_collections.gpufleet.cluster.plugins.module_utils.model_transfer import redact
-
     for peer in peers:
         parts = urlsplit(peer)
         if parts.scheme not in ("http", "https") or not parts.netloc:

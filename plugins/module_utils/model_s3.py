@@ -21,6 +21,8 @@ import re
 import threading
 from urllib.parse import urlsplit
 
+from ansible_collections.gpufleet.cluster.plugins.module_utils.model_http import redact
+
 try:
     import boto3
     from botocore.config import Config
@@ -108,11 +110,6 @@ def source_problem(source):
     return None
 
 
-def _redact_url(url):
-    parts = urlsplit(url)
-    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], query="", fragment="").geturl()
-
-
 class S3Source:
     """One ``s3://BUCKET/PREFIX`` source: ``get(path, start, length, throttle)`` reads a byte range.
 
@@ -129,7 +126,7 @@ class S3Source:
         self.timeout = timeout
         self.secrets = [self.options[k] for k in SECRET_OPTIONS if self.options[k]]
         endpoint = self.options["endpoint_url"]
-        self.endpoint = _redact_url(endpoint) if endpoint else "AWS S3"
+        self.endpoint = redact(endpoint) if endpoint else "AWS S3"
         self._client = None
         self._lock = threading.Lock()
 

@@ -41,12 +41,17 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from http.client import HTTPException
-from urllib.error import HTTPError
-from urllib.parse import quote, urlsplit
-from urllib.request import Request, urlopen
+from urllib.parse import urlsplit
 
 from ansible_collections.gpufleet.cluster.plugins.module_utils import model_metalink
+from ansible_collections.gpufleet.cluster.plugins.module_utils.model_http import (
+    NO_LIMIT,
+    Throttle,
+    TransferFailed,
+    get_range,
+    redact,
+    source_url,
+)
 from ansible_collections.gpufleet.cluster.plugins.module_utils.model_manifest import (
     ModelError,
     chunk_count,
@@ -80,32 +85,7 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.model_store impor
 
 SCHEMES = ("http", "https", "s3")
 ENGINES = ("builtin", "aria2")
-USER_AGENT = "gpufleet-model-fetch"
 LOCK = ".gpufleet-lock"
-_READ = 1024 * 1024
-
-
-class Throttle:
-    """A byte rate (bytes/s; 0 or None: no limit) shared by every thread: ``take(n)`` waits for n."""
-
-    def __init__(self, rate):
-        self.rate = rate or 0
-        self.lock = threading.Lock()
-        self.next_free = time.monotonic()
-
-    def take(self, nbytes):
-        if not self.rate:
-            return
-        with self.lock:
-            now = time.monotonic()
-            start = max(now, self.next_free)
-            self.next_free = start + nbytes / self.rate
-            wait = self.next_free - now
-        if wait > 0:
-            time.sleep(wait)
-
-
-NO_LIMIT = Throttle(0)
 
 
 @contextlib.contextmanager
@@ -142,55 +122,6 @@ def check_sources(sources):
             )
 
 
-def source_url(source, path):
-    return source.rstrip("/") + "/" + quote(path)
-
-
-def redact(url):
-    """A URL without user:password@ and without a query string (a presigned URL's signature), for
-    messages and logs; an ``s3://`` URL never holds more than bucket and prefix."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc and not parts.query:
-        return url
-    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], query="").geturl()
-
-
-class _Failed(Exception):
-    def __init__(self, kind, detail, status=None):
-        super().__init__(detail)
-        self.kind = kind  # "transfer" (keep partial data) or "checksum" (refuse the object)
-        self.status = status  # the HTTP status when the source answered, else None
-
-
-def get_range(url, start, length, timeout, throttle=NO_LIMIT):
-    """Bytes ``[start, start + length)`` of ``url``; _Failed('transfer', ...) when not delivered."""
-    end = start + length - 1
-    headers = {"Range": f"bytes={start}-{end}", "User-Agent": USER_AGENT}
-    request = Request(url, headers=headers)  # noqa: S310 - check_sources allows http(s) only
-    try:
-        with urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only
-            status = response.status
-            if status != 206 and not (status == 200 and start == 0):
-                raise _Failed("transfer", f"{redact(url)} answered HTTP {status} to a ranged request", status)
-            data = bytearray(length)  # read straight into one buffer: no copy per block, no join
-            view, got = memoryview(data), 0
-            while got < length:
-                count = response.readinto(view[got : got + _READ])
-                if not count:
-                    break
-                throttle.take(count)
-                got += count
-            view.release()
-            del data[got:]
-    except HTTPError as exc:
-        raise _Failed("transfer", f"{redact(url)}: HTTP {exc.code} {exc.reason}", exc.code) from None
-    except (OSError, HTTPException, ValueError) as exc:
-        raise _Failed("transfer", f"{redact(url)}: {exc.__class__.__name__}: {exc}") from None
-    if len(data) != length:
-        raise _Failed("transfer", f"{redact(url)}: {len(data)} of {length} bytes (the source went away?)")
-    return data
-
-
 class _Sources:
     """The sources of one fetch. ``get`` reads a byte range from one of them with the reader its
     scheme calls for (a ranged HTTP GET, or a ranged S3 GetObject); a source that failed for a reason
@@ -222,35 +153,37 @@ class _Sources:
         peers = [("peer", self.peers[(index + k) % len(self.peers)]) for k in range(len(self.peers))]
         return peers + [("source", self.urls[(index + k) % len(self.urls)]) for k in range(len(self.urls))]
 
-    def get_peer(self, peer, entry, start, length):
+    def get_peer(self, peer, entry, start, length, sink):
         """Bytes of the object ``entry`` from a peer's store; a peer that cannot be reached (no HTTP
         answer) is not asked again; one that answers 404 just does not hold the file yet."""
         url = peer_url(peer, entry["sha256"])
         if peer in self.dead:
-            raise _Failed("transfer", f"{redact(url)}: not asked again ({self.dead[peer]})")
+            raise TransferFailed("transfer", f"{redact(url)}: not asked again ({self.dead[peer]})")
         try:
-            data = get_range(url, start, length, self.timeout, self.throttle)
-        except _Failed as exc:
+            got = get_range(url, start, length, self.timeout, self.throttle, sink)
+        except TransferFailed as exc:
             if exc.status is None:
                 self.dead.setdefault(peer, str(exc))
             raise
         with self._count:
-            self.from_peers += len(data)
-        return data
+            self.from_peers += got
 
-    def get(self, source, path, start, length):
-        """Bytes ``[start, start + length)`` of ``path`` from ``source``; _Failed('transfer', ...) if not."""
+    def get(self, source, path, start, length, sink):
+        """Bytes ``[start, start + length)`` of ``path`` from ``source`` into ``sink``."""
         if source in self.dead:
-            raise _Failed("transfer", f"{self.name(source, path)}: not asked again ({self.dead[source]})")
+            raise TransferFailed(
+                "transfer", f"{self.name(source, path)}: not asked again ({self.dead[source]})"
+            )
         reader = self.s3.get(source)
         if reader is None:
-            return get_range(source_url(source, path), start, length, self.timeout, self.throttle)
+            get_range(source_url(source, path), start, length, self.timeout, self.throttle, sink)
+            return
         try:
-            return reader.get(path, start, length, self.throttle)
+            sink(memoryview(reader.get(path, start, length, self.throttle)))
         except S3Failure as exc:
             if exc.fatal:
                 self.dead.setdefault(source, str(exc))
-            raise _Failed("transfer", str(exc)) from None
+            raise TransferFailed("transfer", str(exc)) from None
 
 
 class _Partial:
@@ -290,7 +223,7 @@ class _Partial:
         start, length = chunk_range(index, self.entry["size"], self.chunk_size)
         digest = hashlib.sha256()
         while length > 0:
-            block = os.pread(self.fd, min(_READ, length), start)
+            block = os.pread(self.fd, min(1 << 20, length), start)
             if not block:
                 return False
             digest.update(block)
@@ -301,11 +234,13 @@ class _Partial:
     def todo(self):
         return [i for i in range(chunk_count(self.entry["size"], self.chunk_size)) if i not in self.done]
 
-    def record(self, index, data):
-        start, _length = chunk_range(index, self.entry["size"], self.chunk_size)
+    def write(self, offset, view):
+        """Write ``view`` at ``offset`` of the partial file (a chunk counts only once ``record``ed)."""
         written = 0
-        while written < len(data):
-            written += os.pwrite(self.fd, data[written:], start + written)
+        while written < len(view):
+            written += os.pwrite(self.fd, view[written:], offset + written)
+
+    def record(self, index):
         with self.lock:
             self.done.add(index)
             tmp = self.sidecar + ".tmp"
@@ -341,26 +276,34 @@ class _Partial:
 
 
 def _try(part, index, sources, kind, base, problems):
-    """One server for chunk ``index``: its bytes when they match the manifest, else None (the reason
-    appended to ``problems``; a peer that does not hold the file yet is no problem)."""
+    """One server for chunk ``index``, written into the partial file as it arrives: its length when
+    the bytes match the manifest, else None (the reason appended to ``problems``; a peer that does
+    not hold the file yet is no problem)."""
     entry = part.entry
     start, length = chunk_range(index, entry["size"], part.chunk_size)
+    digest, at = hashlib.sha256(), [start]
+
+    def sink(view):  # hashed and written block by block, as it arrives: no chunk held in memory
+        digest.update(view)
+        part.write(at[0], view)
+        at[0] += len(view)
+
     try:
         if kind == "peer":
-            data = sources.get_peer(base, entry, start, length)
+            sources.get_peer(base, entry, start, length, sink)
         else:
-            data = sources.get(base, entry["path"], start, length)
-    except _Failed as exc:
+            sources.get(base, entry["path"], start, length, sink)
+    except TransferFailed as exc:
         if kind != "peer" or exc.status is None:  # a peer's 404 is expected: not a problem
             problems.append(exc)
         return None
-    got = hashlib.sha256(data).hexdigest()
+    got = digest.hexdigest()
     want = entry["chunks"][index]
     if got == want:
-        return data
+        return length
     where = redact(peer_url(base, entry["sha256"])) if kind == "peer" else sources.name(base, entry["path"])
     problems.append(
-        _Failed(
+        TransferFailed(
             "checksum",
             f"{where}: chunk {index} (bytes {start}-{start + length - 1}) has sha256 "
             f"{got[:12]}..., the manifest says {want[:12]}...",
@@ -374,7 +317,7 @@ def _fetch_chunk(part, index, sources):
 
     A file another node of the fleet fetches from the bastion (``part.wait_for``: seconds) is asked
     of the peers again every second until one holds it or that time is up, then of the sources.
-    Raises _Failed: 'checksum' when every source sent wrong bytes, else 'transfer'.
+    Raises TransferFailed: 'checksum' when every source sent wrong bytes, else 'transfer'.
     """
     problems = []
     candidates = sources.candidates(index)
@@ -383,21 +326,21 @@ def _fetch_chunk(part, index, sources):
         part.waiting_since = time.monotonic()
     while True:
         for kind, base in peers:
-            data = _try(part, index, sources, kind, base, problems)
-            if data is not None:
-                part.record(index, data)
-                return len(data)
+            length = _try(part, index, sources, kind, base, problems)
+            if length is not None:
+                part.record(index)
+                return length
         left = (part.waiting_since or 0) + part.wait_for - time.monotonic()
         if not (peers and part.wait_for and left > 0 and any(p not in sources.dead for _k, p in peers)):
             break
         time.sleep(min(1.0, left))
     for kind, base in candidates[len(peers) :]:
-        data = _try(part, index, sources, kind, base, problems)
-        if data is not None:
-            part.record(index, data)
-            return len(data)
+        length = _try(part, index, sources, kind, base, problems)
+        if length is not None:
+            part.record(index)
+            return length
     kind = "checksum" if all(p.kind == "checksum" for p in problems) else "transfer"
-    raise _Failed(kind, "; ".join(str(p) for p in problems))
+    raise TransferFailed(kind, "; ".join(str(p) for p in problems))
 
 
 def _run_chunks(parts, sources, workers, progress, failures, finished):
@@ -490,7 +433,7 @@ def fetch_objects(
         raise ModelError(f"cannot write into the store {store}: {exc}") from None
     if progress is not None and resumed:
         progress(resumed)
-    failures = {}  # path -> [_Failed or other exception]
+    failures = {}  # path -> [TransferFailed or other exception]
     finished = {}  # id(part) -> None (in place) or the error that refused it
     try:
         fetched_bytes = _run_chunks(parts, readers, workers, progress, failures, finished)
@@ -516,7 +459,7 @@ def fetch_objects(
                 continue
             fetched.append(part.entry["path"])
             continue
-        refused = any(isinstance(p, _Failed) and p.kind == "checksum" for p in problems)
+        refused = any(isinstance(p, TransferFailed) and p.kind == "checksum" for p in problems)
         if refused:
             part.discard()
             fate = "refused: no source sent the bytes the signed manifest lists; its partial data was removed"

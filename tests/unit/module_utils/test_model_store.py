@@ -256,7 +256,7 @@ def test_credentials_never_appear_in_messages():
     presigned = "https://s3.example/b/m?X-Amz-Credential=AKID&X-Amz-Signature=s3cret"
     assert mt.redact(presigned) == "https://s3.example/b/m"
     assert mt.redact("s3://bucket/models/tiny") == "s3://bucket/models/tiny"
-    with pytest.raises(mt._Failed) as err:
+    with pytest.raises(mt.TransferFailed) as err:
         mt.get_range("http://user:s3cret@127.0.0.1:9/x", 0, 10, timeout=2)
     assert "s3cret" not in str(err.value)
 
