@@ -257,7 +257,9 @@ def test_verify_service_command_line_parses_with_the_real_cli():
     # inventory, the metrics file and no progress lines.
     from gpufleet.cli import build_parser
 
-    service = unit(render("gpufleet-verify.service.j2", **VERIFY, monitoring_verify_args=["-j", "4"]))["Service"]
+    service = unit(render("gpufleet-verify.service.j2", **VERIFY, monitoring_verify_args=["-j", "4"]))[
+        "Service"
+    ]
     argv = values(service, "ExecStart")[0].split()
     args = build_parser().parse_args(argv[1:])
     assert (args.cmd, args.tier, args.inventory) == ("verify", "quick", "/etc/gpufleet/site/hosts.yml")
@@ -334,7 +336,9 @@ def test_verify_timer_takes_a_calendar_expression_and_catches_up():
     assert values(section, "OnUnitActiveSec") == [] and values(section, "OnBootSec") == []
 
 
-@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (Debian package systemd)")
+@pytest.mark.skipif(
+    SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (Debian package systemd)"
+)
 @pytest.mark.parametrize("interval", ["5min", "*:0/10"], ids=["span", "calendar"])
 def test_systemd_analyze_accepts_the_rendered_units(tmp_path, interval):
     # systemd-analyze verify exits 0 on a value it cannot parse ("Failed to parse ..., ignoring"),
@@ -352,7 +356,12 @@ def test_systemd_analyze_accepts_the_rendered_units(tmp_path, interval):
             )
         )
     result = subprocess.run(
-        [SYSTEMD_ANALYZE, "verify", str(tmp_path / "gpufleet-verify.timer"), str(tmp_path / "gpufleet-verify.service")],
+        [
+            SYSTEMD_ANALYZE,
+            "verify",
+            str(tmp_path / "gpufleet-verify.timer"),
+            str(tmp_path / "gpufleet-verify.service"),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -361,7 +370,9 @@ def test_systemd_analyze_accepts_the_rendered_units(tmp_path, interval):
     assert result.stdout + result.stderr == ""
 
 
-@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (Debian package systemd)")
+@pytest.mark.skipif(
+    SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (Debian package systemd)"
+)
 def test_systemd_analyze_output_shows_a_broken_unit(tmp_path):
     # The check above can fail: a bad exit status and an unknown interval are reported.
     service = render("gpufleet-verify.service.j2", **VERIFY, monitoring_verify_command="/bin/true")
@@ -371,7 +382,12 @@ def test_systemd_analyze_output_shows_a_broken_unit(tmp_path):
     timer = render("gpufleet-verify.timer.j2", **VERIFY, monitoring_verify_interval="every five minutes")
     (tmp_path / "gpufleet-verify.timer").write_text(timer)
     result = subprocess.run(
-        [SYSTEMD_ANALYZE, "verify", str(tmp_path / "gpufleet-verify.timer"), str(tmp_path / "gpufleet-verify.service")],
+        [
+            SYSTEMD_ANALYZE,
+            "verify",
+            str(tmp_path / "gpufleet-verify.timer"),
+            str(tmp_path / "gpufleet-verify.service"),
+        ],
         capture_output=True,
         text=True,
         check=False,
