@@ -148,3 +148,102 @@ def test_node_exporter_args_keep_the_other_options(tmp_path):
             assert (tmp_path / case / "textfile").is_dir()
         if run == "second":
             assert "changed=0" in result.stdout, "the second run changes nothing"
+
+
+# --- gpufleet verify's timer (monitoring_verify_timer) ---------------------------------------------
+
+
+def test_preflight_wants_an_inventory_with_the_verify_timer(tmp_path):
+    result = run_play(tmp_path, "preflight", {**DEBIAN, "monitoring_verify_timer": True}, FLEET)
+    assert result.returncode != 0
+    out = " ".join((result.stdout + result.stderr).split())
+    assert "monitoring_verify_timer is on but monitoring_verify_inventory is not set" in out
+
+
+def test_preflight_checks_the_verify_command_and_inventory_on_the_host(tmp_path):
+    command = tmp_path / "gpufleet"
+    command.write_text("#!/bin/sh\n")
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    good = {
+        **DEBIAN,
+        "monitoring_verify_timer": True,
+        "monitoring_verify_inventory": str(inventory),
+        "monitoring_verify_command": str(command),
+    }
+    not_executable = run_play(tmp_path, "preflight", good, FLEET)
+    out = " ".join((not_executable.stdout + not_executable.stderr).split())
+    assert not_executable.returncode != 0
+    assert f"monitoring_verify_command '{command}' is not an executable file" in out
+    assert "monitoring_verify_inventory" not in out.split("preflight failed", 1)[-1]
+    command.chmod(0o755)
+    result = run_play(tmp_path, "preflight", good, FLEET)
+    assert result.returncode == 0, result.stdout + result.stderr
+    missing = {**good, "monitoring_verify_inventory": str(tmp_path / "absent.yml")}
+    result = run_play(tmp_path, "preflight", missing, FLEET)
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert f"monitoring_verify_inventory '{tmp_path / 'absent.yml'}' does not exist" in out
+
+
+def test_preflight_refuses_bad_verify_settings(tmp_path):
+    bad = {
+        **DEBIAN,
+        "monitoring_verify_timer": True,
+        "monitoring_verify_inventory": "inventories/site",
+        "monitoring_verify_interval": "every 5 minutes;",
+        "monitoring_verify_user": "Ops User",
+        "monitoring_verify_args": ["--limit", "gpu nodes", "--tier=full"],
+    }
+    result = run_play(tmp_path, "preflight", bad, FLEET)
+    assert result.returncode != 0
+    out = " ".join((result.stdout + result.stderr).split())
+    for name in (
+        "monitoring_verify_inventory 'inventories/site'",
+        "monitoring_verify_interval 'every 5 minutes;'",
+        "monitoring_verify_user 'Ops User'",
+        "monitoring_verify_args",
+    ):
+        assert name in out, name
+    # Each bad argument alone is refused: whitespace, and an option the role sets.
+    for args in (["gpu nodes"], ["--tier=full"], ["-i", "/etc/other"], ["--prometheus", "/tmp/x"]):
+        result = run_play(tmp_path, "preflight", {**bad, "monitoring_verify_args": args}, FLEET)
+        assert "monitoring_verify_args must be a list" in " ".join(result.stdout.split()), args
+
+
+def test_preflight_ignores_the_verify_settings_with_the_timer_off(tmp_path):
+    off = {
+        **DEBIAN,
+        "monitoring_verify_args": ["--tier=full"],
+        "monitoring_verify_command": "/absent/gpufleet",
+    }
+    result = run_play(tmp_path, "preflight", off, FLEET)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_verify_units_are_installed_then_removed_idempotently(tmp_path):
+    # No systemd here: the units go to a directory of the test, the user is this one (no user created).
+    units = tmp_path / "units"
+    units.mkdir()
+    common = {
+        **DEBIAN,
+        "__monitoring_systemd": False,
+        "__monitoring_verify_unit_dir": str(units),
+        "monitoring_verify_user": "root" if os.geteuid() == 0 else os.environ.get("USER", "nobody"),
+        "monitoring_verify_inventory": "/etc/gpufleet/site",
+    }
+    names = ["gpufleet-verify.service", "gpufleet-verify.timer"]
+    for run in ("first", "second"):
+        result = run_play(tmp_path, "verify_timer", {**common, "monitoring_verify_timer": True}, FLEET)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert sorted(p.name for p in units.iterdir()) == names, run
+        assert "--inventory /etc/gpufleet/site --tier quick" in (units / names[0]).read_text()
+        if run == "second":
+            assert "changed=0" in result.stdout, "the second run changes nothing"
+    (units / "unrelated.service").write_text("[Service]\n")
+    for run in ("first", "second"):
+        result = run_play(tmp_path, "verify_timer", {**common, "monitoring_verify_timer": False}, FLEET)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert [p.name for p in units.iterdir()] == ["unrelated.service"], run
+        if run == "second":
+            assert "changed=0" in result.stdout, "the second run changes nothing"

@@ -1,11 +1,15 @@
 """The monitoring role's templates, rendered for a fake inventory: prometheus.yml scrapes every node by
 its ansible_host with the labels the alert rules rely on and passes 'promtool check config' (with the
 real rule files), the Alertmanager configuration routes to a declared receiver, the Grafana provider
-points at the dashboards."""
+points at the dashboards, and the gpufleet verify service and timer run the quick tier into the
+textfile directory (checked with 'systemd-analyze verify' where it is installed)."""
 
 import json
+import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import jinja2
 import jinja2.nativetypes
@@ -42,6 +46,7 @@ def ansible_filters(env):
     env.filters["to_json"] = json.dumps
     env.filters["bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() in ("yes", "on", "1", "true")
     env.filters["unique"] = lambda seq: list(dict.fromkeys(seq))
+    env.tests["match"] = lambda value, pattern: re.match(pattern, str(value)) is not None
     return env
 
 
@@ -189,3 +194,204 @@ def test_grafana_provider_points_at_the_dashboards():
     (provider,) = config["providers"]
     assert config["apiVersion"] == 1
     assert provider["type"] == "file" and provider["options"]["path"] == "/srv/dash"
+
+
+# --- gpufleet verify's service and timer (monitoring_verify_timer) ---------------------------------
+
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+VERIFY = {
+    "monitoring_verify_timer": True,
+    "monitoring_verify_inventory": "/etc/gpufleet/site/hosts.yml",
+}
+
+
+def unit(text):
+    """A systemd unit's lines as {section: [(key, value), ...]}, comments dropped (keys repeat)."""
+    sections, current = {}, None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), [])
+        else:
+            key, _, value = line.partition("=")
+            current.append((key, value))
+    return sections
+
+
+def values(section, key):
+    return [v for k, v in section if k == key]
+
+
+def test_verify_service_runs_the_quick_tier_into_the_state_dir_then_moves_the_file():
+    service = unit(render("gpufleet-verify.service.j2", **VERIFY))["Service"]
+    (exec_start,) = values(service, "ExecStart")
+    assert exec_start.split() == [
+        "/opt/gpufleet/cli/bin/gpufleet",
+        "verify",
+        "--inventory",
+        "/etc/gpufleet/site/hosts.yml",
+        "--tier",
+        "quick",
+        "--prometheus",
+        "/var/lib/gpufleet-verify/gpufleet-verify.prom",
+        "--quiet",
+    ]
+    assert values(service, "Type") == ["oneshot"]
+    assert values(service, "User") == ["gpufleet-verify"]
+    assert values(service, "StateDirectory") == ["gpufleet-verify"]
+    # Into node_exporter's directory with root's rights ('+'), renamed over the old file.
+    assert values(service, "ExecStartPost") == [
+        "+/usr/bin/install -m 0644 /var/lib/gpufleet-verify/gpufleet-verify.prom"
+        " /var/lib/prometheus/node-exporter/.gpufleet-verify.prom.tmp",
+        "+/bin/mv -f /var/lib/prometheus/node-exporter/.gpufleet-verify.prom.tmp"
+        " /var/lib/prometheus/node-exporter/gpufleet-verify.prom",
+    ]
+    assert values(service, "TimeoutStartSec") == ["30min"]
+    assert values(service, "Nice") == ["10"] and values(service, "IOSchedulingClass") == ["idle"]
+
+
+def test_verify_service_command_line_parses_with_the_real_cli():
+    # The flags the unit passes are gpufleet verify's own: its parser gives the quick tier, the
+    # inventory, the metrics file and no progress lines.
+    from gpufleet.cli import build_parser
+
+    service = unit(render("gpufleet-verify.service.j2", **VERIFY, monitoring_verify_args=["-j", "4"]))[
+        "Service"
+    ]
+    argv = values(service, "ExecStart")[0].split()
+    args = build_parser().parse_args(argv[1:])
+    assert (args.cmd, args.tier, args.inventory) == ("verify", "quick", "/etc/gpufleet/site/hosts.yml")
+    assert args.prometheus_report == "/var/lib/gpufleet-verify/gpufleet-verify.prom"
+    assert args.quiet is True and args.jobs == 4 and args.drain is None
+
+
+def test_verify_exit_status_1_is_success_and_2_is_not():
+    # verify exits 1 when a host is unhealthy or unreachable (a finished run, metrics written) and 2 on
+    # bad input (GpufleetError). Only 1 may count as success: else the unit is "failed" whenever the
+    # fleet has a bad host, and ExecStartPost never moves the metrics of such a run.
+    from gpufleet.errors import GpufleetError
+    from gpufleet.verify.runner import exit_code
+
+    assert exit_code({"summary": {"unhealthy": 1}}) == 1 and exit_code({"summary": {"unreachable": 2}}) == 1
+    assert GpufleetError.exit_code == 2
+    service = unit(render("gpufleet-verify.service.j2", **VERIFY))["Service"]
+    (success,) = values(service, "SuccessExitStatus")
+    assert success.split() == ["1"]
+
+
+def test_verify_service_puts_the_site_args_before_the_roles_options():
+    service = unit(
+        render(
+            "gpufleet-verify.service.j2",
+            **VERIFY,
+            monitoring_verify_args=["--limit", "gpu_nodes", "--jobs", "16"],
+            monitoring_verify_command="/usr/local/bin/gpufleet",
+            monitoring_verify_user="root",
+            monitoring_node_exporter_textfile_dir="/srv/textfile",
+            monitoring_verify_timeout="45min",
+        )
+    )["Service"]
+    argv = values(service, "ExecStart")[0].split()
+    # argparse keeps the last value: the role's --inventory/--tier/--prometheus come last and win.
+    assert argv == [
+        "/usr/local/bin/gpufleet",
+        "verify",
+        "--limit",
+        "gpu_nodes",
+        "--jobs",
+        "16",
+        "--inventory",
+        "/etc/gpufleet/site/hosts.yml",
+        "--tier",
+        "quick",
+        "--prometheus",
+        "/var/lib/gpufleet-verify/gpufleet-verify.prom",
+        "--quiet",
+    ]
+    assert values(service, "User") == ["root"]
+    assert values(service, "ExecStartPost")[1].endswith(" /srv/textfile/gpufleet-verify.prom")
+    assert values(service, "TimeoutStartSec") == ["45min"]
+
+
+def test_verify_timer_counts_a_time_span_from_the_last_run():
+    timer = unit(render("gpufleet-verify.timer.j2", **VERIFY))
+    section = timer["Timer"]
+    assert values(section, "OnUnitActiveSec") == ["5min"]
+    # Without a first trigger a never-run unit would never be started by OnUnitActiveSec.
+    assert values(section, "OnBootSec") and values(section, "OnActiveSec")
+    assert values(section, "OnCalendar") == [] and values(section, "Persistent") == []
+    assert values(section, "Unit") == ["gpufleet-verify.service"]
+    assert values(section, "RandomizedDelaySec") == ["30s"]
+    assert values(timer["Install"], "WantedBy") == ["timers.target"]
+    spans = render("gpufleet-verify.timer.j2", **VERIFY, monitoring_verify_interval="1h 30min")
+    assert values(unit(spans)["Timer"], "OnUnitActiveSec") == ["1h 30min"]
+
+
+def test_verify_timer_takes_a_calendar_expression_and_catches_up():
+    section = unit(render("gpufleet-verify.timer.j2", **VERIFY, monitoring_verify_interval="*:0/10"))["Timer"]
+    assert values(section, "OnCalendar") == ["*:0/10"]
+    assert values(section, "Persistent") == ["true"]
+    assert values(section, "OnUnitActiveSec") == [] and values(section, "OnBootSec") == []
+
+
+@pytest.mark.skipif(
+    SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (Debian package systemd)"
+)
+@pytest.mark.parametrize("interval", ["5min", "*:0/10"], ids=["span", "calendar"])
+def test_systemd_analyze_accepts_the_rendered_units(tmp_path, interval):
+    # systemd-analyze verify exits 0 on a value it cannot parse ("Failed to parse ..., ignoring"),
+    # so its output must be empty too. The command must exist: this Python's gpufleet (else Python).
+    command = Path(sys.executable).parent / "gpufleet"
+    command = str(command if command.exists() else sys.executable)
+    for name in ("gpufleet-verify.service", "gpufleet-verify.timer"):
+        (tmp_path / name).write_text(
+            render(
+                f"{name}.j2",
+                **VERIFY,
+                monitoring_verify_command=command,
+                monitoring_verify_interval=interval,
+                monitoring_verify_user="root",
+            )
+        )
+    result = subprocess.run(
+        [
+            SYSTEMD_ANALYZE,
+            "verify",
+            str(tmp_path / "gpufleet-verify.timer"),
+            str(tmp_path / "gpufleet-verify.service"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout + result.stderr == ""
+
+
+@pytest.mark.skipif(
+    SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (Debian package systemd)"
+)
+def test_systemd_analyze_output_shows_a_broken_unit(tmp_path):
+    # The check above can fail: a bad exit status and an unknown interval are reported.
+    service = render("gpufleet-verify.service.j2", **VERIFY, monitoring_verify_command="/bin/true")
+    (tmp_path / "gpufleet-verify.service").write_text(
+        service.replace("SuccessExitStatus=1", "SuccessExitStatus=unhealthy")
+    )
+    timer = render("gpufleet-verify.timer.j2", **VERIFY, monitoring_verify_interval="every five minutes")
+    (tmp_path / "gpufleet-verify.timer").write_text(timer)
+    result = subprocess.run(
+        [
+            SYSTEMD_ANALYZE,
+            "verify",
+            str(tmp_path / "gpufleet-verify.timer"),
+            str(tmp_path / "gpufleet-verify.service"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    out = result.stdout + result.stderr
+    assert "gpufleet-verify.service:" in out and "Failed to parse value, ignoring: unhealthy" in out, out
+    assert "Failed to parse calendar specification, ignoring: every five minutes" in out, out
