@@ -336,6 +336,21 @@ def test_verify_timer_takes_a_calendar_expression_and_catches_up():
     assert values(section, "OnUnitActiveSec") == [] and values(section, "OnBootSec") == []
 
 
+def analyze_units(directory):
+    """systemd-analyze verify on the rendered timer and service in ``directory``."""
+    return subprocess.run(
+        [
+            SYSTEMD_ANALYZE,
+            "verify",
+            str(directory / "gpufleet-verify.timer"),
+            str(directory / "gpufleet-verify.service"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 @pytest.mark.skipif(
     SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (Debian package systemd)"
 )
@@ -355,17 +370,7 @@ def test_systemd_analyze_accepts_the_rendered_units(tmp_path, interval):
                 monitoring_verify_user="root",
             )
         )
-    result = subprocess.run(
-        [
-            SYSTEMD_ANALYZE,
-            "verify",
-            str(tmp_path / "gpufleet-verify.timer"),
-            str(tmp_path / "gpufleet-verify.service"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = analyze_units(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout + result.stderr == ""
 
@@ -381,17 +386,7 @@ def test_systemd_analyze_output_shows_a_broken_unit(tmp_path):
     )
     timer = render("gpufleet-verify.timer.j2", **VERIFY, monitoring_verify_interval="every five minutes")
     (tmp_path / "gpufleet-verify.timer").write_text(timer)
-    result = subprocess.run(
-        [
-            SYSTEMD_ANALYZE,
-            "verify",
-            str(tmp_path / "gpufleet-verify.timer"),
-            str(tmp_path / "gpufleet-verify.service"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = analyze_units(tmp_path)
     out = result.stdout + result.stderr
     assert "gpufleet-verify.service:" in out and "Failed to parse value, ignoring: unhealthy" in out, out
     assert "Failed to parse calendar specification, ignoring: every five minutes" in out, out
