@@ -354,9 +354,18 @@ def _run_chunks(parts, sources, workers, progress, failures, finished):
     """
     fetched = 0
     remaining = {id(part): len(part.todo()) for part in parts}
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, workers)))
+        # Files another node fetches from the bastion wait for the peers in a pool of their own: a
+        # chunk waiting for a peer must not hold a worker this node's own files need, and a file a
+        # peer finishes early is taken from it while this node's own files still come in.
+        waiting = pool
+        if any(part.wait_for for part in parts):
+            waiting = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, workers)))
         futures = {
-            pool.submit(_fetch_chunk, part, index, sources): part for part in parts for index in part.todo()
+            (waiting if part.wait_for else pool).submit(_fetch_chunk, part, index, sources): part
+            for part in parts
+            for index in part.todo()
         }
         try:
             for future in as_completed(futures):
@@ -401,7 +410,8 @@ def fetch_objects(
     """Fetch the objects of ``entries`` (from ``missing_objects``) into ``store``.
 
     ``sources``: http(s) or s3:// base URLs of the model directory, tried in turn per chunk;
-    ``workers``: parallel chunk downloads; ``timeout``: seconds per request; ``progress(nbytes)``:
+    ``workers``: parallel chunk downloads (and as many again for files waiting for a peer: see
+    ``_run_chunks``); ``timeout``: seconds per request; ``progress(nbytes)``:
     called with each verified chunk's size (resumed bytes are reported once at the start);
     ``rate_limit``: bytes per second over all threads and sources together (None: no limit);
     ``s3``: options of the s3:// sources (``model_s3.OPTIONS``; None: boto3's defaults);

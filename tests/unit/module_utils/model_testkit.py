@@ -1,13 +1,14 @@
 """Small generated models and a real HTTP server with Range support, for the model store tests.
 
 The server runs in a thread on 127.0.0.1 and serves an in-memory directory; each server can be told
-to corrupt what it sends for some paths, or to drop the connection after some bytes (a source that
-goes away mid-transfer), and counts what it was asked for.
+to corrupt what it sends for some paths, to drop the connection after some bytes (a source that
+goes away mid-transfer) or to answer slowly, and counts what it was asked for.
 """
 
 import hashlib
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
@@ -49,8 +50,9 @@ def manifest_for(files, name="tiny", version="1", signing_key="A" * 40, chunk=CH
 class Server:
     """``with Server(files) as s: s.url`` - a ranged HTTP server over ``files`` ({path: bytes})."""
 
-    def __init__(self, files, corrupt=(), drop_after=None, ranges=True, http11=False):
+    def __init__(self, files, corrupt=(), drop_after=None, ranges=True, http11=False, delay=0.0):
         self.files = dict(files)
+        self.delay = delay  # seconds before each GET is answered: a slow source
         self.ranges = ranges  # False: ignore Range and send the whole file with 200, as some servers do
         self.corrupt = set(corrupt)  # paths whose bytes are sent flipped
         self.drop_after = drop_after  # close the connection after this many body bytes in total
@@ -93,6 +95,8 @@ class Server:
                 self._head()
 
             def do_GET(self):
+                if server.delay:
+                    time.sleep(server.delay)
                 body = self._head()
                 if body is None:
                     return

@@ -143,6 +143,23 @@ def test_a_file_of_another_nodes_part_is_awaited_from_the_peers(tmp_path):
     assert got["peer_bytes"] == len(FILES[first])
 
 
+def test_a_peers_file_comes_in_while_this_nodes_own_file_still_does(tmp_path):
+    """Waiting for peers takes workers of its own: with one worker busy on this node's own file (from a
+    slow bastion), the file a peer already holds is fetched and placed before the own file is done."""
+    entries, first = _two_halves()  # node 1 of 2: its own file is SHARD2, the first is node 0's
+    seen = []
+    at = {e["path"]: ms.object_path(str(tmp_path), e["sha256"]) for e in entries}
+    with Server(FILES, delay=0.2) as bastion, Server(objects_of([first])) as peer:
+        got = mt.fetch_objects(
+            str(tmp_path), MANIFEST, entries, [bastion.url], peers=[peer.url], spread=(1, 2),
+            peer_wait=20, workers=1,
+            progress=lambda n: seen.append((os.path.exists(at[first]), os.path.exists(at[SHARD2]))),
+        )  # fmt: skip
+        assert first not in bastion.paths_requested()
+    assert got["peer_bytes"] == len(FILES[first])
+    assert (True, False) in seen, f"the peer's file was placed only after this node's own: {seen}"
+
+
 def test_the_wait_ends_and_the_bastion_is_asked(tmp_path):
     entries, first = _two_halves()
     with Server(FILES) as bastion, Server({}) as peer:
