@@ -1,17 +1,19 @@
 """container_runtime's package sources: Docker's and NVIDIA's APT repositories (online only), their keys
 pinned by fingerprint, and the refusal to swap docker.io/containerd for docker-ce/containerd.io (or back).
 The role's own expressions (defaults, vars, the preflight checks, the source template) are evaluated
-here by Ansible's templating engine with the collection's real filters."""
+here by Ansible's templating engine with the collection's real filters. Those are handed to each Templar's
+Jinja environment by their gpufleet.cluster names, not looked up through Ansible's collection finder and
+plugin loader: that state is per process and another test in the same xdist worker may have set it up
+differently ("No filter named gpufleet.cluster.pgp_fingerprint")."""
 
 import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
-from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
-from conftest import COLLECTIONS, REPO
+from conftest import REPO, collection_filters
 
 ROLE = REPO / "roles" / "container_runtime"
-_AnsibleCollectionFinder(paths=[str(COLLECTIONS)])._install()
+FILTERS = {f"gpufleet.cluster.{name}": func for name, (_stem, func) in collection_filters().items()}
 
 DOCKER_FPR = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"  # docs.docker.com, "Install Docker Engine on Debian"
 NVIDIA_FPR = "C95B321B61E88C1809C4F759DDCAE044F796ECB0"  # nvidia.github.io/libnvidia-container/gpgkey
@@ -55,20 +57,31 @@ def trusted(value):
     return value
 
 
+def new_templar(variables):
+    """A Templar whose environment has the collection's filters under their gpufleet.cluster names (set
+    through Ansible's own hook, which wraps them as the plugin loader wraps a loaded filter). The
+    environment is the templar's own; the public `environment` attribute is deprecated in ansible-core
+    2.19, hence `_engine`."""
+    t = Templar(loader=DataLoader(), variables=variables)
+    filters = t._engine.environment.filters
+    for name, func in FILTERS.items():
+        filters[name] = func
+    return t
+
+
 def templar(facts="debian", **overrides):
     variables = {**load(ROLE / "defaults" / "main.yml"), **load(ROLE / "vars" / "main.yml")}
     variables = trusted(variables)
     variables.update(
         inventory_hostname="gpu01", ansible_facts=FACTS[facts], ansible_managed="Ansible managed", **overrides
     )
-    return Templar(loader=DataLoader(), variables=variables)
+    return new_templar(variables)
 
 
 def ev(t, expr, **local):
     """Evaluate an expression (a task's `that` or a templated value) as Ansible would."""
     if local:
-        t = t.copy_with_new_env() if hasattr(t, "copy_with_new_env") else t
-        t.available_variables = {**t.available_variables, **local}
+        t = new_templar({**t.available_variables, **local})
     text = expr if "{{" in expr else "{{ " + expr + " }}"
     return t.template(trust_as_template(text))
 
