@@ -5,6 +5,7 @@ repository that namespace is provided by ``.collections/ansible_collections/gpuf
 a link back to the repository root (``make venv`` creates it; so does this file, idempotently).
 """
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -21,3 +22,15 @@ if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))
 
 FIXTURES = REPO / "tests" / "fixtures"
+
+
+def collection_filters():
+    """{filter name: (plugin file stem, function)} over every plugins/filter/*.py, as the collection's
+    FilterModule classes register them (the short name; roles call them gpufleet.cluster.<name>)."""
+    found = {}
+    for path in sorted((REPO / "plugins" / "filter").glob("*.py")):
+        module = importlib.import_module(f"ansible_collections.gpufleet.cluster.plugins.filter.{path.stem}")
+        for name, func in module.FilterModule().filters().items():
+            assert name not in found, f"filter {name} registered by both {found[name][0]} and {path.stem}"
+            found[name] = (path.stem, func)
+    return found

@@ -7,7 +7,6 @@ doc (or the other way round), and they read the docs through ansible-doc itself,
 does (``ansible-doc -t filter -l gpufleet.cluster``, ``ansible-doc -t filter gpufleet.cluster.NAME``).
 """
 
-import importlib
 import inspect
 import json
 import os
@@ -17,24 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import COLLECTIONS, REPO
+from conftest import COLLECTIONS, REPO, collection_filters
 
 FILTER_DIR = REPO / "plugins" / "filter"
 PREFIX = "gpufleet.cluster."
 
 
-def _registered():
-    """{filter name: (plugin file stem, function)} over every plugins/filter/*.py."""
-    found = {}
-    for path in sorted(FILTER_DIR.glob("*.py")):
-        module = importlib.import_module(f"ansible_collections.gpufleet.cluster.plugins.filter.{path.stem}")
-        for name, func in module.FilterModule().filters().items():
-            assert name not in found, f"filter {name} registered by both {found[name][0]} and {path.stem}"
-            found[name] = (path.stem, func)
-    return found
-
-
-REGISTERED = _registered()
+REGISTERED = collection_filters()
 
 
 def _ansible_doc(*args):
