@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install and start what gpufleet's demo and tests need on a Debian 12 host (run as root):
 #   host-deps.sh python   -> only what `python3 -m venv` needs
-#   host-deps.sh          -> that, plus docker.io (daemon started) and debootstrap for the lab
+#   host-deps.sh          -> that, plus docker.io (daemon started) and debootstrap for the lab, and the
+#                            tools the tests run (gpg, promtool, aria2c, nginx with njs, ...)
 set -euo pipefail
 
 need_apt=()
+fresh_nginx=false
 apt_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
@@ -23,6 +25,9 @@ if [[ "${1:-all}" != "python" ]]; then
   command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
   # aria2c: the model fan-out engine (model_metalink); its tests run it against local HTTP servers.
   command -v aria2c >/dev/null 2>&1 || need_apt+=(aria2)
+  # nginx with its JavaScript module (njs): the serving front's tests (llm_serve) start their own nginx.
+  if ! apt_installed nginx; then need_apt+=(nginx); fresh_nginx=true; fi
+  apt_installed libnginx-mod-http-js || need_apt+=(libnginx-mod-http-js)
 fi
 
 if ((${#need_apt[@]})); then
@@ -37,6 +42,13 @@ if ((${#need_apt[@]})); then
 fi
 
 [[ "${1:-all}" == "python" ]] && exit 0
+
+# Debian starts the nginx it has just installed (its default site on port 80); the tests need only
+# the binary and start their own instances, so an nginx installed here is stopped and not enabled.
+if [[ "$fresh_nginx" == true ]] && command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+  echo "gpufleet: stopping and disabling the nginx.service just installed (the tests run their own nginx)"
+  systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
 
 if ! docker info >/dev/null 2>&1; then
   if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then

@@ -1,0 +1,470 @@
+"""The llm_serve role's front, for real: the role's front tasks run with ansible-playbook on this
+machine into a temporary directory (no package installed, no systemd), then the nginx it configured
+is started in front of FakeEngine (a test double of an OpenAI-compatible engine) and spoken to over
+HTTP: keys, scopes, models, /metrics, rate limits, unbuffered streaming and the audit log."""
+
+import grp
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
+NJS = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
+pytestmark = [
+    pytest.mark.skipif(not PLAYBOOK.exists(), reason="ansible-playbook is not in this Python's environment"),
+    pytest.mark.skipif(
+        NGINX is None or not NJS.is_file(),
+        reason="nginx and its njs module are not installed (apt-get install nginx libnginx-mod-http-js;"
+        " scripts/host-deps.sh installs them)",
+    ),
+]
+
+# Keys of the test fixture: the plaintext ones go through `key:` (hashed on the controller), the
+# others through `sha256:`.
+ALICE = "alice-0123456789-secret"
+BOB = "bob-0123456789-secret"
+OPS = "ops-0123456789-secret"
+SLOW = "slow-0123456789-secret"
+KEYS = [
+    {"name": "alice", "key": ALICE, "models": ["*"], "scopes": ["inference"]},
+    {
+        "name": "bob",
+        "sha256": hashlib.sha256(BOB.encode()).hexdigest(),
+        "models": ["tiny-a"],
+        "scopes": ["inference"],
+    },
+    {
+        "name": "ops",
+        "sha256": hashlib.sha256(OPS.encode()).hexdigest().upper(),
+        "models": ["*"],
+        "scopes": ["metrics"],
+    },
+    {"name": "slow", "key": SLOW, "models": ["*"], "scopes": ["inference"], "rate": 1},
+]
+STREAM_EVENTS = 5
+STREAM_DELAY = 0.25
+
+
+class FakeEngine(ThreadingHTTPServer):
+    """Test double of an OpenAI-compatible engine on 127.0.0.1: /v1/models, /v1/completions (JSON with
+    usage, or SSE events STREAM_DELAY apart ending with usage) and /metrics. Remembers the headers of
+    every request it got."""
+
+    daemon_threads = True
+
+    def __init__(self, name):
+        self.name = name
+        self.seen = []
+        super().__init__(("127.0.0.1", 0), FakeEngineHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class FakeEngineHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body, ctype="application/json"):
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Engine", self.server.name)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self.server.seen.append(dict(self.headers))
+        if self.path == "/v1/models":
+            self.reply(200, json.dumps({"object": "list", "data": [{"id": self.server.name}]}))
+        elif self.path == "/metrics":
+            self.reply(200, "vllm:num_requests_running 0\n", "text/plain")
+        else:
+            self.reply(404, '{"error": "not found"}')
+
+    def do_POST(self):
+        self.server.seen.append(dict(self.headers))
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        usage = {
+            "prompt_tokens": len(str(body.get("prompt", "")).split()),
+            "completion_tokens": STREAM_EVENTS,
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if not body.get("stream"):
+            answer = {"object": "text_completion", "model": self.server.name, "engine": self.server.name}
+            self.reply(
+                200, json.dumps({**answer, "choices": [{"text": " tok" * STREAM_EVENTS}], "usage": usage})
+            )
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def chunk(text):
+            data = text.encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        for n in range(STREAM_EVENTS):
+            chunk(f"data: {json.dumps({'choices': [{'text': f' tok{n}'}], 'usage': None})}\n\n")
+            time.sleep(STREAM_DELAY)
+        chunk(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_role(tmp, extra):
+    """The role's main entry point with --tags configure (preflight and the front's files; no package
+    installed), on this machine, its paths redirected into ``tmp``."""
+    me, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    paths = {
+        "__llm_serve_front_dir": str(tmp / "etc"),
+        "__llm_serve_front_state_dir": str(tmp / "state"),
+        "__llm_serve_front_unit_dir": str(tmp / "units"),
+        "__llm_serve_front_logrotate": str(tmp / "logrotate"),
+        "__llm_serve_front_pid": str(tmp / "nginx.pid"),
+        "__llm_serve_front_error_log": str(tmp / "error.log"),
+        "__llm_serve_front_nginx": NGINX,
+        "__llm_serve_front_user": me,
+        "__llm_serve_front_owner": me,
+        "__llm_serve_front_group": group,
+        "__llm_serve_front_root_group": group,
+        "__llm_serve_systemd": False,
+        "llm_serve_audit_log": str(tmp / "log" / "front-audit.log"),
+    }
+    (tmp / "units").mkdir(exist_ok=True)
+    play = tmp / "play.yml"
+    play.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "llm_serve front, on this machine",
+                    "hosts": "localhost",
+                    "connection": "local",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": "The role",
+                            "ansible.builtin.include_role": {"name": "gpufleet.cluster.llm_serve"},
+                            "tags": ["always"],
+                        }
+                    ],
+                }
+            ],
+            sort_keys=False,
+        )
+    )
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+    }
+    extra = {"ansible_python_interpreter": sys.executable, **paths, **extra}
+    return subprocess.run(
+        [str(PLAYBOOK), "-i", "localhost,", str(play), "--tags", "configure", "-e", json.dumps(extra)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=tmp,
+        timeout=300,
+    )
+
+
+class Front:
+    def __init__(self, tmp, port):
+        self.tmp, self.port = tmp, port
+        self.audit = tmp / "log" / "front-audit.log"
+
+    def request(self, path, body=None, key=None, header="Authorization", timeout=10):
+        headers = {"Content-Type": "application/json"}
+        if key is not None:
+            headers[header] = f"Bearer {key}" if header == "Authorization" else key
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, resp.read().decode(), dict(resp.headers)
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode(), dict(err.headers)
+
+    def audit_lines(self):
+        return (
+            [json.loads(line) for line in self.audit.read_text().splitlines()] if self.audit.exists() else []
+        )
+
+    def audit_of(self, request):
+        """The audit line written for a request just made (nginx writes it after the response)."""
+        before = len(self.audit_lines())
+        status = request()
+        for _ in range(50):
+            lines = self.audit_lines()
+            if len(lines) > before:
+                return status, lines[-1]
+            time.sleep(0.05)
+        raise AssertionError("no audit line written")
+
+
+@pytest.fixture(scope="module")
+def front(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("front")
+    engines = {"tiny-a": FakeEngine("tiny-a"), "tiny-b": FakeEngine("tiny-b")}
+    port = free_port()
+    extra = {
+        "llm_serve_keys": KEYS,
+        "llm_serve_upstreams": [{"model": m, "url": e.url} for m, e in engines.items()],
+        "llm_serve_front_port": port,
+        "llm_serve_rate": 0,
+        "llm_serve_rate_burst": 2,
+    }
+    result = run_role(tmp, extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for key in (ALICE, SLOW):
+        assert key not in result.stdout + result.stderr, "a plaintext key was printed"
+    conf = tmp / "etc" / "nginx.conf"
+    server = subprocess.Popen(
+        [NGINX, "-p", str(tmp), "-e", "stderr", "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise AssertionError(f"the front did not start: {server.stdout.read().decode()}") from None
+            time.sleep(0.1)
+    handle = Front(tmp, port)
+    handle.engines, handle.extra = engines, extra
+    yield handle
+    server.terminate()
+    server.wait(timeout=10)
+    for engine in engines.values():
+        engine.shutdown()
+        engine.server_close()
+
+
+PROMPT = "the quick secret prompt"
+SECRETS = (ALICE, BOB, OPS, SLOW)
+
+
+def no_key_material(text):
+    return not any(secret in text for secret in SECRETS)
+
+
+def test_missing_key_is_refused_and_audited_without_a_key(front):
+    (status, body, headers), line = front.audit_of(
+        lambda: front.request("/v1/completions", {"model": "tiny-a", "prompt": PROMPT})
+    )
+    assert status == 401
+    assert json.loads(body)["error"]["type"] == "missing_api_key"
+    assert headers["WWW-Authenticate"] == "Bearer"
+    assert (line["key"], line["status"], line["route"], line["method"]) == (
+        "-",
+        401,
+        "/v1/completions",
+        "POST",
+    )
+    assert line["prompt_tokens"] is None and line["upstream"] == ""
+
+
+def test_wrong_key_is_refused_never_echoed_nor_logged(front):
+    wrong = "wrong-0123456789-key"
+    for header in ("Authorization", "x-api-key"):
+        (status, body, _), line = front.audit_of(
+            lambda header=header: front.request("/v1/models", key=wrong, header=header)
+        )
+        assert status == 401, header
+        assert json.loads(body)["error"]["type"] == "invalid_api_key"
+        assert wrong not in body
+        assert (line["key"], line["status"]) == ("-", 401)
+    assert wrong not in front.audit.read_text()
+    assert no_key_material(front.audit.read_text())
+
+
+def test_good_key_reaches_the_model_engine_and_the_audit_has_its_usage(front):
+    (status, body, headers), line = front.audit_of(
+        lambda: front.request("/v1/completions", {"model": "tiny-b", "prompt": PROMPT}, key=ALICE)
+    )
+    assert status == 200
+    assert headers["X-Engine"] == "tiny-b", "routes.conf sends the model to its engine"
+    assert json.loads(body)["usage"]["prompt_tokens"] == 4
+    assert line["key"] == "alice"
+    assert (line["model"], line["route"], line["status"]) == ("tiny-b", "/v1/completions", 200)
+    assert (line["prompt_tokens"], line["completion_tokens"]) == (4, 5)
+    assert line["upstream"] == front.engines["tiny-b"].url.removeprefix("http://")
+    assert isinstance(line["request_time"], float) and line["upstream_time"]
+    assert datetime.fromisoformat(line["time"]).tzinfo is not None, "ISO 8601 with its offset"
+    # The engine never sees the client's key; the log never holds the prompt.
+    seen = {k.lower(): v for k, v in front.engines["tiny-b"].seen[-1].items()}
+    assert "authorization" not in seen and "x-api-key" not in seen
+    assert PROMPT not in front.audit.read_text()
+    # x-api-key works as well as Authorization: Bearer.
+    status, _, headers = front.request("/v1/models", key=ALICE, header="x-api-key")
+    assert (status, headers["X-Engine"]) == (200, "tiny-a")
+
+
+def test_a_key_may_use_only_its_models_and_routes(front):
+    (status, body, _), line = front.audit_of(
+        lambda: front.request("/v1/completions", {"model": "tiny-b", "prompt": PROMPT}, key=BOB)
+    )
+    assert status == 403 and "tiny-b" in json.loads(body)["error"]["message"]
+    assert (line["key"], line["model"], line["status"]) == ("bob", "tiny-b", 403)
+    assert front.request("/v1/completions", {"model": "tiny-a", "prompt": PROMPT}, key=BOB)[0] == 200
+    # The metrics-only key may not call the inference routes.
+    assert front.request("/v1/models", key=OPS)[0] == 403
+    # A body that is not a JSON object with a string model is refused, not passed on unchecked.
+    assert front.request("/v1/completions", {"model": ["tiny-b"]}, key=BOB)[0] == 400
+
+
+def test_metrics_need_the_metrics_scope(front):
+    assert front.request("/metrics")[0] == 401
+    assert front.request("/metrics", key=ALICE)[0] == 403
+    status, body, _ = front.request("/metrics", key=OPS)
+    assert status == 200 and "vllm:num_requests_running" in body
+
+
+def test_streamed_tokens_are_not_buffered_and_their_usage_is_audited(front):
+    body = json.dumps({"model": "tiny-a", "prompt": PROMPT, "stream": True}).encode()
+
+    def stream():
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{front.port}/v1/completions",
+            data=body,
+            headers={"Authorization": f"Bearer {ALICE}", "Content-Type": "application/json"},
+        )
+        start, arrivals, text = time.monotonic(), [], b""
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            while chunk := resp.read1(65536):
+                arrivals.append(time.monotonic() - start)
+                text += chunk
+        return arrivals, text.decode()
+
+    (arrivals, text), line = front.audit_of(stream)
+    assert text.count("data: ") == STREAM_EVENTS + 2 and text.endswith("data: [DONE]\n\n")
+    total = arrivals[-1]
+    assert total >= STREAM_DELAY * (STREAM_EVENTS - 1)
+    assert arrivals[0] < total / 2, f"the first token came with the last ones: {arrivals}"
+    assert len(arrivals) >= STREAM_EVENTS - 1, f"tokens arrived in bursts: {arrivals}"
+    assert (line["key"], line["status"], line["model"]) == ("alice", 200, "tiny-a")
+    assert (line["prompt_tokens"], line["completion_tokens"]) == (4, 5)
+
+
+def test_a_key_over_its_rate_gets_429(front):
+    # 'slow': 1 request per second with a burst of 2; the keys without a rate are not limited.
+    statuses = [front.request("/v1/models", key=SLOW)[0] for _ in range(6)]
+    assert statuses[0] == 200 and 429 in statuses, statuses
+    status, body, _ = front.request("/v1/models", key=SLOW)
+    assert status == 429 and json.loads(body)["error"]["code"] == 429
+    assert [front.request("/v1/models", key=ALICE)[0] for _ in range(6)] == [200] * 6
+    assert front.audit_lines()[-7]["key"] == "slow" and front.audit_lines()[-7]["status"] == 429
+
+
+def test_keys_file_holds_names_digests_models_and_scopes_only(front):
+    path = front.tmp / "etc" / "keys.json"
+    assert oct(path.stat().st_mode & 0o777) == "0o640"
+    text = path.read_text()
+    assert no_key_material(text)
+    keys = json.loads(text)["keys"]
+    assert [k["name"] for k in keys] == ["alice", "bob", "ops", "slow"]
+    assert {tuple(sorted(k)) for k in keys} == {("models", "name", "scopes", "sha256")}
+    digests = {k["name"]: k["sha256"] for k in keys}
+    assert digests == {
+        "alice": hashlib.sha256(ALICE.encode()).hexdigest(),
+        "bob": hashlib.sha256(BOB.encode()).hexdigest(),
+        "ops": hashlib.sha256(OPS.encode()).hexdigest(),
+        "slow": hashlib.sha256(SLOW.encode()).hexdigest(),
+    }
+
+
+def test_the_unit_refuses_to_start_without_a_key(front):
+    etc = front.tmp / "etc"
+    unit = (front.tmp / "units" / "gpufleet-front.service").read_text()
+    pre = [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStartPre=")]
+    assert pre[0] == f"{etc}/check-keys {etc}/keys.json"
+    assert "Restart=always" in unit and f"-c {etc}/nginx.conf -g 'daemon off;'" in unit
+    check = pre[0].split()
+    assert subprocess.run(check, capture_output=True, check=False).returncode == 0
+    empty = front.tmp / "empty-keys.json"
+    empty.write_text('{\n  "keys": [\n  ]\n}\n')
+    for keys in (empty, front.tmp / "absent.json"):
+        done = subprocess.run([check[0], str(keys)], capture_output=True, text=True, check=False)
+        assert done.returncode == 1, keys
+        assert "refusing to start" in done.stderr and "llm_serve_keys" in done.stderr
+
+
+def test_a_second_run_changes_nothing(front):
+    result = run_role(front.tmp, front.extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "changed=0" in result.stdout, result.stdout
+
+
+def test_preflight_refuses_bad_keys_before_any_change(tmp_path):
+    bad = [
+        {"key": "plain-0123456789-secret", "models": ["*"], "scopes": ["inference"]},
+        {"name": "bob", "sha256": "abc123", "models": ["*"], "scopes": ["inference"]},
+        {
+            "name": "carol",
+            "key": "carol-0123456789-secret",
+            "models": ["*"],
+            "scopes": ["inference", "admin"],
+        },
+        {"name": "dave", "key": "dave-0123456789-secret", "models": ["*"], "scopes": ["inference"]},
+        {"name": "dave", "key": "dave-other-0123456789", "models": ["*"], "scopes": ["inference"]},
+    ]
+    result = run_role(tmp_path, {"llm_serve_keys": bad, "llm_serve_upstream": "127.0.0.1:8000"})
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "nothing was changed" in out
+    for problem in (
+        "llm_serve_keys[0] has no name",
+        "llm_serve_keys[1] (bob): sha256 is not a sha256 hex digest",
+        "llm_serve_keys[2] (carol): unknown scopes ['admin']",
+        "llm_serve_upstream '127.0.0.1:8000' is not an http://host:port URL",
+    ):
+        assert problem in out, problem
+    assert "plain-0123456789-secret" not in out and "carol-0123456789-secret" not in out
+    assert not (tmp_path / "etc").exists(), "preflight changed something"
+    # Duplicate names once the rest is right; and no key at all.
+    good = [k for k in bad[3:]]
+    result = run_role(tmp_path, {"llm_serve_keys": good})
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0 and "names used by more than one key: ['dave']" in out
+    assert "dave-0123456789-secret" not in out
+    result = run_role(tmp_path, {"llm_serve_keys": []})
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0 and "llm_serve_keys is empty" in out
+    assert not (tmp_path / "etc").exists(), "preflight changed something"
