@@ -1,14 +1,20 @@
 # Copyright: gpufleet developers
 # Apache-2.0
-"""Serving filters: whether a model fits the GPUs it is meant to be served on. The sizing arithmetic
-lives in plugin_utils/sizing.py (``gpufleet plan`` prints the same figures); each filter has the name
-of the function it exposes and its own documentation (``<name>.yml`` next to this file)."""
+"""Serving filters: whether a model fits the GPUs it is meant to be served on, how an engine is started
+and which version runs on which port in a rollout. The sizing arithmetic lives in
+plugin_utils/sizing.py (``gpufleet plan`` prints the same figures), the engines and versions in
+plugin_utils/serving_engine.py; each filter has the name of the function it exposes and its own
+documentation (``<name>.yml`` next to this file)."""
 
 from __future__ import annotations
 
-from ansible_collections.gpufleet.cluster.plugins.plugin_utils import sizing
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import serving_engine, sizing
 
 
 class FilterModule:
     def filters(self):
-        return {"plan_problems": sizing.plan_problems}
+        return {
+            "plan_problems": sizing.plan_problems,
+            "engine_command": serving_engine.engine_command,
+            "version_switch": serving_engine.version_switch,
+        }

@@ -12,17 +12,16 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO
+from engine_double import STREAM_DELAY, STREAM_EVENTS, FakeEngine
 
 PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
@@ -58,82 +57,6 @@ KEYS = [
     },
     {"name": "slow", "key": SLOW, "models": ["*"], "scopes": ["inference"], "rate": 1},
 ]
-STREAM_EVENTS = 5
-STREAM_DELAY = 0.25
-
-
-class FakeEngine(ThreadingHTTPServer):
-    """Test double of an OpenAI-compatible engine on 127.0.0.1: /v1/models, /v1/completions (JSON with
-    usage, or SSE events STREAM_DELAY apart ending with usage) and /metrics. Remembers the headers of
-    every request it got."""
-
-    daemon_threads = True
-
-    def __init__(self, name):
-        self.name = name
-        self.seen = []
-        super().__init__(("127.0.0.1", 0), FakeEngineHandler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class FakeEngineHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def reply(self, status, body, ctype="application/json"):
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-Engine", self.server.name)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        self.server.seen.append(dict(self.headers))
-        if self.path == "/v1/models":
-            self.reply(200, json.dumps({"object": "list", "data": [{"id": self.server.name}]}))
-        elif self.path == "/metrics":
-            self.reply(200, "vllm:num_requests_running 0\n", "text/plain")
-        else:
-            self.reply(404, '{"error": "not found"}')
-
-    def do_POST(self):
-        self.server.seen.append(dict(self.headers))
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-        usage = {
-            "prompt_tokens": len(str(body.get("prompt", "")).split()),
-            "completion_tokens": STREAM_EVENTS,
-        }
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        if not body.get("stream"):
-            answer = {"object": "text_completion", "model": self.server.name, "engine": self.server.name}
-            self.reply(
-                200, json.dumps({**answer, "choices": [{"text": " tok" * STREAM_EVENTS}], "usage": usage})
-            )
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-
-        def chunk(text):
-            data = text.encode()
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
-
-        for n in range(STREAM_EVENTS):
-            chunk(f"data: {json.dumps({'choices': [{'text': f' tok{n}'}], 'usage': None})}\n\n")
-            time.sleep(STREAM_DELAY)
-        chunk(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n")
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
 
 
 def free_port():

@@ -1,0 +1,145 @@
+# Copyright: gpufleet developers
+# Apache-2.0
+"""Is a served model ready? The checks a rollout gates on and ``gpufleet verify`` repeats.
+
+An engine's own health route is not enough (vLLM's ``/health`` stays 200 after a GPU fault; facts.md,
+"Serving"), so readiness is, in order:
+
+1. ``health``: the engine's health route answers 200 (engines that have one);
+2. ``models``: ``/v1/models`` lists the model by its served name;
+3. ``generate``: a one-token completion comes back (with usage);
+4. ``golden``: a golden prompt with greedy decoding (temperature 0, a fixed seed) gives the recorded
+   answer - the same weights on a sound engine answer the same; another answer means other weights, a
+   broken engine or a changed tokenizer.
+
+Each check is ``{"name", "ok", "detail"}``; the first failure ends the round (later checks would only
+repeat it). Host code: stdlib only, Python >= 3.8.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.error import HTTPError, URLError
+from urllib.request import Request, urlopen
+
+GOLDEN_PROMPT = "The capital of France is"
+GOLDEN_TOKENS = 8
+SEED = 1234
+
+
+class NotReady(Exception):
+    pass
+
+
+def _call(base, path, headers, timeout, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = Request(base.rstrip("/") + path, data=data, method="GET" if body is None else "POST")  # noqa: S310
+    for name, value in (headers or {}).items():
+        req.add_header(name, value)
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urlopen(req, timeout=timeout) as resp:  # noqa: S310 - an http(s) URL the role gives
+            raw = resp.read()
+            status = resp.status
+    except HTTPError as exc:
+        raise NotReady(f"{path}: HTTP {exc.code} {exc.reason}") from None
+    except (URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise NotReady(f"{path}: no answer ({reason})") from None
+    if status != 200:
+        raise NotReady(f"{path}: HTTP {status}")
+    if body is None and not raw.strip().startswith((b"{", b"[")):
+        return {}
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise NotReady(f"{path}: the answer is not JSON") from None
+
+
+def completion(base, model, prompt, max_tokens, headers=None, timeout=30):
+    """Greedy completion of ``prompt``: (text, usage)."""
+    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "seed": SEED}
+    out = _call(base, "/v1/completions", headers, timeout, body)
+    try:
+        text = out["choices"][0]["text"]
+    except (KeyError, IndexError, TypeError):
+        raise NotReady("/v1/completions: the answer has no choices[0].text") from None
+    return text, out.get("usage") or {}
+
+
+def check(base, model, health_path=None, golden=None, headers=None, timeout=30):
+    """One round of the checks (module docstring); a list of ``{"name", "ok", "detail"}``.
+
+    ``golden``: ``{"prompt", "max_tokens", "expect"}``; ``expect`` None records instead of comparing
+    (the answer is in the check's ``answer``).
+    """
+    checks = []
+
+    def run(name, fn):
+        try:
+            detail, extra = fn()
+        except NotReady as exc:
+            checks.append({"name": name, "ok": False, "detail": str(exc)})
+            return False
+        checks.append({"name": name, "ok": True, "detail": detail, **extra})
+        return True
+
+    def health():
+        _call(base, health_path, headers, timeout)
+        return f"{health_path}: 200", {}
+
+    def models():
+        out = _call(base, "/v1/models", headers, timeout)
+        ids = [m.get("id") for m in (out.get("data") or []) if isinstance(m, dict)]
+        if model not in ids:
+            raise NotReady(f"/v1/models lists {ids or 'no model'}, not {model!r}")
+        return f"/v1/models lists {model}", {}
+
+    def generate():
+        text, usage = completion(base, model, "Hello", 1, headers, timeout)
+        tokens = usage.get("completion_tokens")
+        if tokens is not None and tokens < 1:
+            raise NotReady("/v1/completions: no token was generated")
+        return f"one token generated ({text!r})", {}
+
+    def golden_answer():
+        prompt = golden.get("prompt") or GOLDEN_PROMPT
+        text, _usage = completion(
+            base, model, prompt, int(golden.get("max_tokens") or GOLDEN_TOKENS), headers, timeout
+        )
+        expect = golden.get("expect")
+        if expect is None:
+            return f"answer recorded: {text!r}", {"answer": text}
+        if text != expect:
+            raise NotReady(f"golden prompt {prompt!r}: answered {text!r}, the recorded answer is {expect!r}")
+        return f"golden prompt answered as recorded ({text!r})", {"answer": text}
+
+    steps = [("models", models), ("generate", generate)]
+    if health_path:
+        steps.insert(0, ("health", health))
+    if golden is not None:
+        steps.append(("golden", golden_answer))
+    for name, fn in steps:
+        if not run(name, fn):
+            break
+    return checks
+
+
+def wait_ready(base, model, wait, interval=2.0, clock=time.monotonic, sleep=time.sleep, **kw):
+    """Repeat ``check`` until every check passes or ``wait`` seconds are up.
+
+    Returns ``(ready, checks of the last round, seconds waited, rounds)``. A golden answer that differs
+    from the recorded one is final: waiting longer does not change the weights.
+    """
+    start = clock()
+    rounds = 0
+    while True:
+        rounds += 1
+        checks = check(base, model, **kw)
+        if all(c["ok"] for c in checks):
+            return True, checks, clock() - start, rounds
+        if checks[-1]["name"] == "golden" or clock() - start + interval > wait:
+            return False, checks, clock() - start, rounds
+        sleep(interval)

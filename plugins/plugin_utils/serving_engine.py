@@ -1,0 +1,166 @@
+# Copyright: gpufleet developers
+# Apache-2.0
+"""LLM serving engines and versions: how each engine is started, and which version of a model runs
+where during a blue/green rollout.
+
+Controller code (plugin_utils), stdlib only; the llm_serve role reaches it through the filters of
+plugins/filter/serving.py, ``gpufleet serve`` through ``gpufleet.serve``. Raises ValueError on bad input
+with a message naming the option to fix.
+
+Engines (facts.md, "Serving"):
+
+- ``vllm``: ``vllm serve MODEL_DIR`` from a python_runtime environment; ``--tensor-parallel-size`` and
+  ``--gpu-memory-utilization`` from ``gpufleet plan``; ``/health``. No ``--api-key``: it guards only the
+  ``/v1`` routes and takes one key; the front does authentication for every route.
+- ``trtllm``: ``trtllm-serve MODEL_DIR`` (PyTorch backend: Hugging Face checkpoints directly) from an
+  environment whose TensorRT-LLM wheel came from the bundle; ``--tp_size``; ``/health``. It has no
+  authentication at all.
+- ``llamacpp``: llama.cpp through llama-cpp-python's OpenAI-compatible server, on a GGUF file of the
+  model directory: the engine that runs on the lab's CPU-only nodes. No health route: readiness is
+  ``/v1/models`` plus a generation.
+
+Every engine binds to 127.0.0.1 only: clients reach it through the front.
+"""
+
+from __future__ import annotations
+
+import re
+
+ENGINES = {
+    "vllm": {"health": "/health", "gpu": True},
+    "trtllm": {"health": "/health", "gpu": True},
+    "llamacpp": {"health": None, "gpu": False},
+}
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Blue/green: a model's two versions in service listen on its two ports, alternately.
+SLOTS = 2
+
+
+def check_engine(engine):
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r} is not one of {', '.join(sorted(ENGINES))}")
+
+
+def engine_command(
+    engine,
+    env,
+    model_dir,
+    name,
+    port,
+    tensor_parallel_size=1,
+    gpu_memory_utilization=0.9,
+    max_model_len=0,
+    gguf="",
+    threads=0,
+    extra=(),
+):
+    """The engine's command line (argv) serving ``model_dir`` as model ``name`` on 127.0.0.1:``port``.
+
+    ``env``: the python_runtime environment (its bin/ holds the engine); ``max_model_len``: context
+    length (0: the engine's default); ``gguf``: the GGUF file in ``model_dir`` (llamacpp only);
+    ``threads``: CPU threads (llamacpp; 0: the engine's default); ``extra``: more arguments, as given.
+    """
+    check_engine(engine)
+    if not NAME.match(str(name)):
+        raise ValueError(f"model name {name!r}: letters, digits, '.', '_' and '-' only")
+    port = int(port)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is not a TCP port")
+    tp = int(tensor_parallel_size)
+    if tp < 1:
+        raise ValueError(f"tensor_parallel_size {tp}: must be 1 or more")
+    bin_dir = f"{str(env).rstrip('/')}/bin"
+    model_dir = str(model_dir).rstrip("/")
+    if engine == "vllm":
+        util = float(gpu_memory_utilization)
+        if not 0 < util <= 1:
+            raise ValueError(f"gpu_memory_utilization {util}: must be above 0 and at most 1")
+        argv = [f"{bin_dir}/vllm", "serve", model_dir, "--served-model-name", name]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--tensor-parallel-size", str(tp)]
+        argv += ["--gpu-memory-utilization", f"{util:g}"]
+        if max_model_len:
+            argv += ["--max-model-len", str(int(max_model_len))]
+    elif engine == "trtllm":
+        argv = [f"{bin_dir}/trtllm-serve", model_dir, "--backend", "pytorch"]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--tp_size", str(tp)]
+        if max_model_len:
+            argv += ["--max_seq_len", str(int(max_model_len))]
+    else:
+        if not gguf or "/" in str(gguf) or not str(gguf).endswith(".gguf"):
+            raise ValueError(
+                f"engine llamacpp needs gguf: the name of a .gguf file in the model directory (got {gguf!r})"
+            )
+        if tp != 1:
+            raise ValueError("engine llamacpp runs on one device: tensor_parallel_size must be 1")
+        argv = [f"{bin_dir}/python", "-m", "llama_cpp.server", "--model", f"{model_dir}/{gguf}"]
+        argv += ["--model_alias", name, "--host", "127.0.0.1", "--port", str(port)]
+        if max_model_len:
+            argv += ["--n_ctx", str(int(max_model_len))]
+        if threads:
+            argv += ["--n_threads", str(int(threads))]
+    return argv + [str(a) for a in extra]
+
+
+def unit_name(name, version):
+    """The systemd unit serving ``version`` of model ``name``."""
+    for what, value in (("model name", name), ("version", version)):
+        if not NAME.match(str(value)):
+            raise ValueError(f"{what} {value!r}: letters, digits, '.', '_' and '-' only")
+    return f"gpufleet-serve-{name}-{version}.service"
+
+
+def version_switch(state, version, ports, rollback=False):
+    """What a rollout of ``version`` does, from the model's serving ``state`` on the host.
+
+    ``state``: ``{"current": V or None, "previous": V or None, "ports": {V: port}}`` (empty for a model
+    never served); ``ports``: the model's two ports (blue/green). ``rollback``: serve ``previous``
+    again instead (``version`` is ignored). Returns ``{"version", "port", "start": bool (a new unit
+    starts beside the current one), "switch": bool (the front moves to it), "retire": [versions whose
+    units stop once the switch is done], "state": the state to record after the switch}``.
+    """
+    state = dict(state or {})
+    ports = [int(p) for p in ports]
+    if len(ports) != SLOTS or ports[0] == ports[1]:
+        raise ValueError(f"ports {ports}: give the model two different ports (blue/green)")
+    have = {str(k): int(v) for k, v in (state.get("ports") or {}).items()}
+    current, previous = state.get("current"), state.get("previous")
+    if rollback:
+        if not previous:
+            raise ValueError("there is no previous version to roll back to")
+        version = previous
+    version = str(version)
+    if not NAME.match(version):
+        raise ValueError(f"version {version!r}: letters, digits, '.', '_' and '-' only")
+    if version == current:
+        port = have.get(version, ports[0])
+        return {
+            "version": version,
+            "port": port,
+            "start": False,
+            "switch": False,
+            "retire": [],
+            "state": {
+                "current": current,
+                "previous": previous,
+                "ports": {version: port, **_kept(have, previous)},
+            },
+        }
+    if version in have and version == previous:
+        port = have[version]  # the previous version kept running: back to its port
+    else:
+        used = have.get(current) if current else None
+        port = next(p for p in ports if p != used)
+    kept = {current: have[current]} if current in have else {}
+    retire = sorted(v for v in have if v not in (version, current))
+    return {
+        "version": version,
+        "port": port,
+        "start": True,
+        "switch": True,
+        "retire": retire,
+        "state": {"current": version, "previous": current, "ports": {**kept, version: port}},
+    }
+
+
+def _kept(have, version):
+    return {version: have[version]} if version and version in have else {}

@@ -1,0 +1,174 @@
+"""Engines and versions (plugin_utils/serving_engine.py) and readiness (module_utils/serve_probe.py,
+spoken to FakeEngine, a test double of an OpenAI-compatible engine, over real HTTP)."""
+
+import socket
+import threading
+import time
+
+import pytest
+from ansible_collections.gpufleet.cluster.plugins.module_utils import serve_probe
+from ansible_collections.gpufleet.cluster.plugins.plugin_utils import serving_engine as se
+from engine_double import FakeEngine
+
+ENV = "/opt/gpufleet/envs/serve"
+MODEL = "/var/lib/gpufleet/model-store/models/m/versions/2"
+
+
+def test_vllm_is_started_on_localhost_with_the_plans_layout_and_no_api_key():
+    argv = se.engine_command(
+        "vllm", ENV, MODEL + "/", "m", 8101, tensor_parallel_size=4, gpu_memory_utilization=0.92
+    )
+    assert argv == [
+        f"{ENV}/bin/vllm", "serve", MODEL, "--served-model-name", "m", "--host", "127.0.0.1",
+        "--port", "8101", "--tensor-parallel-size", "4", "--gpu-memory-utilization", "0.92",
+    ]  # fmt: skip
+    assert "--api-key" not in argv
+
+
+def test_trtllm_uses_the_pytorch_backend_and_its_own_option_names():
+    argv = se.engine_command("trtllm", ENV, MODEL, "m", 8102, tensor_parallel_size=2, max_model_len=8192)
+    assert argv[:3] == [f"{ENV}/bin/trtllm-serve", MODEL, "--backend"] and argv[3] == "pytorch"
+    assert argv[argv.index("--tp_size") + 1] == "2" and argv[argv.index("--max_seq_len") + 1] == "8192"
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+
+
+def test_llamacpp_serves_the_gguf_file_under_the_models_name():
+    argv = se.engine_command(
+        "llamacpp", ENV, MODEL, "tiny", 8101, gguf="tiny.gguf", threads=2, max_model_len=512
+    )
+    assert argv[:4] == [f"{ENV}/bin/python", "-m", "llama_cpp.server", "--model"]
+    assert argv[4] == f"{MODEL}/tiny.gguf" and argv[argv.index("--model_alias") + 1] == "tiny"
+    assert argv[argv.index("--n_ctx") + 1] == "512" and argv[argv.index("--n_threads") + 1] == "2"
+
+
+@pytest.mark.parametrize(
+    "engine, kw, message",
+    [
+        ("tgi", {}, r"engine 'tgi' is not one of llamacpp, trtllm, vllm"),
+        ("llamacpp", {}, r"needs gguf: the name of a \.gguf file"),
+        ("llamacpp", {"gguf": "../x.gguf"}, r"needs gguf"),
+        ("llamacpp", {"gguf": "m.gguf", "tensor_parallel_size": 2}, r"tensor_parallel_size must be 1"),
+        ("vllm", {"tensor_parallel_size": 0}, r"tensor_parallel_size 0: must be 1 or more"),
+        ("vllm", {"gpu_memory_utilization": 1.5}, r"gpu_memory_utilization 1.5"),
+        ("vllm", {"port": 70000}, r"port 70000 is not a TCP port"),
+        ("vllm", {"name": "a b"}, r"model name 'a b'"),
+    ],
+)
+def test_bad_engine_input_names_the_option(engine, kw, message):
+    args = {"port": 8101, "name": "m", **kw}
+    port, name = args.pop("port"), args.pop("name")
+    with pytest.raises(ValueError, match=message):
+        se.engine_command(engine, ENV, MODEL, name, port, **args)
+
+
+def test_unit_names_are_per_model_version():
+    assert se.unit_name("tiny-llama", "2") == "gpufleet-serve-tiny-llama-2.service"
+    with pytest.raises(ValueError, match=r"version '2/\.\./x'"):
+        se.unit_name("m", "2/../x")
+
+
+PORTS = [8101, 8102]
+
+
+def test_first_version_starts_on_the_first_port():
+    step = se.version_switch({}, "1", PORTS)
+    assert step == {
+        "version": "1", "port": 8101, "start": True, "switch": True, "retire": [],
+        "state": {"current": "1", "previous": None, "ports": {"1": 8101}},
+    }  # fmt: skip
+
+
+def test_a_new_version_starts_beside_the_current_one_and_the_oldest_retires():
+    state = {"current": "2", "previous": "1", "ports": {"1": 8101, "2": 8102}}
+    step = se.version_switch(state, "3", PORTS)
+    assert step["port"] == 8101 and step["start"] and step["switch"]
+    assert step["retire"] == ["1"]
+    assert step["state"] == {"current": "3", "previous": "2", "ports": {"2": 8102, "3": 8101}}
+
+
+def test_the_current_version_again_changes_nothing():
+    state = {"current": "2", "previous": "1", "ports": {"1": 8101, "2": 8102}}
+    step = se.version_switch(state, "2", PORTS)
+    assert not step["start"] and not step["switch"] and step["retire"] == []
+    assert step["state"] == state
+
+
+def test_rollback_returns_to_the_previous_version_on_its_port():
+    state = {"current": "2", "previous": "1", "ports": {"1": 8101, "2": 8102}}
+    step = se.version_switch(state, "ignored", PORTS, rollback=True)
+    assert step["version"] == "1" and step["port"] == 8101 and step["switch"]
+    assert step["state"] == {"current": "1", "previous": "2", "ports": {"1": 8101, "2": 8102}}
+    with pytest.raises(ValueError, match="no previous version to roll back to"):
+        se.version_switch({"current": "1", "ports": {"1": 8101}}, "x", PORTS, rollback=True)
+    with pytest.raises(ValueError, match="two different ports"):
+        se.version_switch({}, "1", [8101, 8101])
+
+
+# --- readiness, against FakeEngine over HTTP ---
+
+
+@pytest.fixture
+def engine():
+    server = FakeEngine("tiny", answer=" Paris")
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_sound_engine_is_ready_and_its_golden_answer_can_be_recorded(engine):
+    checks = serve_probe.check(
+        engine.url, "tiny", health_path="/health", golden={"prompt": "x", "expect": None}
+    )
+    assert [c["name"] for c in checks] == ["health", "models", "generate", "golden"]
+    assert all(c["ok"] for c in checks) and checks[-1]["answer"] == " Paris"
+
+
+def test_health_alone_is_not_readiness(engine):
+    checks = serve_probe.check(engine.url, "other-model", health_path="/health")
+    assert [(c["name"], c["ok"]) for c in checks] == [("health", True), ("models", False)]
+    assert "lists ['tiny'], not 'other-model'" in checks[-1]["detail"]
+
+
+def test_an_unhealthy_engine_is_not_ready(engine):
+    engine.healthy = False
+    checks = serve_probe.check(engine.url, "tiny", health_path="/health")
+    assert checks == [{"name": "health", "ok": False, "detail": "/health: HTTP 503 Service Unavailable"}]
+
+
+def test_another_golden_answer_fails_at_once_without_waiting(engine):
+    t0 = time.monotonic()
+    ready, checks, _waited, rounds = serve_probe.wait_ready(
+        engine.url, "tiny", 30, interval=0.1, golden={"prompt": "x", "expect": " Berlin"}
+    )
+    assert not ready and rounds == 1 and time.monotonic() - t0 < 5
+    assert checks[-1]["detail"] == "golden prompt 'x': answered ' Paris', the recorded answer is ' Berlin'"
+
+
+def test_an_engine_that_comes_up_later_is_waited_for():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    holder = {}
+
+    def start():
+        time.sleep(0.6)
+        holder["engine"] = FakeEngine.on_port("tiny", port)
+
+    threading.Thread(target=start, daemon=True).start()
+    try:
+        ready, checks, waited, rounds = serve_probe.wait_ready(url, "tiny", 20, interval=0.2)
+        assert ready and rounds > 1 and waited >= 0.5, checks
+    finally:
+        if "engine" in holder:
+            holder["engine"].shutdown()
+            holder["engine"].server_close()
+
+
+def test_no_engine_at_all_is_reported_after_the_wait():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    ready, checks, waited, _rounds = serve_probe.wait_ready(url, "tiny", 1, interval=0.3)
+    assert not ready and 0.5 <= waited < 5
+    assert checks[0]["name"] == "models" and checks[0]["detail"].startswith("/v1/models: no answer")
