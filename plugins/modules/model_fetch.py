@@ -57,9 +57,12 @@ options:
         the URL; see O(s3_access_key).
       - A source that fails for a reason that holds for every chunk (wrong credentials, no such
         bucket, endpoint unreachable) is not asked again in that run.
+      - May be empty when the store already holds every file of the version (a check that the signed
+        manifest verifies and the version is complete, as the llm_serve role runs it in check mode);
+        the task fails when something would have to be fetched.
     type: list
     elements: str
-    required: true
+    default: []
   peers:
     description:
       - Base URLs of other nodes' model stores served read-only over HTTP (the model_store role's
@@ -291,7 +294,7 @@ def main():
             signature=dict(type="path"),
             keyring=dict(type="path", required=True),
             fingerprint=dict(type="str", required=True),
-            sources=dict(type="list", elements="str", required=True),
+            sources=dict(type="list", elements="str", default=[]),
             peers=dict(type="list", elements="str", default=[]),
             spread_index=dict(type="int", default=0),
             spread_count=dict(type="int", default=1),
@@ -322,9 +325,17 @@ def main():
             signature=p["signature"],
             gpgv=module.get_bin_path("gpgv") or "gpgv",
         )
-        check_sources(p["sources"])
         check_peers(p["peers"])
         todo = plan(store, manifest, raw)
+        if todo["fetch"] and not p["sources"]:
+            missing = [entry["path"] for entry in todo["fetch"]]
+            raise BundleError(
+                f"the store {store} lacks {len(missing)} file(s) of model {manifest['name']} "
+                f"{manifest['version']} ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}) "
+                "and no sources were given: place the model first (role model_store)"
+            )
+        if p["sources"]:
+            check_sources(p["sources"])
     except (BundleError, OSError) as exc:
         module.fail_json(msg=str(exc))
     name, version = manifest["name"], manifest["version"]

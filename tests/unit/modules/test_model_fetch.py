@@ -65,6 +65,21 @@ def test_fetches_activates_and_is_idempotent(tmp_path, keys):
     assert ms.active_version(str(store), "tiny") == "1"
 
 
+def test_without_sources_it_checks_a_placed_version_and_refuses_an_incomplete_one(tmp_path, keys):
+    """What llm_serve runs before serving: the signature and a complete version, no source needed."""
+    files = make_files()
+    path, keyring = signed(tmp_path, keys, files)
+    store = tmp_path / "store"
+    args = dict(args_for(path, keyring, keys, store, "unused"), sources=[], activate=False)
+    ok, result = run(args, check_mode=True)
+    assert not ok and "lacks 5 file(s) of model tiny 1" in result["msg"]
+    assert "no sources were given: place the model first (role model_store)" in result["msg"]
+    with Server(files) as src:
+        assert run(args_for(path, keyring, keys, store, src.url))[0]
+    ok, result = run(args, check_mode=True)
+    assert ok and not result["changed"] and result["fetched"] == []
+
+
 def test_check_mode_reports_what_would_be_fetched_and_writes_nothing(tmp_path, keys):
     files = make_files()
     path, keyring = signed(tmp_path, keys, files)
