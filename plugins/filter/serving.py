@@ -17,4 +17,7 @@ class FilterModule:
             "plan_problems": sizing.plan_problems,
             "engine_command": serving_engine.engine_command,
             "version_switch": serving_engine.version_switch,
+            "model_problems": serving_engine.model_problems,
+            "serving_models": serving_engine.serving_models,
+            "unit_name": serving_engine.unit_name,
         }

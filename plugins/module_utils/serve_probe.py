@@ -23,8 +23,6 @@ import time
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
-GOLDEN_PROMPT = "The capital of France is"
-GOLDEN_TOKENS = 8
 SEED = 1234
 
 
@@ -105,10 +103,8 @@ def check(base, model, health_path=None, golden=None, headers=None, timeout=30):
         return f"one token generated ({text!r})", {}
 
     def golden_answer():
-        prompt = golden.get("prompt") or GOLDEN_PROMPT
-        text, _usage = completion(
-            base, model, prompt, int(golden.get("max_tokens") or GOLDEN_TOKENS), headers, timeout
-        )
+        prompt = golden["prompt"]
+        text, _usage = completion(base, model, prompt, int(golden.get("max_tokens") or 8), headers, timeout)
         expect = golden.get("expect")
         if expect is None:
             return f"answer recorded: {text!r}", {"answer": text}

@@ -39,9 +39,9 @@ options:
     type: dict
     suboptions:
       prompt:
-        description: The prompt.
+        description: The prompt (the llm_serve role's default is in C(plugin_utils/serving_engine.py)).
         type: str
-        default: The capital of France is
+        required: true
       max_tokens:
         description: Tokens to generate.
         type: int
@@ -116,7 +116,7 @@ def main():
             golden=dict(
                 type="dict",
                 options=dict(
-                    prompt=dict(type="str", default="The capital of France is"),
+                    prompt=dict(type="str", required=True),
                     max_tokens=dict(type="int", default=8),
                     expect=dict(type="str"),
                 ),

@@ -34,6 +34,9 @@ ENGINES = {
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Blue/green: a model's two versions in service listen on its two ports, alternately.
 SLOTS = 2
+# The readiness check's golden prompt unless a model sets its own (greedy: same weights, same answer).
+GOLDEN_PROMPT = "The capital of France is"
+GOLDEN_TOKENS = 8
 
 
 def check_engine(engine):
@@ -164,3 +167,94 @@ def version_switch(state, version, ports, rollback=False):
 
 def _kept(have, version):
     return {version: have[version]} if version and version in have else {}
+
+
+MODEL_KEYS = {
+    "name", "version", "engine", "gguf", "tensor_parallel_size", "gpu_memory_utilization",
+    "max_model_len", "threads", "args", "ports", "golden",
+}  # fmt: skip
+
+
+def model_problems(models, engine="vllm"):
+    """Why the llm_serve role cannot serve ``models`` (its llm_serve_models), one message each; empty
+    when it can. ``engine``: the default engine (llm_serve_engine)."""
+    problems, seen = [], set()
+    if not isinstance(models, list):
+        return ["llm_serve_models must be a list of {name, version, ...}"]
+    for i, model in enumerate(models):
+        where = f"llm_serve_models[{i}]"
+        if not isinstance(model, dict):
+            problems.append(f"{where}: must be a mapping with name and version")
+            continue
+        name, version = model.get("name"), model.get("version")
+        where = f"llm_serve_models[{i}] ({name})" if name else where
+        unknown = sorted(set(model) - MODEL_KEYS)
+        if unknown:
+            problems.append(
+                f"{where}: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(MODEL_KEYS))}"
+            )
+        for what, value in (("name", name), ("version", version)):
+            if value is None or not NAME.match(str(value)):
+                problems.append(
+                    f"{where}: {what} {value!r} must be set: letters, digits, '.', '_' and '-' only"
+                )
+        if name in seen:
+            problems.append(f"{where}: model {name} is listed twice; serve one version per model")
+        seen.add(name)
+        ports = model.get("ports")
+        if ports is not None and (
+            not isinstance(ports, list) or len(ports) != SLOTS or len(set(map(str, ports))) != SLOTS
+        ):
+            problems.append(f"{where}: ports must be two different ports (blue/green), got {ports!r}")
+        golden = model.get("golden")
+        if golden is not None and (
+            not isinstance(golden, dict) or set(golden) - {"prompt", "max_tokens", "expect"}
+        ):
+            problems.append(f"{where}: golden must be a mapping of prompt, max_tokens and expect")
+        try:
+            engine_command(
+                model.get("engine") or engine, "/env", "/model", name if name else "x", 8000,
+                tensor_parallel_size=model.get("tensor_parallel_size", 1),
+                gpu_memory_utilization=model.get("gpu_memory_utilization", 0.9),
+                gguf=model.get("gguf", ""),
+            )  # fmt: skip
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{where}: {exc}")
+    return problems
+
+
+def serving_models(models, engine, port_base, store):
+    """llm_serve_models with every default filled in, for the role's tasks (after ``model_problems``
+    found none): ``dir`` (the version in the store), ``unit``, ``ports``, ``health``, ``gpu``, ..."""
+    out = []
+    for i, model in enumerate(models):
+        eng = model.get("engine") or engine
+        name, version = str(model["name"]), str(model["version"])
+        ports = [int(p) for p in model.get("ports") or (int(port_base) + 2 * i, int(port_base) + 2 * i + 1)]
+        golden = model.get("golden") or {}
+        out.append(
+            {
+                "name": name,
+                "version": version,
+                "engine": eng,
+                "gguf": model.get("gguf", ""),
+                "tensor_parallel_size": int(model.get("tensor_parallel_size", 1)),
+                "gpu_memory_utilization": float(model.get("gpu_memory_utilization", 0.9)),
+                "max_model_len": int(model.get("max_model_len", 0)),
+                "threads": int(model.get("threads", 0)),
+                "args": [str(a) for a in model.get("args", [])],
+                "ports": ports,
+                # the readiness check's golden prompt; expect None: the answer the version gives the
+                # first time it is ready is recorded on the host and expected from then on
+                "golden": {
+                    "prompt": golden.get("prompt") or GOLDEN_PROMPT,
+                    "max_tokens": int(golden.get("max_tokens") or GOLDEN_TOKENS),
+                    "expect": golden.get("expect"),
+                },
+                "dir": f"{str(store).rstrip('/')}/models/{name}/versions/{version}",
+                "unit": unit_name(name, version),
+                "health": ENGINES[eng]["health"],
+                "gpu": ENGINES[eng]["gpu"],
+            }
+        )  # fmt: skip
+    return out

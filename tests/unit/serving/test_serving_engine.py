@@ -172,3 +172,39 @@ def test_no_engine_at_all_is_reported_after_the_wait():
     ready, checks, waited, _rounds = serve_probe.wait_ready(url, "tiny", 1, interval=0.3)
     assert not ready and 0.5 <= waited < 5
     assert checks[0]["name"] == "models" and checks[0]["detail"].startswith("/v1/models: no answer")
+
+
+def test_models_get_their_defaults_ports_and_a_golden_prompt():
+    models = [
+        {"name": "a", "version": "1"},
+        {"name": "b", "version": "2", "engine": "llamacpp", "gguf": "b.gguf"},
+    ]
+    assert se.model_problems(models, "vllm") == []
+    a, b = se.serving_models(models, "vllm", 8101, "/store/")
+    assert a["ports"] == [8101, 8102] and b["ports"] == [8103, 8104]
+    assert a["dir"] == "/store/models/a/versions/1" and a["unit"] == "gpufleet-serve-a-1.service"
+    assert (a["health"], a["gpu"]) == ("/health", True) and (b["health"], b["gpu"]) == (None, False)
+    assert a["golden"] == {"prompt": se.GOLDEN_PROMPT, "max_tokens": se.GOLDEN_TOKENS, "expect": None}
+
+
+def test_model_problems_name_the_entry_and_what_is_wrong():
+    problems = se.model_problems(
+        [
+            {"name": "a", "version": "1", "colour": "red"},
+            {"name": "a", "version": "x y"},
+            {"name": "c", "version": "1", "ports": [9000, 9000]},
+            {"name": "d", "version": "1", "engine": "llamacpp"},
+            {"version": "1"},
+        ],
+        "vllm",
+    )
+    assert problems == [
+        "llm_serve_models[0] (a): unknown keys colour; known: args, engine, gguf, golden,"
+        " gpu_memory_utilization, max_model_len, name, ports, tensor_parallel_size, threads, version",
+        "llm_serve_models[1] (a): version 'x y' must be set: letters, digits, '.', '_' and '-' only",
+        "llm_serve_models[1] (a): model a is listed twice; serve one version per model",
+        "llm_serve_models[2] (c): ports must be two different ports (blue/green), got [9000, 9000]",
+        "llm_serve_models[3] (d): engine llamacpp needs gguf: the name of a .gguf file in the model directory"
+        " (got '')",
+        "llm_serve_models[4]: name None must be set: letters, digits, '.', '_' and '-' only",
+    ]
