@@ -20,8 +20,10 @@ with the same expression as ``tokenizers``' ``ByteLevel``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
+import string
 import struct
 import tempfile
 from pathlib import Path
@@ -55,8 +57,8 @@ CONFIG = {
 }
 SPECIAL = ["<pad>", "<s>", "</s>", "<unk>"]
 GGUF_FILE = "tiny-llama-f16.gguf"
-# Words whose spellings become merges, so that common text is not all single bytes; fixed, so the
-# vocabulary (and every file) stays the same from run to run.
+# Words whose spellings become merges (then letter pairs fill the vocabulary), so that common text is
+# not all single bytes; fixed, so the vocabulary (and every file) stays the same from run to run.
 MERGE_WORDS = (
     *("the", "of", "and", "to", "in", "is", "it", "that", "for", "on", "with", "as", "at", "by", "be"),
     *("this", "are", "from", "or", "an", "not", "was", "all", "one", "can", "hello", "world", "model"),
@@ -122,26 +124,35 @@ def byte_symbols() -> list[str]:
     return out
 
 
-def vocabulary(cfg: dict = CONFIG) -> tuple[list[str], list[str]]:
-    """(tokens by id, merges by rank): the special tokens at their ids, the 256 byte symbols, one
-    token per merge, then unused tokens up to ``vocab_size``."""
+def _merge_candidates():
+    """Pairs to merge, best first: each word of MERGE_WORDS spelled left to right after a space (so
+    " the" becomes one token), then alone, then every pair of lowercase letters."""
     symbols = byte_symbols()
-    tokens = [*SPECIAL, *symbols]
+    spellings = [[symbols[b] for b in word.encode()] for word in MERGE_WORDS]
+    for spelled in [[symbols[ord(" ")], *s] for s in spellings] + spellings:
+        left = spelled[0]
+        for right in spelled[1:]:
+            yield left, right
+            left += right
+    yield from itertools.product(string.ascii_lowercase, repeat=2)
+
+
+def vocabulary(cfg: dict = CONFIG) -> tuple[list[str], list[str]]:
+    """(tokens by id, merges by rank): the special tokens at their ids, the 256 byte symbols, then one
+    token per merge until ``vocab_size``. Every token is text both engines decode alike: llama.cpp
+    decodes a padding token (type "unused") to nothing, Hugging Face to its name."""
+    tokens = [*SPECIAL, *byte_symbols()]
     merges: list[str] = []
     known = set(tokens)
-    for word in MERGE_WORDS:
-        letters = [symbols[b] for b in word.encode()]
-        for spelled in (letters, [symbols[ord(" ")], *letters]):  # the word alone, and after a space
-            left = spelled[0]
-            for right in spelled[1:]:
-                if left + right not in known:
-                    merges.append(f"{left} {right}")
-                    tokens.append(left + right)
-                    known.add(left + right)
-                left += right
-    if len(tokens) > cfg["vocab_size"]:
-        raise ValueError(f"{len(tokens)} tokens do not fit a vocabulary of {cfg['vocab_size']}")
-    tokens += [f"<unused{i}>" for i in range(len(tokens), cfg["vocab_size"])]
+    for left, right in _merge_candidates():
+        if len(tokens) == cfg["vocab_size"]:
+            break
+        if left + right not in known:
+            merges.append(f"{left} {right}")
+            tokens.append(left + right)
+            known.add(left + right)
+    if len(tokens) != cfg["vocab_size"]:
+        raise ValueError(f"{len(tokens)} tokens cannot fill a vocabulary of {cfg['vocab_size']}")
     return tokens, merges
 
 
@@ -235,11 +246,7 @@ def gguf_bytes(tensors: list[tuple[str, list[int], bytes]], cfg: dict = CONFIG) 
         writer.add_tokenizer_pre("gpt-2")
         writer.add_token_list(tokens)
         types = [gguf.TokenType.CONTROL] * len(SPECIAL)
-        types += [gguf.TokenType.NORMAL] * (len(tokens) - len(SPECIAL))
-        for i, token in enumerate(tokens):
-            if token.startswith("<unused"):
-                types[i] = gguf.TokenType.UNUSED
-        writer.add_token_types(types)
+        writer.add_token_types(types + [gguf.TokenType.NORMAL] * (len(tokens) - len(SPECIAL)))
         writer.add_token_merges(merges)
         writer.add_bos_token_id(cfg["bos_token_id"])
         writer.add_eos_token_id(cfg["eos_token_id"])
