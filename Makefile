@@ -135,7 +135,7 @@ $(NEWEST_VENV)/.stamp: pyproject.toml
 	@test -n "$(NEWEST_PY)" || { echo "make newest needs Python 3.12 or 3.13 (pyenv install 3.13)"; exit 1; }
 	$(NEWEST_PY) -m venv $(NEWEST_VENV)
 	$(NEWEST_BIN)/pip install --quiet --upgrade pip
-	$(NEWEST_BIN)/pip install --quiet pytest pytest-testinfra PyYAML 'ansible-runner>=2.4,<3' 'rich>=13'
+	$(NEWEST_BIN)/pip install --quiet pytest pytest-testinfra PyYAML 'ansible-runner>=2.4,<3' 'rich>=13' 'gguf==0.19.0'
 	$(NEWEST_BIN)/pip install --quiet --no-deps -e .
 	@touch $@
 

@@ -24,7 +24,7 @@ def signed_manifest():
 def test_current_version_holds_exactly_the_signed_files(host):
     assert host.file(f"{MODEL}/current").linked_to == f"{MODEL}/versions/1"
     manifest = signed_manifest()
-    assert len(manifest["files"]) == 7 and any(len(e["chunks"]) > 1 for e in manifest["files"])
+    assert len(manifest["files"]) == 8 and any(len(e["chunks"]) > 1 for e in manifest["files"])
     listed = {e["path"]: e for e in manifest["files"]}
     on_node = host.check_output(f"cd {MODEL}/current/ && sha256sum -- *").splitlines()
     got = {line.split(None, 1)[1]: line.split(None, 1)[0] for line in on_node}
