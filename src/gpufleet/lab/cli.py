@@ -85,7 +85,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     if args.lab_cmd == "tiny-model":
         from gpufleet.lab import tiny_model
 
-        r = tiny_model.write(args.directory)
+        r = tiny_model.write(args.directory, seed=tiny_model.SEED if args.seed is None else args.seed)
         state = f"{r['written']} written" if r["written"] else "already up to date"
         print(f"lab model in {r['path']}: {r['files']} files, {r['bytes']} bytes ({state})")
         return 0
@@ -213,6 +213,12 @@ def add_parser(sub) -> None:
         "roles have a real model without a download. Files already right are not rewritten.",
     )
     tiny.add_argument("directory", help="directory to write (created; must hold nothing else)")
+    tiny.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="another seed: another model of the same shape (the lab's second version, for rollouts)",
+    )
     lab_sub.add_parser(
         "tiny-image",
         help="make the lab's few-kilobyte container image (docker import) unless it is there",

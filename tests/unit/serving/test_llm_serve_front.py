@@ -222,6 +222,7 @@ def test_missing_key_is_refused_and_audited_without_a_key(front):
         "POST",
     )
     assert line["prompt_tokens"] is None and line["upstream"] == ""
+    assert headers["X-Request-Id"] == line["request_id"], "the client can quote its audit line"
 
 
 def test_wrong_key_is_refused_never_echoed_nor_logged(front):
@@ -245,7 +246,7 @@ def test_good_key_reaches_the_model_engine_and_the_audit_has_its_usage(front):
     assert status == 200
     assert headers["X-Engine"] == "tiny-b", "routes.conf sends the model to its engine"
     assert json.loads(body)["usage"]["prompt_tokens"] == 4
-    assert line["key"] == "alice"
+    assert line["key"] == "alice" and headers["X-Request-Id"] == line["request_id"]
     assert (line["model"], line["route"], line["status"]) == ("tiny-b", "/v1/completions", 200)
     assert (line["prompt_tokens"], line["completion_tokens"]) == (4, 5)
     assert line["upstream"] == front.engines["tiny-b"].url.removeprefix("http://")
