@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gpufleet.lab.cli import add_parser as add_lab
     from gpufleet.models.cli import add_parser as add_model
     from gpufleet.plan.cli import add_parser as add_plan
+    from gpufleet.serve.cli import add_parser as add_serve
     from gpufleet.upgrade.cli import add_parser as add_upgrade
     from gpufleet.verify.cli import add_parser as add_verify
     from gpufleet.verify.diagnose_cli import add_parser as add_diagnose
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_bundle,
         add_model,
         add_plan,
+        add_serve,
     ):
         add_group(sub)
     return parser
