@@ -32,6 +32,7 @@ KNOWN_ROLES = (
     "model_store",
     "python_runtime",
     "container_runtime",
+    "llm_serve",
 )
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
