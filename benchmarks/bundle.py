@@ -51,7 +51,9 @@ def main() -> int:
     out = Path(args.out) if args.out else work / "bundle"
     env = {**os.environ, "GPUFLEET_SIGNING_HOME": str(work / "signing")}
     try:
-        # bundles/lab.yml carries the lab's tiny model: written first (a no-op when already right)
+        # bundles/lab.yml carries the lab engine's wheel and the lab's tiny model: made first (each a
+        # no-op when already there)
+        subprocess.run([BIN / "gpufleet", "lab", "engine-wheel", "--dest", ".cache/wheels"], check=True)
         subprocess.run([BIN / "gpufleet", "lab", "tiny-model", ".cache/models/tiny-llama"], check=True)
         subprocess.run([BIN / "gpufleet", "lab", "tiny-image"], check=True)
         cold = timed([BIN / "gpufleet", "bundle", "build", args.profile, "-o", out], env)

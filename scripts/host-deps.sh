@@ -2,7 +2,7 @@
 # Install and start what gpufleet's demo and tests need on a Debian 12 host (run as root):
 #   host-deps.sh python   -> only what `python3 -m venv` needs
 #   host-deps.sh          -> that, plus docker.io (daemon started) and debootstrap for the lab, and the
-#                            tools the tests run (gpg, promtool, aria2c, nginx with njs, ...)
+#                            tools the tests run (gpg, promtool, aria2c, nginx with njs, cmake/gcc/g++ ...)
 set -euo pipefail
 
 need_apt=()
@@ -28,6 +28,11 @@ if [[ "${1:-all}" != "python" ]]; then
   # nginx with its JavaScript module (njs): the serving front's tests (llm_serve) start their own nginx.
   if ! apt_installed nginx; then need_apt+=(nginx); fresh_nginx=true; fi
   apt_installed libnginx-mod-http-js || need_apt+=(libnginx-mod-http-js)
+  # cmake, gcc and g++: 'gpufleet lab engine-wheel' compiles llama.cpp into the llama-cpp-python wheel
+  # the lab bundle carries (the package index has only its sdist).
+  command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+  command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
+  command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 fi
 
 if ((${#need_apt[@]})); then

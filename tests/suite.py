@@ -129,6 +129,7 @@ def stages() -> list[Stage]:
             [
                 "sh",
                 "-c",
+                f"{BIN / 'gpufleet'} lab engine-wheel --dest .cache/wheels && "
                 f"{BIN / 'gpufleet'} lab tiny-model .cache/models/tiny-llama && "
                 f"{BIN / 'gpufleet'} lab tiny-image && "
                 f"{BIN / 'gpufleet'} bundle build bundles/lab.yml -o .cache/bundles/lab",

@@ -260,6 +260,21 @@ def _entry_problem(index, entry):
         not isinstance(requires, list) or not all(isinstance(name, str) and name for name in requires)
     ):
         return f"{label}: requires must be a list of wheel names, got {requires!r}"
+    extras = entry.get("extras")
+    if extras is not None and (
+        kind != "wheel"
+        or not isinstance(extras, dict)
+        or not all(
+            isinstance(extra, str)
+            and extra
+            and isinstance(names, list)
+            and all(isinstance(n, str) and n for n in names)
+            for extra, names in extras.items()
+        )
+    ):
+        return (
+            f"{label}: extras must map each extra to a list of wheel names, on a wheel entry, got {extras!r}"
+        )
     return None
 
 

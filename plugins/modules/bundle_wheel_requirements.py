@@ -15,7 +15,8 @@ description:
     O(fingerprint) and names that key, exactly as M(gpufleet.cluster.bundle_verify) does; a manifest
     that is unsigned, altered or signed by another key is refused and nothing is written.
   - Writes to O(dest) one line C(NAME==VERSION --hash=sha256:HEX) for each wheel of O(packages) and for
-    each wheel they depend on in the bundle (the manifest's C(requires)), sorted. C(pip install
+    each wheel they depend on in the bundle (the manifest's C(requires), and C(extras) for the extras asked
+    for; such a line is C(NAME[EXTRA]==VERSION --hash=sha256:HEX)), sorted. C(pip install
     --require-hashes -r DEST) then refuses any wheel the bastion, or anything between it and the node,
     serves with another sha256.
   - O(dest) is replaced by a rename only when its content changes (mode C(0644)).
@@ -26,8 +27,11 @@ extends_documentation_fragment:
 options:
   packages:
     description:
-      - Wheels to install, as C(NAME) or C(NAME==VERSION) (names compared as PEP 503 normalizes them).
+      - Wheels to install, as C(NAME) or C(NAME==VERSION), each optionally with extras after the name
+        (C(NAME[EXTRA,...]==VERSION)); names and extras compared as PEP 503 and PEP 685 normalize them.
         A wheel the bundle does not carry, or carries in another version, fails the task.
+      - An extra brings the wheels the manifest records for it (C(extras) on the wheel's entry); an extra
+        the bundle was not built with fails the task, naming the profile line to add.
     type: list
     elements: str
     required: true

@@ -4,7 +4,7 @@
 problems with their directories on a host, and the local fact that tells other roles where they are.
 
 Controller code (plugin_utils): runs in filters and the CLI, never on managed hosts. Wheel names and
-``NAME==VERSION`` specifications are parsed as the offline bundle parses them
+``NAME==VERSION`` specifications (with optional ``[EXTRA,...]``) are parsed as the offline bundle parses them
 (``module_utils/bundle_wheels.py``), so a list this module accepts is one the bundle can pin.
 
 Every problem names the entry (``python_runtime_envs[INDEX]`` and its name), says what is wrong and
@@ -60,11 +60,12 @@ def _package_problems(where, packages, required):
     problems, seen = [], {}
     for spec in packages:
         try:
-            key, version = parse_wheel_spec(spec)
+            key, version, _extras = parse_wheel_spec(spec)
         except BundleError:
             problems.append(
-                f"{where}: package {spec!r} is not NAME==VERSION; pin every package to one version, "
-                "e.g. 'torch==2.10.0' (the offline bundle pins each wheel by its sha256)"
+                f"{where}: package {spec!r} is not NAME==VERSION (or NAME[EXTRA,...]==VERSION); pin every "
+                "package to one version, e.g. 'torch==2.10.0' or 'llama-cpp-python[server]==0.3.36' "
+                "(the offline bundle pins each wheel by its sha256)"
             )
             continue
         if version is None or not VERSION_RE.match(version):

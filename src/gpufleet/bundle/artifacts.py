@@ -12,9 +12,12 @@ import sys
 import tempfile
 import urllib.request
 from pathlib import Path
+from urllib.parse import unquote
+
+from packaging.requirements import InvalidRequirement, Requirement
 
 from gpufleet._progress import Bar
-from gpufleet.bundle import BundleBuildError
+from gpufleet.bundle import BundleBuildError, local_wheels
 
 
 def _pip(*args: str, quiet: bool = True) -> subprocess.CompletedProcess:
@@ -45,12 +48,18 @@ def _target_args(wheels: dict) -> list[str]:
 
 def resolve_wheels(wheels: dict) -> list[dict]:
     """Resolve the requirements and their dependencies for the target (metadata only, nothing
-    kept): a name that does not exist fails here, before anything is downloaded."""
+    kept): a name that does not exist fails here, before anything is downloaded.
+
+    The profile's local wheels (``wheels.files``) are requirements too, as direct references to
+    their files (with their extras), so their dependencies come from the index like any wheel's;
+    such an entry gets ``local``: the file to copy into the wheelhouse."""
+    local = {f["name"]: f for f in wheels.get("files", [])}
     with tempfile.TemporaryDirectory(prefix="gpufleet-wheels-") as tmp:
         report = Path(tmp) / "report.json"
         proc = _pip(
             "install", "--dry-run", "--ignore-installed", "--quiet", "--target", str(Path(tmp) / "t"),
             "--report", str(report), *_target_args(wheels), *wheels["packages"],
+            *(local_wheels.requirement(f) for f in wheels.get("files", [])),
         )  # fmt: skip
         if proc.returncode != 0:
             errors = [ln for ln in (proc.stderr or "").splitlines() if ln.startswith("ERROR")]
@@ -61,7 +70,7 @@ def resolve_wheels(wheels: dict) -> list[dict]:
             )
         data = json.loads(report.read_text())
     items = data.get("install", [])
-    resolved_names = {_normalize(item["metadata"]["name"]) for item in items}
+    by_name = {_normalize(item["metadata"]["name"]): item["metadata"] for item in items}
     env = _marker_env(wheels)
     out = []
     for item in items:
@@ -72,16 +81,20 @@ def resolve_wheels(wheels: dict) -> list[dict]:
             raise BundleBuildError(
                 f"pip resolved {item['metadata']['name']} to {url}, which is not a wheel with a sha256"
             )
-        out.append(
-            {
-                "name": item["metadata"]["name"],
-                "version": item["metadata"]["version"],
-                "file": url.rsplit("/", 1)[-1],
-                "sha256": sha,
-                "requested": bool(item.get("requested")),
-                "requires": _requires(item["metadata"], resolved_names, env),
-            }
-        )
+        requires, extras = _requires(item["metadata"], by_name, env)
+        wheel = {
+            "name": item["metadata"]["name"],
+            "version": item["metadata"]["version"],
+            "file": unquote(url.rsplit("/", 1)[-1]),
+            "sha256": sha,
+            "requested": bool(item.get("requested")),
+            "requires": requires,
+            "extras": extras,
+        }
+        mine = local.get(_normalize(wheel["name"]))
+        if mine is not None and url.startswith("file:") and wheel["file"] == mine["file"]:
+            wheel["local"] = mine["path"]
+        out.append(wheel)
     return sorted(out, key=lambda w: w["name"].lower())
 
 
@@ -114,39 +127,69 @@ def _marker_env(wheels: dict) -> dict[str, str] | None:
     }
 
 
-def _requires(metadata: dict, resolved: set[str], env: dict[str, str] | None) -> list[str]:
-    """Names in ``resolved`` that this wheel's Requires-Dist needs on the target (PEP 503 names).
+def _needed(metadata: dict, extras: tuple[str, ...], env: dict[str, str] | None) -> list[Requirement]:
+    """The Requires-Dist of ``metadata`` the target needs when the wheel is installed with ``extras``.
 
-    A requirement whose marker is false for the target, or needs an extra, is left out; a marker that
-    cannot be evaluated keeps the name: listing an already-resolved wheel too many is harmless
-    (the host installs the closure of these lists), leaving a needed one out is not."""
-    try:
-        from packaging.requirements import InvalidRequirement, Requirement
-    except ImportError:  # pragma: no cover - packaging comes with ansible-core
-        Requirement = None
-    names = set()
+    A marker false for the target (and for each of ``extras``) leaves the requirement out; a marker
+    that cannot be evaluated keeps it: listing an already-resolved wheel too many is harmless (the
+    host installs the closure of these lists), leaving a needed one out is not."""
+    out = []
     for line in metadata.get("requires_dist") or []:
-        if Requirement is None:
-            name = _normalize(re.split(r"[\s;<>=!~\[(]", line.strip(), maxsplit=1)[0])
-            if name in resolved:
-                names.add(name)
-            continue
         try:
             req = Requirement(line)
         except InvalidRequirement:
             continue
-        name = _normalize(req.name)
-        if name not in resolved:
-            continue
         if req.marker is not None and env is not None:
             try:
-                needed = req.marker.evaluate(env)
-            except Exception:  # an unknown marker variable: keep the name (see above)
-                needed = True
-            if not needed:
-                continue
+                if not any(req.marker.evaluate({**env, "extra": extra}) for extra in ("", *extras)):
+                    continue
+            except Exception:  # noqa: S110 - an unknown marker variable: keep it (see above)
+                pass
+        out.append(req)
+    return out
+
+
+def _dependencies(
+    metadata: dict, extras: tuple[str, ...], by_name: dict[str, dict], env, seen: set | None = None
+) -> tuple[set[str], set[str]]:
+    """(names, missing) for ``metadata`` installed with ``extras``: the PEP 503 names of the resolved
+    wheels (``by_name``: name -> metadata) it needs on the target, the extras' dependencies of a
+    dependency asked for with extras (``B[x]``) included; and the names of requirements no resolved
+    wheel satisfies (not there, or in a version outside the requirement's specifier)."""
+    seen = set() if seen is None else seen
+    names, missing = set(), set()
+    for req in _needed(metadata, extras, env):
+        name = _normalize(req.name)
+        dep = by_name.get(name)
+        if dep is None or not req.specifier.contains(dep["version"], prereleases=True):
+            missing.add(name)
+            continue
         names.add(name)
-    return sorted(names)
+        key = (name, tuple(sorted(_normalize(x) for x in req.extras)))
+        if key[1] and key not in seen:
+            seen.add(key)
+            more, gone = _dependencies(dep, key[1], by_name, env, seen)
+            names |= more
+            missing |= gone
+    return names, missing
+
+
+def _requires(metadata: dict, by_name: dict[str, dict], env) -> tuple[list[str], dict[str, list[str]]]:
+    """(requires, extras) of a resolved wheel, for its manifest entry.
+
+    ``requires``: the resolved wheels it needs on the target (Requires-Dist, markers evaluated for the
+    target, extra-only requirements left out). ``extras``: for each extra it provides whose
+    requirements the resolved set satisfies completely, the names that extra adds (a host asking
+    for ``NAME[EXTRA]`` installs those too). An extra the bundle does not carry complete is left out,
+    so a host cannot be handed half of it."""
+    own = _normalize(metadata["name"])
+    requires, _missing = _dependencies(metadata, (), by_name, env)
+    extras = {}
+    for extra in sorted({_normalize(x) for x in metadata.get("provides_extra") or []}):
+        names, missing = _dependencies(metadata, (extra,), by_name, env)
+        if not missing:
+            extras[extra] = sorted(names - requires - {own})
+    return sorted(requires - {own}), extras
 
 
 def requirements_text(resolved: list[dict]) -> str:
@@ -165,12 +208,14 @@ def download_wheels(wheels: dict, resolved: list[dict], dest: Path) -> None:
         if stale.name not in {w["file"] for w in resolved}:
             stale.unlink()
     (dest / "requirements.txt").write_text(requirements_text(resolved))
-    todo = [w for w in resolved if not (dest / w["file"]).is_file()]
+    copy_local_wheels([w for w in resolved if "local" in w], dest)
+    from_index = [w for w in resolved if "local" not in w]
+    todo = [w for w in from_index if not (dest / w["file"]).is_file()]
     if not todo:
         print(f"wheels   {len(resolved)} wheels already in the bundle", file=sys.stderr)
         return
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as req:
-        req.write(requirements_text(resolved))
+        req.write(requirements_text(from_index))
     try:
         proc = _pip(
             "download", "--no-deps", "--require-hashes", "--progress-bar", "on", "--dest", str(dest),
@@ -180,6 +225,26 @@ def download_wheels(wheels: dict, resolved: list[dict], dest: Path) -> None:
         os.unlink(req.name)
     if proc.returncode != 0:
         raise BundleBuildError("pip could not download the wheels (see its output above); re-run to resume")
+
+
+def copy_local_wheels(local: list[dict], dest: Path) -> None:
+    """Copy each local wheel (``wheels.files``) into the wheelhouse, keeping a copy that already has
+    the sha256 pip resolved; nothing lands unless it has that sha256 (the file changed since)."""
+    for w in local:
+        target = dest / w["file"]
+        if target.is_file() and _sha256(target) == w["sha256"]:
+            continue
+        tmp = target.with_name(target.name + ".partial")
+        shutil.copyfile(w["local"], tmp)
+        actual = _sha256(tmp)
+        if actual != w["sha256"]:
+            tmp.unlink()
+            raise BundleBuildError(
+                f"wheels.files: {w['local']} changed while the bundle was built (sha256 {actual}, resolved "
+                f"{w['sha256']}); it was not added: run the build again"
+            )
+        tmp.replace(target)
+        print(f"wheels   {w['file']} copied from {w['local']}", file=sys.stderr)
 
 
 def image_file(name: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gpufleet._io import write_atomic
 from gpufleet._progress import sayer
-from gpufleet.bundle import BundleBuildError, aptrepo, artifacts, profile
+from gpufleet.bundle import BundleBuildError, aptrepo, artifacts, local_wheels, profile
 from gpufleet.bundle import models as bundle_models
 from gpufleet.bundle.signing import SigningKey
 
@@ -136,6 +136,13 @@ def reusable(
         if not path.is_file() or path.stat().st_size != entry["size"]:
             say(f"--reuse: {entry['path']} is missing or has another size; building")
             return None
+    carried = {e["path"]: e.get("sha256") for e in manifest.get("files", [])}
+    for f in prof["wheels"]["files"]:
+        # A local wheel rebuilt under the same name: the profile is the same, the wheel is not.
+        src = Path(f["path"])
+        if not src.is_file() or artifacts._sha256(src) != carried.get(f"wheels/{f['file']}"):
+            say(f"--reuse: the local wheel {src} is not the one the bundle carries; building")
+            return None
     say(f"--reuse: the bundle in {out} is this profile's, complete and signed by {fpr}; not rebuilt")
     return {
         "path": str(out),
@@ -160,6 +167,8 @@ def build(
     ``apt_rate_limit`` caps apt's download rate in bytes/s (None: no cap)."""
     core = _core()
     prof = profile.load(profile_path)
+    # Local wheels are checked before anything is touched: pip resolves their dependencies below.
+    local_wheels.check(prof["wheels"]["files"])
     out = Path(out).resolve()
     state = prepare_out(out, prof["name"])
     signer = SigningKey(signing_home, key)
@@ -185,8 +194,9 @@ def build(
             apt_wanted = aptrepo.resolve(container, prof["apt"]["packages"])
             say(f"apt: {len(apt_wanted)} .deb files to carry (the requested packages and their dependencies)")
         wheels: list[dict] = []
-        if prof["wheels"]["packages"]:
-            say(f"resolving {len(prof['wheels']['packages'])} wheels for Python {prof['wheels']['python']}")
+        if prof["wheels"]["packages"] or prof["wheels"]["files"]:
+            asked = len(prof["wheels"]["packages"]) + len(prof["wheels"]["files"])
+            say(f"resolving {asked} wheels for Python {prof['wheels']['python']}")
             wheels = artifacts.resolve_wheels(prof["wheels"])
             say(f"wheels: {len(wheels)} wheels (with dependencies)")
         image_ids = artifacts.ensure_images(prof["images"]) if prof["images"] else {}
@@ -226,6 +236,11 @@ def build(
                 if "path" in f and not (out / "files" / f["name"]).is_file()
             ),
             "models": bundle_models.need_bytes(prof["models"], out),
+            "wheels": sum(
+                Path(f["path"]).stat().st_size
+                for f in prof["wheels"]["files"]
+                if not (out / "wheels" / f["file"]).is_file()
+            ),
         }
         check_disk(out, need)
 
@@ -330,6 +345,8 @@ def make_manifest(
         elif rel.endswith(".whl"):
             w = wheel_by_file.get(path.name, {})
             kind, origin = "wheel", f"pip: {w.get('name', path.name)}=={w.get('version', '?')}"
+            if "local" in w:
+                origin = f"local wheel: {w['local']}"
             purpose = f"requested for {roles}" if w.get("requested") else "dependency of the requested wheels"
         elif top == "wheels":
             kind, origin, purpose = "wheel-index", "generated", "pip requirements with sha256 pins"
@@ -365,8 +382,10 @@ def make_manifest(
             # Machine-readable for the nodes (bundle_images checks the loaded image against it).
             entry["image_id"] = image_ids[image_by_file[rel]["name"]][0]
         if kind == "wheel" and "requires" in wheel_by_file.get(path.name, {}):
-            # The wheel's dependencies in this bundle: a host installs the closure with hash pins.
+            # The wheel's dependencies in this bundle: a host installs the closure with hash pins,
+            # and with those of each extra it asks for that the bundle carries complete.
             entry["requires"] = wheel_by_file[path.name]["requires"]
+            entry["extras"] = wheel_by_file[path.name].get("extras", {})
         entries.append(entry)
     return {
         "schema": core.SCHEMA_VERSION,

@@ -32,6 +32,7 @@ KNOWN_ROLES = (
     "model_store",
     "python_runtime",
     "container_runtime",
+    "llm_serve",
 )
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
@@ -49,7 +50,7 @@ PIN_KEYS = {"packages", "version"}
 # An APT preferences "Package:" pattern (a name or a glob) and a "Pin: version" value (a glob allowed).
 APT_PIN_PKG_RE = re.compile(r"^[a-z0-9*][a-z0-9+.*-]*$")
 APT_PIN_VERSION_RE = re.compile(r"^[A-Za-z0-9.+~:*-]+$")
-WHEEL_KEYS = {"packages", "platform", "python"}
+WHEEL_KEYS = {"packages", "platform", "python", "files"}
 FILE_KEYS = {"name", "url", "path", "sha256", "purpose", "size"}
 IMAGE_KEYS = {"name", "purpose"}
 
@@ -143,7 +144,7 @@ def validate(data, source: str = "profile", base_dir: Path | None = None) -> dic
 
     wheels = data.get("wheels") or {}
     if not isinstance(wheels, dict):
-        problems.append("wheels: must be a mapping with packages (and optionally platform)")
+        problems.append("wheels: must be a mapping with packages or files (and optionally platform, python)")
         wheels = {}
     _unknown("wheels", wheels, WHEEL_KEYS, problems)
     wheel_packages = _str_list(
@@ -154,6 +155,12 @@ def validate(data, source: str = "profile", base_dir: Path | None = None) -> dic
     if isinstance(platform, str):
         platform = [platform]
     wheel_python = str(wheels.get("python", python))
+    from gpufleet.bundle import local_wheels
+
+    wheel_files, more_platforms = local_wheels.validate(
+        wheels.get("files"), base_dir, wheel_python, platform, machine, problems
+    )
+    platform = [*platform, *(p for p in more_platforms if p not in platform)]
 
     images = []
     for i, item in enumerate(data.get("images") or []):
@@ -182,10 +189,13 @@ def validate(data, source: str = "profile", base_dir: Path | None = None) -> dic
 
     models = bundle_models.validate(data.get("models"), base_dir, problems)
 
-    if not (apt_packages or debs or wheel_packages or images or files or models) and not problems:
+    if (
+        not (apt_packages or debs or wheel_packages or wheel_files or images or files or models)
+        and not problems
+    ):
         problems.append(
-            "the profile lists nothing to bundle: add apt.packages, apt.debs, wheels.packages, images, "
-            "files or models"
+            "the profile lists nothing to bundle: add apt.packages, apt.debs, wheels.packages, wheels.files, "
+            "images, files or models"
         )
     if problems:
         raise BundleBuildError(f"{source} is not a valid bundle profile:\n  - " + "\n  - ".join(problems))
@@ -196,7 +206,12 @@ def validate(data, source: str = "profile", base_dir: Path | None = None) -> dic
         "target": {"os": os_name, "arch": arch, "python": python},
         "roles": list(roles),
         "apt": {"components": list(components), "packages": apt_packages, "pins": apt_pins, "debs": debs},
-        "wheels": {"packages": wheel_packages, "platform": platform, "python": wheel_python},
+        "wheels": {
+            "packages": wheel_packages,
+            "files": wheel_files,
+            "platform": platform,
+            "python": wheel_python,
+        },
         "images": images,
         "files": files,
         "models": models,

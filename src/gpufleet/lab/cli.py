@@ -1,5 +1,5 @@
-"""``gpufleet lab up|down|status|inventory|ssh|image|tiny-model|tiny-image|layer|fault``: the parser and
-the commands over ``gpufleet.lab``."""
+"""``gpufleet lab up|down|status|inventory|ssh|image|tiny-model|tiny-image|engine-wheel|layer|fault``:
+the parser and the commands over ``gpufleet.lab``."""
 
 from __future__ import annotations
 
@@ -81,6 +81,13 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
         r = tiny_image.ensure()
         print(f"lab image {r['name']}: {r['id']} ({'made' if r['made'] else 'already there'})")
+        return 0
+    if args.lab_cmd == "engine-wheel":
+        from gpufleet.lab import engine_wheel
+
+        r = engine_wheel.ensure(args.dest, jobs=args.jobs)
+        state = f"built in {r['seconds']:.0f} s" if r["built"] else "already there"
+        print(f"lab engine wheel: {r['path']} ({state})")
         return 0
     if args.lab_cmd == "tiny-model":
         from gpufleet.lab import tiny_model
@@ -224,6 +231,20 @@ def add_parser(sub) -> None:
         help="make the lab's few-kilobyte container image (docker import) unless it is there",
         description="The image the lab bundle carries (images: in bundles/lab.yml), so the air-gapped "
         "nodes load a real image from the bastion. Made once and kept: its ID stays the same.",
+    )
+    from gpufleet.lab.engine_wheel import DEFAULT_DEST, PACKAGE, VERSION
+
+    ew = lab_sub.add_parser(
+        "engine-wheel",
+        help=f"build the lab engine's wheel ({PACKAGE} {VERSION}) from its pinned sdist unless it is there",
+        description=f"The package index has no Linux wheel of {PACKAGE}, only an sdist that compiles "
+        "llama.cpp (minutes of every core). This downloads that sdist with its sha256 pinned, builds the "
+        "wheel once (needs cmake, gcc, g++: 'make host-deps') and keeps it; the lab bundle carries it "
+        "(wheels.files in bundles/lab.yml) for the lab's 'serve' venv. A wheel already there is kept.",
+    )
+    ew.add_argument("--dest", default=DEFAULT_DEST, help=f"directory of the wheel (default: {DEFAULT_DEST})")
+    ew.add_argument(
+        "--jobs", type=int, metavar="N", help="parallel compile jobs (default: every CPU of this machine)"
     )
     lay = lab_sub.add_parser(
         "layer",

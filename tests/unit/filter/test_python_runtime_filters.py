@@ -63,6 +63,17 @@ def test_given_path_and_state_are_kept_and_normalized():
     assert result["envs"][1]["packages"] == []
 
 
+def test_a_package_with_extras_is_accepted_as_pinned():
+    # The lab's engine: llama-cpp-python's OpenAI server comes with its 'server' extra.
+    result = plan([{"name": "serve", "packages": ["llama-cpp-python[server]==0.3.36"]}], ROOT)
+    assert result["problems"] == []
+    assert result["envs"][0]["packages"] == ["llama-cpp-python[server]==0.3.36"]
+    problem = only_problem(
+        [{"name": "t", "packages": ["llama_cpp_python[server]==0.3.36", "llama-cpp-python==0.3.36"]}]
+    )
+    assert "package llama-cpp-python is listed twice" in problem
+
+
 def test_an_empty_list_plans_nothing():
     assert plan([]) == {"envs": [], "problems": [], "miniforge": None}
     assert plan(None) == {"envs": [], "problems": [], "miniforge": None}
@@ -105,7 +116,9 @@ def test_packages_must_be_a_non_empty_list(packages, says):
     assert says in problem and "packages: ['torch==2.10.0']" in problem
 
 
-@pytest.mark.parametrize("spec", ["torch", "torch>=2", "torch==", "torch[cuda]==2.1", "torch==2.1 --pre", 5])
+@pytest.mark.parametrize(
+    "spec", ["torch", "torch>=2", "torch==", "torch[]==2.1", "torch[cuda]", "torch==2.1 --pre", 5]
+)
 def test_every_package_needs_an_exact_version(spec):
     problem = only_problem([{"name": "t", "packages": ["six==1.17.0", spec]}])
     assert problem.startswith("python_runtime_envs[0] (t): package ")

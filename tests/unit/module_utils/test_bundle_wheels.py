@@ -104,10 +104,90 @@ def test_a_dependency_without_its_wheel_is_an_inconsistent_bundle():
         wheel_requirements(broken, ["nvidia-cudnn-cu12"])
 
 
-@pytest.mark.parametrize("spec", ["", "torch==", "torch>=2", "../torch"])
+@pytest.mark.parametrize(
+    "spec", ["", "torch==", "torch>=2", "../torch", "torch[]==2.5.1", "torch[a b]", "torch[x"]
+)
 def test_a_spec_that_is_not_name_or_name_version_is_refused(spec):
-    with pytest.raises(b.BundleError, match="write NAME or NAME==VERSION"):
+    with pytest.raises(b.BundleError, match=r"write NAME, NAME==VERSION or NAME\[EXTRA,...\]==VERSION"):
         wheel_requirements(manifest(), [spec])
+
+
+# --- extras (llama-cpp-python[server]: the lab's engine and its OpenAI server) ----------------------
+
+LLAMA = "llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"
+DISKCACHE = "diskcache-5.6.3-py3-none-any.whl"
+UVICORN = "uvicorn-0.55.0-py3-none-any.whl"
+CLICK = "click-8.5.1-py3-none-any.whl"
+FASTAPI = "fastapi-0.165.0-py3-none-any.whl"
+
+
+def llama_bundle(extras=None):
+    entry = wheel(LLAMA, ["diskcache"])
+    if extras is not None:
+        entry["extras"] = extras
+    return manifest(
+        entry,
+        dict(wheel(DISKCACHE, []), extras={}),
+        dict(wheel(UVICORN, ["click"]), extras={}),
+        wheel(CLICK, []),
+        wheel(FASTAPI, []),
+    )
+
+
+def test_an_extra_brings_its_wheels_and_their_dependencies():
+    bundle = llama_bundle({"server": ["fastapi", "uvicorn"]})
+    assert wheel_requirements(bundle, ["llama-cpp-python[server]==0.3.36"]) == [
+        f"click==8.5.1 --hash=sha256:{digest(CLICK)}",  # uvicorn's own dependency
+        f"diskcache==5.6.3 --hash=sha256:{digest(DISKCACHE)}",
+        f"fastapi==0.165.0 --hash=sha256:{digest(FASTAPI)}",
+        f"llama-cpp-python[server]==0.3.36 --hash=sha256:{digest(LLAMA)}",
+        f"uvicorn==0.55.0 --hash=sha256:{digest(UVICORN)}",
+    ]
+    # Without the extra: the wheel and its own dependencies only.
+    assert [line.split(" ")[0] for line in wheel_requirements(bundle, ["llama_cpp_python==0.3.36"])] == [
+        "diskcache==5.6.3",
+        "llama-cpp-python==0.3.36",
+    ]
+
+
+def test_extras_are_compared_normalized_and_merged_across_specs():
+    bundle = llama_bundle({"server": ["uvicorn"], "fast-api": ["fastapi"]})
+    lines = wheel_requirements(
+        bundle, ["llama-cpp-python[Server]", "LLAMA_cpp_python[fast_api, server]==0.3.36"]
+    )
+    assert f"llama-cpp-python[fast-api,server]==0.3.36 --hash=sha256:{digest(LLAMA)}" in lines
+    assert any(line.startswith("fastapi==") for line in lines)
+
+
+def test_an_extra_the_bundle_was_not_built_with_names_the_profile_line():
+    with pytest.raises(b.BundleError) as exc:
+        wheel_requirements(llama_bundle({"server": ["uvicorn"]}), ["llama-cpp-python[dev]==0.3.36"])
+    assert str(exc.value) == (
+        "llama-cpp-python[dev]==0.3.36 asks for the extra 'dev', but the bundle does not carry the "
+        "dependencies of llama-cpp-python[dev] (extras it carries complete: server): put "
+        "llama-cpp-python[dev]==0.3.36 in the bundle profile's wheels (wheels.packages, or extras on its "
+        "wheels.files entry) and rebuild the bundle"
+    )
+
+
+def test_an_extra_in_a_bundle_that_records_no_extras_must_be_rebuilt():
+    with pytest.raises(b.BundleError, match="built before gpufleet recorded the dependencies of extras"):
+        wheel_requirements(llama_bundle(), ["llama-cpp-python[server]"])
+    # A spec without extras still works on such a bundle.
+    assert len(wheel_requirements(llama_bundle(), ["llama-cpp-python"])) == 2
+
+
+@pytest.mark.parametrize("extras", [["server"], {"server": "uvicorn"}, {"": []}, {"server": [""]}])
+def test_the_manifest_schema_refuses_extras_that_are_not_a_map_of_names(extras):
+    entry = dict(wheel(LLAMA, []), extras=extras)
+    with pytest.raises(b.BundleError, match="extras must map each extra to a list of wheel names"):
+        validate_manifest({"schema": 1, "name": "lab", "files": [entry]})
+
+
+def test_the_manifest_schema_refuses_extras_on_other_entries():
+    entry = {"path": "files/x", "size": 1, "sha256": "a" * 64, "kind": "file", "extras": {}}
+    with pytest.raises(b.BundleError, match="on a wheel entry"):
+        validate_manifest({"schema": 1, "name": "lab", "files": [entry]})
 
 
 @pytest.mark.parametrize("requires", ["filelock", [1], [""], {"a": 1}])

@@ -175,3 +175,38 @@ def test_an_unreachable_bastion_names_the_url(tmp_path, keys):
     )
     assert not ok
     assert result["msg"].startswith("http://127.0.0.1:9/lab/manifest.json cannot be downloaded")
+
+
+LLAMA = "wheels/llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"
+DISKCACHE = "wheels/diskcache-5.6.3-py3-none-any.whl"
+UVICORN = "wheels/uvicorn-0.55.0-py3-none-any.whl"
+ENGINE = {LLAMA: b"PK\x03\x04llama", DISKCACHE: b"PK\x03\x04diskcache", UVICORN: b"PK\x03\x04uvicorn"}
+
+
+def test_an_extra_pins_the_wheels_the_manifest_records_for_it(tmp_path, keys, serve):
+    root = tmp_path / "bundle"
+    manifest = build(root, keys["bundle"], ENGINE)
+    recorded = {
+        LLAMA: {"requires": ["diskcache"], "extras": {"server": ["uvicorn"]}},
+        DISKCACHE: {"requires": [], "extras": {}},
+        UVICORN: {"requires": [], "extras": {}},
+    }
+    for item in manifest["files"]:
+        item.update(recorded.get(item["path"], {}))
+    write_manifest(root, manifest)
+    keys["bundle"].sign(root / "manifest.json")
+    args = dict(url=serve(root), fingerprint=keys["bundle"].fpr, dest=str(tmp_path / "req.txt"))
+    sha = {path: hashlib.sha256(data).hexdigest() for path, data in ENGINE.items()}
+    ok, result = run(dict(args, packages=["llama-cpp-python[server]==0.3.36"]))
+    assert ok, result
+    assert result["lines"] == [
+        f"diskcache==5.6.3 --hash=sha256:{sha[DISKCACHE]}",
+        f"llama-cpp-python[server]==0.3.36 --hash=sha256:{sha[LLAMA]}",
+        f"uvicorn==0.55.0 --hash=sha256:{sha[UVICORN]}",
+    ]
+    ok, result = run(dict(args, packages=["llama-cpp-python[all]==0.3.36"]))
+    assert not ok
+    assert (
+        "asks for the extra 'all'" in result["msg"]
+        and "(extras it carries complete: server)" in result["msg"]
+    )
