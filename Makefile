@@ -11,11 +11,9 @@ export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 LAB_NODES ?= 2
 BUNDLE_DIR ?= .cache/bundles/lab
-# the lab's tiny model (gpufleet lab tiny-model), which the lab bundle carries (bundles/lab.yml)
-LAB_MODEL_DIR ?= .cache/models/tiny-llama
-# the lab engine's wheel (gpufleet lab engine-wheel: llama-cpp-python compiled here once), which the
-# lab bundle carries (bundles/lab.yml, wheels.files names this directory)
-LAB_WHEEL_DIR := .cache/wheels
+# What the lab bundle carries that is made here (gpufleet lab bundle-inputs, before each lab bundle
+# build): the lab engine's wheel (.cache/wheels), the tiny model's two versions (.cache/models), the
+# tiny image.
 
 .PHONY: help host-deps venv lab-image lab-bundle lint lint-host unit check integration faults molecule test demo demo-down ee clean
 
@@ -76,9 +74,7 @@ lab-image: venv host-deps ## build the lab image (debootstrap; cached by recipe 
 	$(BIN)/gpufleet lab image
 
 lab-bundle: lab-image ## build (or resume/refresh) the signed lab bundle, the one package source of the tests
-	$(BIN)/gpufleet lab engine-wheel --dest $(LAB_WHEEL_DIR)
-	$(BIN)/gpufleet lab tiny-model $(LAB_MODEL_DIR)
-	$(BIN)/gpufleet lab tiny-image
+	$(BIN)/gpufleet lab bundle-inputs
 	$(BIN)/gpufleet bundle build bundles/lab.yml -o $(BUNDLE_DIR)
 
 molecule: lab-bundle ## every Molecule scenario (converge, idempotence, testinfra verify)
@@ -93,9 +89,7 @@ test: ## everything CI runs, as timed stages with a budget of 30 minutes (tests/
 # with `gpufleet apply` (a live per-host view on a terminal, plain lines in a log; every event and
 # Ansible's own output kept in reports/lab/runs/<id>/).
 demo: venv host-deps ## the air-gapped flow: signed bundle, bastion + 2 nodes, gpufleet apply site.yml, gpufleet verify
-	$(BIN)/gpufleet lab engine-wheel --dest $(LAB_WHEEL_DIR)
-	$(BIN)/gpufleet lab tiny-model $(LAB_MODEL_DIR)
-	$(BIN)/gpufleet lab tiny-image
+	$(BIN)/gpufleet lab bundle-inputs
 	$(BIN)/gpufleet bundle build bundles/lab.yml -o $(BUNDLE_DIR)
 	$(BIN)/gpufleet bundle verify $(BUNDLE_DIR) --fingerprint "$$($(BIN)/gpufleet bundle key --fingerprint)"
 	$(BIN)/gpufleet lab up --airgap --nodes $(LAB_NODES) --bundle $(BUNDLE_DIR) \

@@ -53,9 +53,7 @@ def main() -> int:
     try:
         # bundles/lab.yml carries the lab engine's wheel and the lab's tiny model: made first (each a
         # no-op when already there)
-        subprocess.run([BIN / "gpufleet", "lab", "engine-wheel", "--dest", ".cache/wheels"], check=True)
-        subprocess.run([BIN / "gpufleet", "lab", "tiny-model", ".cache/models/tiny-llama"], check=True)
-        subprocess.run([BIN / "gpufleet", "lab", "tiny-image"], check=True)
+        subprocess.run([BIN / "gpufleet", "lab", "bundle-inputs"], check=True)
         cold = timed([BIN / "gpufleet", "bundle", "build", args.profile, "-o", out], env)
         warm = timed([BIN / "gpufleet", "bundle", "build", args.profile, "-o", out], env)
         fpr = subprocess.run(

@@ -129,9 +129,7 @@ def stages() -> list[Stage]:
             [
                 "sh",
                 "-c",
-                f"{BIN / 'gpufleet'} lab engine-wheel --dest .cache/wheels && "
-                f"{BIN / 'gpufleet'} lab tiny-model .cache/models/tiny-llama && "
-                f"{BIN / 'gpufleet'} lab tiny-image && "
+                f"{BIN / 'gpufleet'} lab bundle-inputs && "
                 f"{BIN / 'gpufleet'} bundle build bundles/lab.yml -o .cache/bundles/lab",
             ],
             "the signed lab bundle (with the lab's tiny model): the one package source of the run",

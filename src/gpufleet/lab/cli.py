@@ -82,6 +82,11 @@ def cmd_lab(args: argparse.Namespace) -> int:
         r = tiny_image.ensure()
         print(f"lab image {r['name']}: {r['id']} ({'made' if r['made'] else 'already there'})")
         return 0
+    if args.lab_cmd == "bundle-inputs":
+        from gpufleet.lab import inputs
+
+        inputs.prepare(args.root)
+        return 0
     if args.lab_cmd == "engine-wheel":
         from gpufleet.lab import engine_wheel
 
@@ -246,6 +251,15 @@ def add_parser(sub) -> None:
     ew.add_argument(
         "--jobs", type=int, metavar="N", help="parallel compile jobs (default: every CPU of this machine)"
     )
+    bi = lab_sub.add_parser(
+        "bundle-inputs",
+        help="make what the lab bundle carries: engine wheel, the tiny model (two versions), tiny image",
+        description="Everything bundles/lab.yml carries that is made here, each step a no-op when its output "
+        "is already right: the lab engine's wheel (engine-wheel), the tiny model as version 1 "
+        "(.cache/models/tiny-llama) and version 2 (.cache/models/tiny-llama-2, another seed; for rollouts), "
+        "and the tiny image. Run before 'gpufleet bundle build bundles/lab.yml'.",
+    )
+    bi.add_argument("--root", default=".", help="the checkout holding .cache/ (default: here)")
     lay = lab_sub.add_parser(
         "layer",
         help="commit a converged lab node as an image keyed by what made it; check such an image",
