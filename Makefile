@@ -88,7 +88,7 @@ test: ## everything CI runs, as timed stages with a budget of 30 minutes (tests/
 # a bastion and nodes on an internal network with no route out, provision everything from the bundle
 # with `gpufleet apply` (a live per-host view on a terminal, plain lines in a log; every event and
 # Ansible's own output kept in reports/lab/runs/<id>/).
-demo: venv host-deps ## the air-gapped flow: signed bundle, bastion + 2 nodes, gpufleet apply site.yml, gpufleet verify
+demo: venv host-deps ## the air-gapped flow: signed bundle, bastion + 2 nodes, gpufleet apply site.yml, gpufleet verify, a served completion
 	$(BIN)/gpufleet lab bundle-inputs
 	$(BIN)/gpufleet bundle build bundles/lab.yml -o $(BUNDLE_DIR)
 	$(BIN)/gpufleet bundle verify $(BUNDLE_DIR) --fingerprint "$$($(BIN)/gpufleet bundle key --fingerprint)"
@@ -98,6 +98,9 @@ demo: venv host-deps ## the air-gapped flow: signed bundle, bastion + 2 nodes, g
 	@mkdir -p reports/lab
 	$(BIN)/gpufleet verify -i inventories/lab/hosts.yml --limit gpu_nodes --json reports/lab/verify.json \
 		--junit reports/lab/verify.junit.xml --prometheus reports/lab/gpufleet_verify.prom
+	@echo
+	@echo "The served model (llama.cpp on node1's CPU, behind the authenticated, audited front):"
+	$(BIN)/gpufleet lab ask --prompt "The fleet is"
 	@echo
 	@echo "Verify reports: reports/lab/ (JSON, JUnit XML, Prometheus textfile). The site.yml run:"
 	@echo "reports/lab/runs/<id>/ (events.jsonl, summary.json, Ansible's output in artifacts/<id>/stdout)."

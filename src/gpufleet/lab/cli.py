@@ -82,6 +82,14 @@ def cmd_lab(args: argparse.Namespace) -> int:
         r = tiny_image.ensure()
         print(f"lab image {r['name']}: {r['id']} ({'made' if r['made'] else 'already there'})")
         return 0
+    if args.lab_cmd == "ask":
+        from gpufleet.lab import ask
+
+        r = ask.ask(args.name, node=args.node, prompt=args.prompt, tokens=args.tokens)
+        print(f"with the lab's key ({r['key_file']}): HTTP {r['status']}: {args.prompt!r} -> {r['text']!r}")
+        print(f"  audit line: {r['audit']}")
+        print(f"without a key: HTTP {r['refused_status']}: {r['refusal']}")
+        return 0 if r["refused_status"] == 401 else 1
     if args.lab_cmd == "bundle-inputs":
         from gpufleet.lab import inputs
 
@@ -251,6 +259,18 @@ def add_parser(sub) -> None:
     ew.add_argument(
         "--jobs", type=int, metavar="N", help="parallel compile jobs (default: every CPU of this machine)"
     )
+    ak = lab_sub.add_parser(
+        "ask",
+        help="one completion through the air-gapped lab's front with the lab's key, one without a key",
+        description="Asks the lab's served model (the tiny model, llama.cpp behind the front) for a "
+        "completion with the lab's API key (made by 'lab up --airgap', kept beside the lab's SSH key; only "
+        "its digest is in the inventory), prints the answer and the front's audit line, then shows that a "
+        "request without a key is refused (exit status 1 if it is not).",
+    )
+    ak.add_argument("--name", default=DEFAULT_NAME, help=f"lab name (default: {DEFAULT_NAME})")
+    ak.add_argument("--node", default="node1", help="node whose front to ask (default: node1)")
+    ak.add_argument("--prompt", default="The fleet is", help="the prompt")
+    ak.add_argument("--tokens", type=int, default=16, help="tokens to generate (default: 16)")
     bi = lab_sub.add_parser(
         "bundle-inputs",
         help="make what the lab bundle carries: engine wheel, the tiny model (two versions), tiny image",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -129,11 +130,67 @@ def airgap_settings(airgap: bool, bundle: str | Path | None, fingerprint: str | 
         raise LabError(f"--bundle {path}: docker cannot mount a path with ',' or ':' in it; move the bundle")
     # The models the bundle carries are what the lab's nodes place in their model store (what to
     # fetch only: trust still comes from the pinned fingerprint, never from the bundle).
+    # Of several versions of one model, the first listed becomes current (and is served); the others
+    # are placed beside it, ready for a rollout.
     carried = ((data.get("profile") or {}).get("models") or []) if isinstance(data, dict) else []
-    models = [
-        {"name": m["name"], "version": m["version"]} for m in carried if isinstance(m, dict) and "name" in m
-    ]
-    return {"bundle": str(path), "name": name, "fingerprint": pin, "models": models}
+    models, seen = [], set()
+    for m in carried:
+        if isinstance(m, dict) and "name" in m:
+            entry = {"name": m["name"], "version": str(m["version"])}
+            if m["name"] in seen:
+                entry["activate"] = False
+            seen.add(m["name"])
+            models.append(entry)
+    return {
+        "bundle": str(path),
+        "name": name,
+        "fingerprint": pin,
+        "models": models,
+        "serve": lab_serving(data, models),
+    }
+
+
+def lab_serving(manifest: dict, models: list[dict]) -> dict | None:
+    """What the air-gapped lab serves when its bundle carries the lab engine's wheel (gpufleet lab
+    engine-wheel) and the lab's tiny model: the first version of the model, with llama.cpp's server
+    from a 'serve' venv, behind the front (role llm_serve). None otherwise."""
+    from gpufleet.lab import engine_wheel, tiny_model
+
+    prefix = engine_wheel.PACKAGE.replace("-", "_") + "-" + engine_wheel.VERSION + "-"
+    files = manifest.get("files") or []
+    if not any(Path(str(f.get("path", ""))).name.startswith(prefix) for f in files if isinstance(f, dict)):
+        return None
+    tiny = next((m for m in models if m["name"] == tiny_model.NAME), None)
+    if tiny is None:
+        return None
+    return {
+        "python_runtime_envs": [
+            {"name": "serve", "packages": [f"{engine_wheel.PACKAGE}[server]=={engine_wheel.VERSION}"]}
+        ],
+        "llm_serve_models": [
+            {"name": tiny["name"], "version": tiny["version"], "engine": "llamacpp",
+             "gguf": tiny_model.GGUF_FILE, "max_model_len": tiny_model.CONFIG["max_position_embeddings"],
+             "threads": 1}
+        ],
+    }  # fmt: skip
+
+
+def api_key(lab: str) -> tuple[Path, str]:
+    """The lab's API key for its serving front: (its file, made once, mode 0600; its sha256). Only the
+    digest goes into the inventory; the file stays outside the repository, beside the lab's SSH key."""
+    import hashlib
+    import secrets
+
+    from gpufleet.lab import ssh as lab_ssh
+
+    path = lab_ssh.default_dir(lab).parent / "api-key"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+    key = path.read_text().strip()
+    return path, hashlib.sha256(key.encode()).hexdigest()
 
 
 def _airgap_run_flags(airgap: dict) -> list[str]:
@@ -342,6 +399,12 @@ def inventory_data(
         )
         if airgap.get("models"):
             lab_vars["model_store_models"] = airgap["models"]
+        if airgap.get("serve"):
+            _path, digest = api_key(lab)
+            lab_vars.update(airgap["serve"])
+            lab_vars["llm_serve_keys"] = [
+                {"name": "lab", "sha256": digest, "models": ["*"], "scopes": ["inference", "metrics"]}
+            ]
     if ssh is not None:
         from gpufleet.lab import ssh as lab_ssh
 

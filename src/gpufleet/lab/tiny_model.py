@@ -56,7 +56,9 @@ CONFIG = {
     "pad_token_id": 0,
 }
 SPECIAL = ["<pad>", "<s>", "</s>", "<unk>"]
-GGUF_FILE = "tiny-llama-f16.gguf"
+# The model's name in bundles/lab.yml (and so in the model store and the serving front).
+NAME = "tiny-llama"
+GGUF_FILE = f"{NAME}-f16.gguf"
 # Words whose spellings become merges (then letter pairs fill the vocabulary), so that common text is
 # not all single bytes; fixed, so the vocabulary (and every file) stays the same from run to run.
 MERGE_WORDS = (
@@ -227,7 +229,7 @@ def gguf_bytes(tensors: list[tuple[str, list[int], bytes]], cfg: dict = CONFIG) 
         path = Path(tmp) / GGUF_FILE
         writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[arch])
         writer.add_type(gguf.GGUFType.MODEL)
-        writer.add_name("tiny-llama")
+        writer.add_name(NAME)
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         writer.add_vocab_size(cfg["vocab_size"])

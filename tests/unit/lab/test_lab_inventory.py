@@ -1,6 +1,7 @@
 """The lab's pure parts: names, host lists, the inventory it writes, the image recipe and mirror,
 and the messages when docker is missing or its daemon is down. Nothing here starts a container."""
 
+import hashlib
 import json
 import stat
 
@@ -305,7 +306,46 @@ def test_airgap_settings_reads_the_name_and_takes_the_pin_from_the_argument(bund
         "name": "gpufleet-2025.06-bookworm",
         "fingerprint": FPR,
         "models": [],
+        "serve": None,
     }
+
+
+def test_an_airgapped_lab_serves_the_tiny_model_when_its_bundle_carries_the_engine(
+    bundle_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    manifest = {
+        "name": "lab",
+        "files": [{"path": "wheels/llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"}],
+        "profile": {
+            "models": [{"name": "tiny-llama", "version": "1"}, {"name": "tiny-llama", "version": "2"}]
+        },
+    }
+    (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
+    got = fleet.airgap_settings(True, str(bundle_dir), FPR)
+    assert got["models"] == [
+        {"name": "tiny-llama", "version": "1"},
+        {"name": "tiny-llama", "version": "2", "activate": False},
+    ], "the first version is current; the second is placed beside it"
+    lab_vars = fleet.inventory_data("demo", [("node1", "node")], got)["all"]["vars"]
+    assert lab_vars["python_runtime_envs"] == [
+        {"name": "serve", "packages": ["llama-cpp-python[server]==0.3.36"]}
+    ]
+    (model,) = lab_vars["llm_serve_models"]
+    assert (model["name"], model["version"], model["engine"], model["gguf"]) == (
+        "tiny-llama", "1", "llamacpp", "tiny-llama-f16.gguf"
+    )  # fmt: skip
+    key_file = tmp_path / "data" / "gpufleet" / "lab" / "demo" / "api-key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    key = key_file.read_text().strip()
+    (entry,) = lab_vars["llm_serve_keys"]
+    assert entry["sha256"] == hashlib.sha256(key.encode()).hexdigest() and key not in json.dumps(lab_vars)
+    again = fleet.inventory_data("demo", [("node1", "node")], got)["all"]["vars"]["llm_serve_keys"]
+    assert again == lab_vars["llm_serve_keys"], "the key is made once"
+    # a bundle without the engine's wheel: nothing is served
+    manifest["files"] = []
+    (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert fleet.airgap_settings(True, str(bundle_dir), FPR)["serve"] is None
 
 
 def test_airgap_settings_makes_a_relative_bundle_path_absolute(bundle_dir, monkeypatch):
