@@ -3,29 +3,18 @@ machine into a temporary directory (no package installed, no systemd), then the 
 is started in front of FakeEngine (a test double of an OpenAI-compatible engine) and spoken to over
 HTTP: keys, scopes, models, /metrics, rate limits, unbuffered streaming and the audit log."""
 
-import grp
 import hashlib
 import json
-import os
-import pwd
-import shutil
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from datetime import datetime
-from pathlib import Path
 
 import pytest
-import yaml
-from conftest import REPO
 from engine_double import STREAM_DELAY, STREAM_EVENTS, FakeEngine
+from front_harness import NGINX, NJS, PLAYBOOK, free_port, run_role, start_nginx
 
-PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
-NJS = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
 pytestmark = [
     pytest.mark.skipif(not PLAYBOOK.exists(), reason="ansible-playbook is not in this Python's environment"),
     pytest.mark.skipif(
@@ -57,71 +46,6 @@ KEYS = [
     },
     {"name": "slow", "key": SLOW, "models": ["*"], "scopes": ["inference"], "rate": 1},
 ]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run_role(tmp, extra):
-    """The role's main entry point with --tags configure (preflight and the front's files; no package
-    installed), on this machine, its paths redirected into ``tmp``."""
-    me, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
-    paths = {
-        "__llm_serve_front_dir": str(tmp / "etc"),
-        "__llm_serve_front_state_dir": str(tmp / "state"),
-        "__llm_serve_front_unit_dir": str(tmp / "units"),
-        "__llm_serve_front_logrotate": str(tmp / "logrotate"),
-        "__llm_serve_front_pid": str(tmp / "nginx.pid"),
-        "__llm_serve_front_error_log": str(tmp / "error.log"),
-        "__llm_serve_front_nginx": NGINX,
-        "__llm_serve_front_user": me,
-        "__llm_serve_front_owner": me,
-        "__llm_serve_front_group": group,
-        "__llm_serve_front_root_group": group,
-        "__llm_serve_systemd": False,
-        "llm_serve_audit_log": str(tmp / "log" / "front-audit.log"),
-    }
-    (tmp / "units").mkdir(exist_ok=True)
-    play = tmp / "play.yml"
-    play.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "name": "llm_serve front, on this machine",
-                    "hosts": "localhost",
-                    "connection": "local",
-                    "gather_facts": False,
-                    "tasks": [
-                        {
-                            "name": "The role",
-                            "ansible.builtin.include_role": {"name": "gpufleet.cluster.llm_serve"},
-                            "tags": ["always"],
-                        }
-                    ],
-                }
-            ],
-            sort_keys=False,
-        )
-    )
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-    }
-    extra = {"ansible_python_interpreter": sys.executable, **paths, **extra}
-    return subprocess.run(
-        [str(PLAYBOOK), "-i", "localhost,", str(play), "--tags", "configure", "-e", json.dumps(extra)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-        cwd=tmp,
-        timeout=300,
-    )
 
 
 class Front:
@@ -174,22 +98,7 @@ def front(tmp_path_factory):
     assert result.returncode == 0, result.stdout + result.stderr
     for key in (ALICE, SLOW):
         assert key not in result.stdout + result.stderr, "a plaintext key was printed"
-    conf = tmp / "etc" / "nginx.conf"
-    server = subprocess.Popen(
-        [NGINX, "-p", str(tmp), "-e", "stderr", "-c", str(conf), "-g", "daemon off;"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise AssertionError(f"the front did not start: {server.stdout.read().decode()}") from None
-            time.sleep(0.1)
+    server = start_nginx(tmp, port)
     handle = Front(tmp, port)
     handle.engines, handle.extra = engines, extra
     yield handle
