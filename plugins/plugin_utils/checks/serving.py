@@ -70,8 +70,10 @@ def units(serving):
         return []
     out = []
     for name, model in _models(serving):
+        if model.get("current") is None:
+            continue
         try:
-            out.append(serving_engine.unit_name(name, model.get("current")))
+            out.append(serving_engine.unit_name(name, model["current"]))
         except ValueError:
             continue
     return [*out, serving_engine.FRONT_UNIT]

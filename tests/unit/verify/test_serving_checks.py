@@ -235,6 +235,7 @@ def test_a_corrupt_state_file_fails_the_model(host):
         out["serving_ready"]["status"] == core.FAIL and "state unreadable" in out["serving_ready"]["summary"]
     )
     assert out["serving_units"]["status"] == core.FAIL
+    assert serving.units(served.facts()) == [serving_engine.FRONT_UNIT]  # no version, no unit to ask
 
 
 @pytest.mark.parametrize(
