@@ -34,6 +34,8 @@ ENGINES = {
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Blue/green: a model's two versions in service listen on its two ports, alternately.
 SLOTS = 2
+# The front's unit (the role's __llm_serve_front_unit; a test holds them equal).
+FRONT_UNIT = "gpufleet-front.service"
 # The readiness check's golden prompt unless a model sets its own (greedy: same weights, same answer).
 GOLDEN_PROMPT = "The capital of France is"
 GOLDEN_TOKENS = 8

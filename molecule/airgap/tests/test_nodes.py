@@ -135,6 +135,11 @@ def test_gpufleet_verify_finds_the_provisioned_node_healthy(host, tmp_path):
     for name in ("driver_package", "cuda_toolkit", "nccl_library", "nccl_conf", "disk_headroom"):
         assert checks[name]["status"] == "pass", checks[name]
     assert "2.21.5" in checks["nccl_library"]["summary"]
+    # the node serves the tiny model (site.yml -> serve.yml): its unit, readiness with the recorded
+    # golden answer, and the front's 401 to a keyless request found in the audit log
+    for name in ("serving_units", "serving_ready", "serving_front_auth"):
+        assert checks[name]["status"] == "pass", checks[name]
+    assert "gpufleet-serve-tiny-llama-1.service" in checks["serving_units"]["summary"]
     for name in ("driver_loaded", "ecc", "xid", "persistence_mode"):
         assert checks[name]["status"] == "skip" and checks[name]["summary"].startswith("no GPU present")
 

@@ -37,6 +37,7 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import (
     ib_counters,
     kernel_log,
     policy,
+    serving,
     software,
 )
 
@@ -308,6 +309,32 @@ CHECKS = _register(
             "nvcc_text": state("nvcc"),
             "cuda_link": state("cuda_link"),
         },
+    ),
+    # Serving (role llm_serve): the host's own look at what it serves (module serve_facts: one
+    # round of readiness per model, a one-token completion and the golden prompt; seconds on a GPU).
+    Check(
+        "serving_units",
+        "quick",
+        "software",
+        "Served models' units and the front running",
+        serving.serving_units,
+        {"serving": state("serving"), "states": state("services"), "error": error("serving")},
+    ),
+    Check(
+        "serving_ready",
+        "quick",
+        "software",
+        "Served models ready, answering as recorded",
+        serving.serving_ready,
+        {"serving": state("serving"), "error": error("serving")},
+    ),
+    Check(
+        "serving_front_auth",
+        "quick",
+        "software",
+        "Front refuses a keyless request and audits it",
+        serving.serving_front_auth,
+        {"serving": state("serving"), "error": error("serving")},
     ),
     # Loads the NCCL library in a Python process on the host: seconds, not milliseconds.
     Check(

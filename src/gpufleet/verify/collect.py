@@ -23,7 +23,7 @@ PKG_PATTERNS = ("*nvidia*", "*cuda*", "libnccl*", "*cudnn*", "docker*", "contain
 STATE_KEYS = (
     "errors", "gpus", "ib", "network", "local_facts", "packages", "lsmod", "xid_window_hours",
     "kernel_log", "nvlink", "gpu_processes", "services", "nccl_conf", "docker_info", "df", "meminfo",
-    "nvcc", "cuda_link", "nccl_loaded", "nccl_error", "cdi", "collect_s",
+    "nvcc", "cuda_link", "nccl_loaded", "nccl_error", "cdi", "serving", "collect_s",
 )  # fmt: skip
 
 
@@ -192,7 +192,20 @@ def collect(host, hostvars: dict, *, services: list[str], ib_counter_interval: i
         )
         state["gpu_processes"] = out["stdout"] if out["rc"] == 0 else None
 
-    units = sorted(set(services) | {"nvidia-fabricmanager", "nvidia-persistenced", "docker"})
+    # What the host serves (llm_serve): its recorded state, each current version's readiness and the
+    # front's refusal of a keyless request, read on the host itself (engines listen on 127.0.0.1).
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import serving
+
+    facts, err = _module(host, "gpufleet.cluster.serve_facts")
+    state["serving"] = facts.get("gpufleet_serving")
+    if err:
+        errors["serving"] = err
+
+    units = sorted(
+        set(services)
+        | {"nvidia-fabricmanager", "nvidia-persistenced", "docker"}
+        | set(serving.units(state["serving"]))
+    )
     out = run(host, "systemctl is-active " + " ".join(shlex.quote(u) for u in units) + "; true")
     state["services"] = parse_service_states(units, out["stdout"])
 

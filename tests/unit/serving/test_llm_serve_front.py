@@ -134,6 +134,35 @@ def test_missing_key_is_refused_and_audited_without_a_key(front):
     assert headers["X-Request-Id"] == line["request_id"], "the client can quote its audit line"
 
 
+def test_gpufleet_verify_reads_this_front_as_it_is_configured(front, tmp_path):
+    """The serving checks of gpufleet verify on the role's real front: its address and audit log read
+    from the nginx.conf the role wrote, the keyless request's 401 found in the audit log by its
+    X-Request-Id, and a model served by tiny-a's engine ready with its recorded golden answer."""
+    from ansible_collections.gpufleet.cluster.plugins.module_utils import serve_state
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core, serving
+
+    engine = front.engines["tiny-a"]
+    state_dir = tmp_path / "serve"
+    (state_dir / "tiny-a").mkdir(parents=True)
+    (state_dir / "tiny-a.json").write_text(
+        json.dumps({"current": "1", "previous": None, "ports": {"1": engine.server_address[1]}})
+    )
+    golden = {"prompt": "The capital of France is", "max_tokens": 8, "answer": engine.answer}
+    (state_dir / "tiny-a" / "1.golden.json").write_text(json.dumps(golden))
+    facts = serve_state.collect(str(state_dir), str(front.tmp / "etc" / "nginx.conf"), timeout=10)
+    assert facts["front"]["url"] == f"http://127.0.0.1:{front.port}"
+    assert facts["front"]["audit_log"] == str(front.audit)
+    auth = serving.serving_front_auth(facts)
+    assert auth["status"] == core.PASS, auth
+    line = [
+        entry
+        for entry in front.audit_lines()
+        if entry["request_id"] == facts["front"]["refusal"]["request_id"]
+    ]
+    assert [(entry["key"], entry["status"], entry["route"]) for entry in line] == [("-", 401, "/v1/models")]
+    assert serving.serving_ready(facts)["status"] == core.PASS
+
+
 def test_wrong_key_is_refused_never_echoed_nor_logged(front):
     wrong = "wrong-0123456789-key"
     for header in ("Authorization", "x-api-key"):

@@ -1,0 +1,208 @@
+# Copyright: gpufleet developers
+# Apache-2.0
+"""What ``gpufleet verify`` reads of a host's serving, on the host (module ``serve_facts``).
+
+The llm_serve role records, per model, ``/var/lib/gpufleet/serve/NAME.json`` (``current``,
+``previous``, ``ports``) and the golden answer each version gave when it was first ready,
+``NAME/VERSION.golden.json`` (``prompt``, ``max_tokens``, ``answer``). From those this reads:
+
+- each model's state and its current version's recorded golden answer;
+- whether that version is ready on 127.0.0.1:PORT (``serve_probe.check``: ``/v1/models``, one token,
+  the golden prompt against the recorded answer);
+- the front, as its nginx.conf says (``listen``, the ``access_log`` with the ``gpufleet_audit``
+  format): a request without a key, its status and ``X-Request-Id``, and the audit log's line with
+  that ``request_id``.
+
+It judges nothing (``plugin_utils/checks/serving.py`` does). No state file: nothing is asked of
+any engine or front. Host code: stdlib only, Python >= 3.8.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import ssl
+import time
+from urllib.error import HTTPError, URLError
+from urllib.request import Request, urlopen
+
+from ansible_collections.gpufleet.cluster.plugins.module_utils.serve_probe import check as ready_check
+
+STATE_DIR = "/var/lib/gpufleet/serve"
+FRONT_CONF = "/etc/gpufleet/front/nginx.conf"
+# The route a keyless request asks for: cheap, and the front refuses it before any engine is asked.
+REFUSAL_PATH = "/v1/models"
+# nginx writes a request's log line after its answer: the line may lag the answer a little.
+AUDIT_WAIT_S = 3.0
+AUDIT_FORMAT = "gpufleet_audit"
+
+_LISTEN = re.compile(r"^\s*listen\s+([^;#]+);", re.M)
+_ACCESS_LOG = re.compile(r"^\s*access_log\s+(\S+)\s+" + AUDIT_FORMAT + r"\b", re.M)
+_WILDCARD = ("*", "0.0.0.0", "[::]", "::")  # noqa: S104 (read from a listen line, not bound)
+
+
+def _read_json(path):
+    """(data, None) or (None, why not)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle), None
+    except OSError as exc:
+        return None, f"{path}: {exc.strerror or exc}"
+    except ValueError as exc:
+        return None, f"{path}: not JSON ({exc})"
+
+
+def read_states(state_dir=STATE_DIR):
+    """{name: {"state_file", "current", "previous", "ports", "port", "error", "golden_file",
+    "golden", "golden_error"}} for each ``NAME.json`` in ``state_dir``; empty when there is none."""
+    models = {}
+    for path in sorted(glob.glob(os.path.join(state_dir, "*.json"))):
+        name = os.path.basename(path)[: -len(".json")]
+        data, error = _read_json(path)
+        if data is not None and not isinstance(data, dict):
+            data, error = None, f"{path}: not a mapping of current, previous and ports"
+        data = data or {}
+        ports = data.get("ports") if isinstance(data.get("ports"), dict) else {}
+        current = data.get("current")
+        current = None if current is None else str(current)
+        port = ports.get(current) if current is not None else None
+        entry = {
+            "state_file": path,
+            "current": current,
+            "previous": data.get("previous"),
+            "ports": ports,
+            "port": int(port) if isinstance(port, int) or str(port).isdigit() else None,
+            "error": error,
+            "golden_file": None,
+            "golden": None,
+            "golden_error": None,
+        }
+        if current is not None and not error:
+            golden_file = os.path.join(state_dir, name, current + ".golden.json")
+            entry["golden_file"] = golden_file
+            if os.path.exists(golden_file):
+                golden, golden_error = _read_json(golden_file)
+                if golden is not None and not (
+                    isinstance(golden, dict) and isinstance(golden.get("prompt"), str) and "answer" in golden
+                ):
+                    golden, golden_error = None, f"{golden_file}: not a mapping of prompt, max_tokens, answer"
+                entry["golden"], entry["golden_error"] = golden, golden_error
+        models[name] = entry
+    return models
+
+
+def front_settings(conf_text):
+    """The front's address and audit log from its nginx.conf: {"url", "tls", "audit_log"}; a key is
+    None where the file does not say."""
+    listen = _LISTEN.search(conf_text or "")
+    audit = _ACCESS_LOG.search(conf_text or "")
+    out = {"url": None, "tls": False, "audit_log": audit.group(1) if audit else None}
+    if not listen:
+        return out
+    words = listen.group(1).split()
+    address, tls = words[0], "ssl" in words[1:]
+    host, _sep, port = address.rpartition(":")
+    if not port.isdigit():
+        return out
+    if not host or host in _WILDCARD:
+        host = "127.0.0.1"
+    out["url"] = f"{'https' if tls else 'http'}://{host}:{port}"
+    out["tls"] = tls
+    return out
+
+
+def _audit_line(path, offset, request_id):
+    """The JSON line of ``path`` after ``offset`` whose request_id is ``request_id``, or None."""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() < offset:  # rotated meanwhile: the line is in the new file
+            offset = 0
+        handle.seek(offset)
+        for raw in handle.read().splitlines():
+            try:
+                line = json.loads(raw.decode("utf-8", "replace"))
+            except ValueError:
+                continue
+            if isinstance(line, dict) and line.get("request_id") == request_id:
+                return line
+    return None
+
+
+def front_refusal(url, audit_log, timeout=10, wait=AUDIT_WAIT_S, clock=time.monotonic, sleep=time.sleep):
+    """A request to the front without a key: {"url", "status", "request_id", "audit", "audit_log",
+    "error"}; ``audit`` the audit line with the answer's request id (None when not found)."""
+    target = url.rstrip("/") + REFUSAL_PATH
+    out = {"url": target, "status": None, "request_id": None, "audit": None, "audit_log": audit_log}
+    out["error"] = None
+    try:
+        offset = os.path.getsize(audit_log) if audit_log else 0
+    except OSError:
+        offset = 0  # not written yet: the request's line will be the first
+    context = None
+    if url.startswith("https:"):
+        # No key or data goes out; only the refusal is looked at, and the front's certificate names
+        # the host's public name, not 127.0.0.1.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        with urlopen(Request(target, method="GET"), timeout=timeout, context=context) as resp:  # noqa: S310
+            out["status"], headers = resp.status, resp.headers
+    except HTTPError as exc:
+        out["status"], headers = exc.code, exc.headers
+    except (URLError, OSError) as exc:
+        out["error"] = f"no answer from {target} ({getattr(exc, 'reason', exc)})"
+        return out
+    out["request_id"] = (headers or {}).get("X-Request-Id")
+    if not out["request_id"] or not audit_log:
+        return out
+    deadline = clock() + wait
+    while True:
+        try:
+            out["audit"] = _audit_line(audit_log, offset, out["request_id"])
+            out["error"] = None
+        except OSError as exc:
+            out["error"] = f"{audit_log}: {exc.strerror or exc}"
+        if out["audit"] is not None or clock() >= deadline:
+            return out
+        sleep(0.1)
+
+
+def collect(state_dir=STATE_DIR, front_conf=FRONT_CONF, timeout=30):
+    """Everything the serving checks judge: {"state_dir", "configured", "models", "front"}.
+
+    ``models[name]["ready"]``: ``serve_probe.check``'s list for the current version (absent when the
+    state names no current version or port); ``front``: None without models, else the front's
+    settings, ``conf`` and ``error`` (no nginx.conf, no listen line) and ``refusal``.
+    """
+    models = read_states(state_dir)
+    out = {"state_dir": state_dir, "configured": bool(models), "models": models, "front": None}
+    if not models:
+        return out
+    for name, model in models.items():
+        if model["error"] or model["current"] is None or model["port"] is None:
+            continue
+        golden = model["golden"]
+        if golden is not None:
+            golden = {
+                "prompt": golden["prompt"],
+                "max_tokens": golden.get("max_tokens"),
+                "expect": golden["answer"],
+            }
+        model["ready"] = ready_check(
+            f"http://127.0.0.1:{model['port']}", name, golden=golden, timeout=timeout
+        )
+    front = {"conf": front_conf, "error": None, "refusal": None}
+    try:
+        with open(front_conf, encoding="utf-8") as handle:
+            front.update(front_settings(handle.read()))
+    except OSError as exc:
+        front["error"] = f"{front_conf}: {exc.strerror or exc}"
+    if not front["error"] and not front.get("url"):
+        front["error"] = f"{front_conf}: no 'listen PORT;' line"
+    if not front["error"]:
+        front["refusal"] = front_refusal(front["url"], front["audit_log"], timeout=min(timeout, 10))
+    out["front"] = front
+    return out
