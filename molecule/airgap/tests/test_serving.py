@@ -112,11 +112,12 @@ def _inventory(host, tmp_path, **extra):
 
 
 def play(host, tmp_path, *args, **extra):
-    """models.yml + serve.yml on the node; the completed process (its output is the report)."""
+    """serve.yml on the node (both versions are in its store: the converge placed them); the completed
+    process (its output is the report)."""
     inv = _inventory(host, tmp_path, **extra)
     proc = subprocess.run(
-        [Path(sys.executable).with_name("ansible-playbook"), "-i", inv,
-         REPO / "playbooks" / "models.yml", REPO / "playbooks" / "serve.yml", *args],
+        [Path(sys.executable).with_name("ansible-playbook"), "-i", inv, REPO / "playbooks" / "serve.yml",
+         *args],
         capture_output=True, text=True, timeout=900, check=False, env=_env(),
     )  # fmt: skip
     print(proc.stdout[-4000:])
@@ -136,7 +137,6 @@ def state(host):
 V1 = {"name": "tiny-llama", "version": "1", "engine": "llamacpp", "gguf": "tiny-llama-f16.gguf",
       "max_model_len": 512, "threads": 1}  # fmt: skip
 V2 = {**V1, "version": "2"}
-BOTH = [{"name": "tiny-llama", "version": "1"}, {"name": "tiny-llama", "version": "2", "activate": False}]
 
 
 def test_served_then_rollout_gated_on_readiness_then_rollback(host, tmp_path):
@@ -168,7 +168,7 @@ def test_served_then_rollout_gated_on_readiness_then_rollback(host, tmp_path):
         **V2,
         "golden": {"prompt": v1["prompt"], "max_tokens": v1["max_tokens"], "expect": "not its answer"},
     }
-    proc = play(host, tmp_path, model_store_models=BOTH, llm_serve_models=[bad])
+    proc = play(host, tmp_path, llm_serve_models=[bad])
     assert proc.returncode != 0
     assert "version 2 did not become ready on port 8102" in proc.stdout
     assert "traffic stays on version 1" in proc.stdout and "not its answer" in proc.stdout
@@ -178,7 +178,7 @@ def test_served_then_rollout_gated_on_readiness_then_rollback(host, tmp_path):
     assert text == v1["answer"] and line["upstream"] == "127.0.0.1:8101"
 
     # 2. version 2 as it is: beside version 1, then the switch
-    proc = play(host, tmp_path, model_store_models=BOTH, llm_serve_models=[V2])
+    proc = play(host, tmp_path, llm_serve_models=[V2])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert state(host) == {"current": "2", "previous": "1", "ports": {"1": 8101, "2": 8102}}
     v2 = golden(host, "2")
@@ -187,7 +187,7 @@ def test_served_then_rollout_gated_on_readiness_then_rollback(host, tmp_path):
     assert host.service("gpufleet-serve-tiny-llama-1.service").is_running, "kept for an instant rollback"
 
     # 3. rollback, as an operator runs it: version 1 again, on its port, where it kept running
-    inv = _inventory(host, tmp_path, model_store_models=BOTH, llm_serve_models=[V2])
+    inv = _inventory(host, tmp_path, llm_serve_models=[V2])
     proc = subprocess.run(
         [Path(sys.executable).with_name("gpufleet"), "serve", "rollback", "-i", inv, "--plain",
          "--runs-dir", tmp_path / "runs"],
