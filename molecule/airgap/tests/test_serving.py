@@ -11,7 +11,11 @@ from pathlib import Path
 
 import yaml
 
+testinfra_hosts = ["ansible://gpu_nodes"]
+
 REPO = Path(__file__).resolve().parents[3]
+# What the rollout and the rollback printed, kept for the run's reports (make test keeps reports/).
+REPORT = REPO / "reports" / "molecule-airgap-serving.txt"
 KEY = "molecule-serve-key-5f2a9c"
 OTHER_KEY = "molecule-other-key-81d3e0"
 FRONT = "http://127.0.0.1:8080"
@@ -120,8 +124,14 @@ def play(host, tmp_path, *args, **extra):
          *args],
         capture_output=True, text=True, timeout=900, check=False, env=_env(),
     )  # fmt: skip
-    print(proc.stdout[-4000:])
+    keep(f"ansible-playbook serve.yml {' '.join(map(str, args))} {json.dumps(extra)}", proc)
     return proc
+
+
+def keep(what, proc):
+    REPORT.parent.mkdir(exist_ok=True)
+    with REPORT.open("a") as out:
+        out.write(f"===== {what} (exit {proc.returncode})\n{proc.stdout[-6000:]}\n")
 
 
 def _env():
@@ -193,8 +203,10 @@ def test_served_then_rollout_gated_on_readiness_then_rollback(host, tmp_path):
          "--runs-dir", tmp_path / "runs"],
         capture_output=True, text=True, timeout=900, check=False, env=_env(), cwd=tmp_path,
     )  # fmt: skip
-    print(proc.stdout[-4000:])
+    keep("gpufleet serve rollback -i INVENTORY --plain", proc)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert state(host) == {"current": "1", "previous": "2", "ports": {"1": 8101, "2": 8102}}
     text, line = complete(host, v1)
     assert text == v1["answer"] and line["upstream"] == "127.0.0.1:8101"
+    with REPORT.open("a") as out:
+        out.write(f"===== the audit line of a completion after the rollback\n{json.dumps(line)}\n")
