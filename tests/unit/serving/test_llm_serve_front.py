@@ -71,15 +71,18 @@ class Front:
         )
 
     def audit_of(self, request):
-        """The audit line written for a request just made (nginx writes it after the response)."""
-        before = len(self.audit_lines())
+        """The audit line written for a request just made, found by the X-Request-Id the front answered
+        with (nginx writes the line after the response; an earlier stream's line may come later)."""
         status = request()
+        request_id = status[2].get("X-Request-Id")
+        assert request_id, "the front answers with X-Request-Id"
         for _ in range(50):
-            lines = self.audit_lines()
-            if len(lines) > before:
-                return status, lines[-1]
+            lines = [line for line in self.audit_lines() if line["request_id"] == request_id]
+            if lines:
+                assert len(lines) == 1, lines
+                return status, lines[0]
             time.sleep(0.05)
-        raise AssertionError("no audit line written")
+        raise AssertionError(f"no audit line written for request {request_id}")
 
 
 @pytest.fixture(scope="module")
@@ -230,12 +233,13 @@ def test_streamed_tokens_are_not_buffered_and_their_usage_is_audited(front):
         )
         start, arrivals, text = time.monotonic(), [], b""
         with urllib.request.urlopen(req, timeout=30) as resp:
+            headers = dict(resp.headers)
             while chunk := resp.read1(65536):
                 arrivals.append(time.monotonic() - start)
                 text += chunk
-        return arrivals, text.decode()
+        return arrivals, text.decode(), headers
 
-    (arrivals, text), line = front.audit_of(stream)
+    (arrivals, text, _headers), line = front.audit_of(stream)
     assert text.count("data: ") == STREAM_EVENTS + 2 and text.endswith("data: [DONE]\n\n")
     total = arrivals[-1]
     assert total >= STREAM_DELAY * (STREAM_EVENTS - 1)
