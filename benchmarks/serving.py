@@ -59,7 +59,7 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"the engine exited: {proc.stdout.read().decode()[-2000:]}")
+            sys.exit(f"the engine exited: {(WORK / 'engine.log').read_text()[-2000:]}")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             conn.request("GET", "/v1/models")
@@ -71,10 +71,10 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 
 class Client:
-    """One keep-alive connection to the engine or the front."""
+    """Requests to the engine or the front, each on a new connection (both sides pay the same connect)."""
 
     def __init__(self, port: int, key: str | None = None):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.port = port
         self.headers = {"Content-Type": "application/json"}
         if key:
             self.headers["Authorization"] = f"Bearer {key}"
@@ -82,8 +82,9 @@ class Client:
     def complete(self, body: dict) -> tuple[float, float, int]:
         """(seconds to the whole answer, seconds to the first streamed event, completion tokens)."""
         t0 = time.perf_counter()
-        self.conn.request("POST", "/v1/completions", json.dumps(body), self.headers)
-        resp = self.conn.getresponse()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        conn.request("POST", "/v1/completions", json.dumps(body), {**self.headers, "Connection": "close"})
+        resp = conn.getresponse()
         if resp.status != 200:
             sys.exit(f"HTTP {resp.status}: {resp.read()[:300]!r}")
         first, tokens = None, 0
@@ -99,7 +100,9 @@ class Client:
                     tokens += sum(1 for c in event.get("choices") or [] if c.get("text"))
         else:
             tokens = json.loads(resp.read())["usage"]["completion_tokens"]
-        return time.perf_counter() - t0, first or 0.0, tokens
+        took = time.perf_counter() - t0
+        conn.close()
+        return took, first or 0.0, tokens
 
 
 def pct(values: list[float], q: float) -> float:
@@ -119,7 +122,7 @@ def main() -> int:
     engine = subprocess.Popen(
         [str(py), "-m", "llama_cpp.server", "--model", str(model), "--model_alias", tiny_model.NAME,
          "--host", "127.0.0.1", "--port", str(eport), "--n_ctx", "512", "--n_threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdout=(WORK / "engine.log").open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     front = None
     try:
@@ -156,7 +159,10 @@ def main() -> int:
             front.terminate()
             front.wait(timeout=10)
         engine.terminate()
-        engine.wait(timeout=10)
+        try:
+            engine.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            engine.kill()
     p50 = {k: statistics.median(v) * 1000 for k, v in lat.items()}
     p99 = {k: pct(v, 99) * 1000 for k, v in lat.items()}
     t50 = {k: statistics.median(v) * 1000 for k, v in ttft.items()}
