@@ -25,7 +25,7 @@ status=$(curl -s -m 120 -o "$body" -D "$hdr" -w '%{http_code}' ${key:+-H "Author
   -H 'Content-Type: application/json' --data-binary "$1" "$2/v1/completions")
 cat "$body"; echo
 echo "$status"
-grep -i '^x-request-id:' "$hdr" | tr -d '\r' | cut -d' ' -f2
+grep -i '^x-request-id:' "$hdr" | head -n1 | tr -d '\r' | cut -d' ' -f2
 rm -f "$hdr" "$body"
 """
 
