@@ -129,6 +129,22 @@ def runner_failure(prog: str, result: api.ApplyResult) -> str:
     )
 
 
+def add_options(cmd: argparse.ArgumentParser, options: tuple[Option, ...], usage_exit: int) -> None:
+    """Add ``options`` to the subcommand ``cmd``; a usage error exits ``usage_exit`` (argparse's own 2
+    means failed hosts for the commands that run playbooks) with argparse's message."""
+    for option in options:
+        kwargs = dict(option.kwargs)
+        if option.param and option.flags[0].startswith("-"):
+            kwargs.setdefault("dest", option.param)
+        cmd.add_argument(*option.flags, **kwargs)
+
+    def usage_error(message: str):
+        cmd.print_usage(sys.stderr)
+        cmd.exit(usage_exit, f"{cmd.prog}: error: {message}\n")
+
+    cmd.error = usage_error
+
+
 def exit_status_epilog(codes: dict[int, str]) -> str:
     """The ``--help`` epilog: one line per exit code."""
     return "exit status:\n" + "\n".join(f"  {code}  {what}" for code, what in sorted(codes.items()))
@@ -151,16 +167,6 @@ def add_parser(sub) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    for option in OPTIONS:
-        kwargs = dict(option.kwargs)
-        if option.param and option.flags[0].startswith("-"):
-            kwargs.setdefault("dest", option.param)
-        app.add_argument(*option.flags, **kwargs)
+    # argparse exits 2 on a usage error; for apply, 2 means failed hosts, so bad usage is 1
+    add_options(app, OPTIONS, api.EXIT_USAGE)
     app.set_defaults(func=cmd_apply)
-
-    def usage_error(message: str):
-        # argparse exits 2 on a usage error; for apply, 2 means failed hosts, so bad usage is 1
-        app.print_usage(sys.stderr)
-        app.exit(api.EXIT_USAGE, f"{app.prog}: error: {message}\n")
-
-    app.error = usage_error

@@ -7,7 +7,7 @@ import sys
 
 from gpufleet.apply import api as apply_api
 from gpufleet.apply.cli import OPTIONS as APPLY_OPTIONS
-from gpufleet.apply.cli import exit_status_epilog, parse_extra_vars, runner_failure
+from gpufleet.apply.cli import add_options, exit_status_epilog, parse_extra_vars, runner_failure
 
 OPTIONS = tuple(o for o in APPLY_OPTIONS if o.flags[0] not in ("playbook", "-t"))
 
@@ -47,9 +47,6 @@ def add_parser(sub) -> None:
         epilog=exit_status_epilog(apply_api.EXIT_CODES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    for option in OPTIONS:
-        kwargs = dict(option.kwargs)
-        if option.param and option.flags[0].startswith("-"):
-            kwargs.setdefault("dest", option.param)
-        cmd.add_argument(*option.flags, **kwargs)
+    # argparse exits 2 on a usage error; 2 means failed hosts here, so bad usage is 1
+    add_options(cmd, OPTIONS, apply_api.EXIT_USAGE)
     cmd.set_defaults(func=cmd_rollback)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gpufleet.apply.cli import Option, exit_status_epilog, parse_extra_vars, runner_failure
+from gpufleet.apply.cli import Option, add_options, exit_status_epilog, parse_extra_vars, runner_failure
 from gpufleet.upgrade import api
 
 OPTIONS: tuple[Option, ...] = (
@@ -111,16 +111,6 @@ def add_parser(sub) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    for option in OPTIONS:
-        kwargs = dict(option.kwargs)
-        if option.param and option.flags[0].startswith("-"):
-            kwargs.setdefault("dest", option.param)
-        cmd.add_argument(*option.flags, **kwargs)
+    # argparse exits 2 on a usage error; for upgrade, 2 means a stopped rollout, so bad usage is 1
+    add_options(cmd, OPTIONS, api.EXIT_USAGE)
     cmd.set_defaults(func=cmd_upgrade)
-
-    def usage_error(message: str):
-        # argparse exits 2 on a usage error; for upgrade, 2 means a stopped rollout, so bad usage is 1
-        cmd.print_usage(sys.stderr)
-        cmd.exit(api.EXIT_USAGE, f"{cmd.prog}: error: {message}\n")
-
-    cmd.error = usage_error

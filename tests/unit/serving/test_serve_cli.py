@@ -26,3 +26,12 @@ def test_rollback_runs_the_serve_playbook_with_rollback_on(monkeypatch, tmp_path
     assert kw["extra_vars"] == {"llm_serve_ready_wait": "30", "llm_serve_rollback": True}
     assert serve.PLAYBOOK == "gpufleet.cluster.serve"
     assert apply_api.resolve_playbook(serve.PLAYBOOK).name == "serve.yml"
+
+
+def test_bad_usage_exits_1_not_2_which_means_failed_hosts(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exc:
+        cli.build_parser().parse_args(["serve", "rollback"])
+    assert exc.value.code == apply_api.EXIT_USAGE == 1
+    assert "required: -i/--inventory" in capsys.readouterr().err
