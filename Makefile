@@ -137,7 +137,7 @@ $(NEWEST_VENV)/.stamp: pyproject.toml
 	@test -n "$(NEWEST_PY)" || { echo "make newest needs Python 3.12 or 3.13 (pyenv install 3.13)"; exit 1; }
 	$(NEWEST_PY) -m venv $(NEWEST_VENV)
 	$(NEWEST_BIN)/pip install --quiet --upgrade pip
-	$(NEWEST_BIN)/pip install --quiet pytest pytest-testinfra PyYAML 'ansible-runner>=2.4,<3' 'rich>=13' 'gguf==0.19.0'
+	$(NEWEST_BIN)/pip install --quiet pytest 'pytest-xdist>=3.5,<4' pytest-testinfra PyYAML 'ansible-runner>=2.4,<3' 'rich>=13' 'gguf==0.19.0'
 	$(NEWEST_BIN)/pip install --quiet --no-deps -e .
 	@touch $@
 
@@ -145,7 +145,7 @@ newest: $(NEWEST_VENV)/.stamp .collections/ansible_collections/gpufleet/cluster 
 	@start=$$(date +%s); \
 	PATH=$(NEWEST_BIN):$$PATH; \
 	pip install --quiet --upgrade ansible-core && python -c 'import ansible.release as r; print("ansible-core", r.__version__)' \
-	&& pytest tests/unit -q -p no:cacheprovider \
+	&& pytest tests/unit -q -p no:cacheprovider -n auto \
 	&& modules=$$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//; s/^/gpufleet.cluster./') \
 	&& ansible-doc -t module $$modules > /dev/null && echo "ansible-doc: modules $$(echo $$modules | wc -w) ok" \
 	&& filters=$$(ansible-doc -t filter -l gpufleet.cluster | awk '{print $$1}') \
