@@ -17,7 +17,7 @@ RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s
 CASE_TIMEOUT = 1500  # no case may hang the suite: every command is bounded
 
 
-def run(args, check=False, env=None, timeout=CASE_TIMEOUT):
+def run(args, check=False, env=None, timeout=CASE_TIMEOUT, input_text=None):
     full_env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
@@ -27,7 +27,12 @@ def run(args, check=False, env=None, timeout=CASE_TIMEOUT):
     }
     full_env.update(env or {})
     proc = subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, env=full_env, timeout=timeout
+        [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        input=input_text,
     )
     if check and proc.returncode != 0:
         raise AssertionError(

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 from faultlab import BIN, REPO, outcome, recap_of, run, sh
 
-from gpufleet.lab import faults
+from gpufleet.lab import faults, fleet
 
 LAB = "faults"
 HOST = "node1"  # the node's inventory name (its container: gpufleet-faults-node1)
@@ -253,3 +253,104 @@ def test_bastion_stopped_during_download(lab, record):
     assert proc.returncode == 0, proc.stdout[-3000:]
     once_more(lab.inv, record)
     converged(lab.node)
+
+
+# --- serving (role llm_serve): a rollout of the lab's tiny model to its other version -------------
+SERVE_STATE = "/var/lib/gpufleet/serve/tiny-llama.json"
+
+
+def serving_state(node):
+    return json.loads(sh(node, f"cat {SERVE_STATE}").stdout)
+
+
+def rollout_vars(version):
+    """The inventory's served model (lab up writes it: llama.cpp, the tiny model) at ``version``."""
+    model = {
+        "name": "tiny-llama", "version": version, "engine": "llamacpp", "gguf": "tiny-llama-f16.gguf",
+        "max_model_len": 512, "threads": 1,
+    }  # fmt: skip
+    return json.dumps({"llm_serve_models": [model]})
+
+
+def serve(inv, extra):
+    started = time.monotonic()
+    proc = run(
+        ["ansible-playbook", "-i", inv, REPO / "playbooks" / "serve.yml", "-e", extra], timeout=RUN_TIMEOUT
+    )
+    return proc, recap_of(proc), round(time.monotonic() - started)
+
+
+def serve_in_background(inv, extra, log):
+    fh = open(log, "w")  # noqa: SIM115 - closed by finish()
+    proc = subprocess.Popen(
+        [str(BIN / "ansible-playbook"), "-i", str(inv), str(REPO / "playbooks" / "serve.yml"), "-e", extra],
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={
+            **os.environ,
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
+            "ANSIBLE_NOCOLOR": "1",
+            "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        },
+    )
+    proc.log, proc.fh = log, fh
+    return proc
+
+
+def answers_through_the_front(node, version):
+    """The front answers the lab key's completion with ``version``'s recorded golden answer."""
+    golden = json.loads(sh(node, f"cat /var/lib/gpufleet/serve/tiny-llama/{version}.golden.json").stdout)
+    key = fleet.api_key(LAB)[0].read_text().strip()
+    body = json.dumps(
+        {
+            "model": "tiny-llama",
+            "prompt": golden["prompt"],
+            "max_tokens": golden["max_tokens"],
+            "temperature": 0,
+        }
+    )
+    ask = run(
+        ["docker", "exec", "-i", node, "sh", "-c",
+         'IFS= read -r k; curl -sf -m 60 -H "Authorization: Bearer $k" -H "Content-Type: application/json" '
+         f"--data-binary '{body}' http://127.0.0.1:8080/v1/completions"],
+        input_text=key + "\n",
+    )  # fmt: skip
+    assert ask.returncode == 0, ask.stdout + ask.stderr
+    return json.loads(ask.stdout)["choices"][0]["text"] == golden["answer"]
+
+
+def test_power_loss_while_a_new_model_version_starts(lab, record):
+    """A rollout to the model's other version, the node's power cut as soon as that version's engine
+    starts (the weights loading beside the served version, before or while the front switches): the
+    run again finishes the rollout - the new version current, the old one previous, the front answering
+    with the new version's recorded answer - and one more run changes nothing."""
+    before = serving_state(lab.node)
+    old = before["current"]
+    new = "2" if old == "1" else "1"
+    # A rollback keeps the other version running: stopped, so the rollout has to start it.
+    sh(lab.node, f"systemctl stop gpufleet-serve-tiny-llama-{new}.service")
+    extra = rollout_vars(new)
+    bg = serve_in_background(lab.inv, extra, lab.logs / "serve-first.log")
+    try:
+        fault = faults.power_loss(lab.node, "serve-engine-start", timeout=600)
+    finally:
+        first = finish(bg)
+    after_fault = serving_state(lab.node)
+    record(
+        fault="power loss (docker kill)",
+        point=f"tiny-llama version {new} starting beside version {old} (serve.yml)",
+        first_run=outcome(first, recap_of(first)) + f"; state then: current {after_fault.get('current')}",
+    )
+    assert first.returncode != 0, "the power loss did not cut the run"
+    proc, recap, secs = serve(lab.inv, extra)
+    record(recovery_run=outcome(proc, recap) + f" in {secs}s")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    state = serving_state(lab.node)
+    assert (state["current"], state["previous"]) == (new, old), state
+    assert answers_through_the_front(lab.node, new)
+    proc, recap, _ = serve(lab.inv, extra)
+    record(rerun=outcome(proc, recap))
+    assert proc.returncode == 0 and recap[HOST]["changed"] == 0, proc.stdout[-3000:]
+    assert fault["point"] == "serve-engine-start"

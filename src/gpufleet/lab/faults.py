@@ -42,6 +42,13 @@ FILE_POINTS = {
     # within the last 3 seconds: the wheel is being unpacked, not downloaded or resolved
     "pip-unpack": "pgrep -f '[p]ip[0-9.]* install' >/dev/null && "
     "find /opt -xdev -path '*/site-packages/*' -type f -newerct '3 seconds ago' -print -quit | grep -q .",
+    # a model version's engine (llm_serve) is starting or started within the last 3 seconds: during a
+    # rollout, the new version loading its weights beside the served one, before the front switches
+    "serve-engine-start": "( now=$(awk '{printf \"%.0f\", $1 * 1000000}' /proc/uptime); "
+    "for u in $(systemctl list-units --plain --no-legend --state=activating,active "
+    "'gpufleet-serve-*.service' | awk '{print $1}'); do "
+    't=$(systemctl show -p ActiveEnterTimestampMonotonic --value "$u"); '
+    '[ "${t:-0}" = 0 ] && exit 0; [ $((now - t)) -lt 3000000 ] && exit 0; done; exit 1 )',
 }
 
 _say = sayer("lab")

@@ -101,3 +101,42 @@ def test_the_pip_points_match_the_pip_ansible_runs():
     for cmd in ran:
         assert re.search(faults.POINTS["pip"], cmd), cmd
     assert not re.search(faults.POINTS["pip"], "pgrep -f [p]ip[0-9.]* install")
+
+
+def _serve_engine_point(tmp_path, units: dict[str, float | None]) -> bool:
+    """The serve-engine-start point's script against ``fake_systemctl``, a test double listing
+    ``units`` (name -> seconds since it became active; None: still activating)."""
+    import os
+    import stat
+    import subprocess
+
+    lines = [
+        "#!/bin/sh",
+        'if [ "$1" = list-units ]; then',
+        *(f"  echo '{u} loaded active running engine'" for u in units),
+        "  exit 0",
+        "fi",
+        'unit="$5"',
+        'case "$unit" in',
+    ]
+    for unit, age in units.items():
+        value = "echo 0" if age is None else f"awk '{{printf \"%.0f\", ($1 - {age}) * 1000000}}' /proc/uptime"
+        lines.append(f"  {unit}) {value} ;;")
+    lines += ["esac"]
+    fake = tmp_path / "systemctl"
+    fake.write_text("\n".join(lines) + "\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    probe = faults._probe("serve-engine-start")
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    out = subprocess.run(probe, capture_output=True, text=True, env=env, check=False, timeout=30)
+    return out.stdout.strip() == "seen"
+
+
+def test_the_serve_engine_start_point_sees_an_engine_that_just_started(tmp_path):
+    assert _serve_engine_point(tmp_path, {"gpufleet-serve-m-1.service": 600, "gpufleet-serve-m-2.service": 1})
+    assert _serve_engine_point(tmp_path, {"gpufleet-serve-m-2.service": None}), "activating"
+
+
+def test_the_serve_engine_start_point_ignores_engines_that_run_for_a_while(tmp_path):
+    assert not _serve_engine_point(tmp_path, {"gpufleet-serve-m-1.service": 600})
+    assert not _serve_engine_point(tmp_path, {})
