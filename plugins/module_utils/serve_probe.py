@@ -123,16 +123,36 @@ def check(base, model, health_path=None, golden=None, headers=None, timeout=30):
     return checks
 
 
-def wait_ready(base, model, wait, interval=2.0, clock=time.monotonic, sleep=time.sleep, **kw):
+# systemd ActiveState values of a unit that runs, or is on its way to (Restart= brings it back).
+RUNNING_STATES = ("active", "activating", "reloading")
+
+
+def unit_stopped(unit, active_state):
+    """Why ``unit`` does not run, from its systemd ActiveState; None while it runs or is restarting."""
+    if active_state in RUNNING_STATES:
+        return None
+    return (
+        f"{unit} is {active_state}, not running: it was stopped or never started again (a host restarted "
+        f"during the rollout starts only the served version at boot); journalctl -u {unit} says more"
+    )
+
+
+def wait_ready(base, model, wait, interval=2.0, clock=time.monotonic, sleep=time.sleep, alive=None, **kw):
     """Repeat ``check`` until every check passes or ``wait`` seconds are up.
 
     Returns ``(ready, checks of the last round, seconds waited, rounds)``. A golden answer that differs
-    from the recorded one is final: waiting longer does not change the weights.
+    from the recorded one is final: waiting longer does not change the weights. So is an engine that no
+    longer runs: ``alive``, when given, is called before each round and returns None while the engine
+    runs (or is being restarted) or why it does not (its unit stopped: the host restarted during a
+    rollout, someone stopped it); waiting longer would not start it.
     """
     start = clock()
     rounds = 0
     while True:
         rounds += 1
+        dead = alive() if alive is not None else None
+        if dead:
+            return False, [{"name": "running", "ok": False, "detail": dead}], clock() - start, rounds
         checks = check(base, model, **kw)
         if all(c["ok"] for c in checks):
             return True, checks, clock() - start, rounds

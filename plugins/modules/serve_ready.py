@@ -52,6 +52,12 @@ options:
   api_key:
     description: A key for the front (sent as a bearer token); never logged.
     type: str
+  unit:
+    description:
+      - The engine's systemd unit. When given, each round first asks systemd whether it still runs; a unit
+        that is inactive or failed ends the wait at once (a restarted host, a stopped unit), saying so,
+        instead of waiting out O(wait). One being restarted (C(activating)) is waited for.
+    type: str
   wait:
     description: Seconds to keep trying.
     type: int
@@ -104,7 +110,7 @@ waited:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.gpufleet.cluster.plugins.module_utils.serve_probe import wait_ready
+from ansible_collections.gpufleet.cluster.plugins.module_utils.serve_probe import unit_stopped, wait_ready
 
 
 def main():
@@ -122,6 +128,7 @@ def main():
                 ),
             ),
             api_key=dict(type="str", no_log=True),
+            unit=dict(type="str"),
             wait=dict(type="int", default=120),
             interval=dict(type="float", default=2.0),
             timeout=dict(type="int", default=30),
@@ -130,9 +137,17 @@ def main():
     )
     p = module.params
     headers = {"Authorization": f"Bearer {p['api_key']}"} if p["api_key"] else None
+    alive = None
+    if p["unit"]:
+        systemctl = module.get_bin_path("systemctl", required=True)
+
+        def alive():
+            rc, out, err = module.run_command([systemctl, "show", "-p", "ActiveState", "--value", p["unit"]])
+            return unit_stopped(p["unit"], out.strip() if rc == 0 else f"unknown ({err.strip()})")
+
     ready, checks, waited, rounds = wait_ready(
         p["url"], p["model"], p["wait"], interval=p["interval"], health_path=p["health_path"],
-        golden=p["golden"], headers=headers, timeout=p["timeout"],
+        golden=p["golden"], headers=headers, timeout=p["timeout"], alive=alive,
     )  # fmt: skip
     result = dict(changed=False, ready=ready, checks=checks, waited=round(waited, 1))
     answer = next((c.get("answer") for c in checks if c["name"] == "golden" and c["ok"]), None)

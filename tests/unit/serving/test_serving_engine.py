@@ -208,3 +208,29 @@ def test_model_problems_name_the_entry_and_what_is_wrong():
         " (got '')",
         "llm_serve_models[4]: name None must be set: letters, digits, '.', '_' and '-' only",
     ]
+
+
+def test_an_engine_whose_unit_stopped_ends_the_wait_at_once(engine):
+    """A host restarted during a rollout starts only the served version at boot: the new version's
+    unit is inactive and waiting out the whole wait would not start it."""
+    engine.healthy = False  # never ready: only the unit's state can end the wait early
+    states = iter(["activating", "active", "inactive"])
+    alive = lambda: serve_probe.unit_stopped("gpufleet-serve-tiny-2.service", next(states))  # noqa: E731
+    t0 = time.monotonic()
+    ready, checks, _waited, rounds = serve_probe.wait_ready(
+        engine.url, "tiny", 30, interval=0.05, health_path="/health", alive=alive
+    )
+    assert not ready and rounds == 3 and time.monotonic() - t0 < 5
+    assert [(c["name"], c["ok"]) for c in checks] == [("running", False)]
+    assert checks[0]["detail"].startswith("gpufleet-serve-tiny-2.service is inactive, not running")
+    assert "journalctl -u gpufleet-serve-tiny-2.service" in checks[0]["detail"]
+
+
+@pytest.mark.parametrize("state", ["active", "activating", "reloading"])
+def test_a_running_or_restarting_unit_is_waited_for(state):
+    assert serve_probe.unit_stopped("u.service", state) is None
+
+
+@pytest.mark.parametrize("state", ["inactive", "failed", "deactivating", "unknown (no such unit)"])
+def test_a_stopped_unit_is_not(state):
+    assert serve_probe.unit_stopped("u.service", state).startswith(f"u.service is {state}, not running")
