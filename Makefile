@@ -66,8 +66,9 @@ integration: lab-image ## integration tests against a one-node lab
 # Faults injected mid-run on nodes from the lab layer image (make test makes it): power loss during
 # the DKMS build, the controller killed while dpkg runs, a nearly full /opt; and on an air-gapped lab
 # (a bastion serving the lab bundle): power loss while dpkg unpacks the CUDA toolkit and while pip
-# unpacks the cuDNN wheel, the bastion stopped mid-download. Table: reports/faults.json.
-faults: lab-bundle ## fault-injection suite (needs the layer image that make test commits; ~26 min)
+# unpacks the cuDNN wheel, the bastion stopped mid-download, power loss while a new model version
+# starts beside the served one. Table: reports/faults.json.
+faults: lab-bundle ## fault-injection suite (needs the layer image that make test commits; ~30 min)
 	$(BIN)/pytest tests/faults -q -s -p no:cacheprovider
 
 lab-image: venv host-deps ## build the lab image (debootstrap; cached by recipe hash)
