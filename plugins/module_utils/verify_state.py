@@ -59,7 +59,7 @@ def run_shell(module, command, timeout=COMMAND_TIMEOUT):
         argv,
         environ_update=C_LOCALE,
         expand_user_and_vars=False,  # the shell expands what the command asks it to, nothing else
-        errors="surrogate_then_replace",
+        errors="replace",  # a log line with bytes not UTF-8 must not fail the whole read
     )
     return {"rc": rc, "stdout": out, "stderr": err}
 
