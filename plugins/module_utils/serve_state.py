@@ -38,9 +38,40 @@ REFUSAL_PATH = "/v1/models"
 AUDIT_WAIT_S = 3.0
 AUDIT_FORMAT = "gpufleet_audit"
 
+# A model name or version as the llm_serve role and the serving engine plans accept it (the unit
+# names below are built from both).
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# The front's unit (the role's __llm_serve_front_unit; a test holds them equal).
+FRONT_UNIT = "gpufleet-front.service"
+
 _LISTEN = re.compile(r"^\s*listen\s+([^;#]+);", re.M)
 _ACCESS_LOG = re.compile(r"^\s*access_log\s+(\S+)\s+" + AUDIT_FORMAT + r"\b", re.M)
 _WILDCARD = ("*", "0.0.0.0", "[::]", "::")  # noqa: S104 (read from a listen line, not bound)
+
+
+def unit_name(name, version):
+    """The systemd unit serving ``version`` of model ``name``."""
+    for what, value in (("model name", name), ("version", version)):
+        if not NAME.match(str(value)):
+            raise ValueError(f"{what} {value!r}: letters, digits, '.', '_' and '-' only")
+    return f"gpufleet-serve-{name}-{version}.service"
+
+
+def units(serving):
+    """The systemd units that must be active where ``serving`` (what ``collect`` returns) has models:
+    each model's current version's (``unit_name``) and the front's. Names that are not valid are
+    left out (the ``serving_units`` check reports them)."""
+    if not isinstance(serving, dict) or not serving.get("configured"):
+        return []
+    out = []
+    for name, model in sorted((serving.get("models") or {}).items()):
+        if model.get("current") is None:
+            continue
+        try:
+            out.append(unit_name(name, model["current"]))
+        except ValueError:
+            continue
+    return [*out, FRONT_UNIT]
 
 
 def _read_json(path):

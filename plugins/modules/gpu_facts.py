@@ -202,70 +202,24 @@ ansible_facts:
           sample: false
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.gpufleet.cluster.plugins.module_utils.gpu_inventory import build_facts
-from ansible_collections.gpufleet.cluster.plugins.module_utils.host_env import detect_container
-from ansible_collections.gpufleet.cluster.plugins.module_utils.nvidia_smi import (
-    NvidiaSmiParseError,
-    parse_nvidia_smi_xml,
-)
-from ansible_collections.gpufleet.cluster.plugins.module_utils.pci import scan_nvswitches, scan_pci
-from ansible_collections.gpufleet.cluster.plugins.module_utils.tool_run import run_tool
-
-
-def find_nvidia_smi(module):
-    path = module.params["nvidia_smi_path"]
-    if path:
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-        module.warn(f"nvidia_smi_path {path} is not an executable file; treating nvidia-smi as absent")
-        return None
-    return module.get_bin_path("nvidia-smi")
-
-
-def query_nvidia_smi(module, nvidia_smi):
-    """Return ``(report, error)``: the parsed report, or None and the reason nvidia-smi gave none."""
-    out, error = run_tool(module, [nvidia_smi, "-q", "-x"], module.params["timeout"], "nvidia-smi")
-    if error is not None:
-        return None, error
-    try:
-        return parse_nvidia_smi_xml(out), None
-    except NvidiaSmiParseError as exc:
-        return None, str(exc)
+from ansible_collections.gpufleet.cluster.plugins.module_utils.host_facts import PCI_ROOT, gather_gpus
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             nvidia_smi_path=dict(type="path"),
-            sysfs_pci_root=dict(type="path", default="/sys/bus/pci/devices"),
+            sysfs_pci_root=dict(type="path", default=PCI_ROOT),
             timeout=dict(type="int", default=60),
         ),
         supports_check_mode=True,
     )
-    if module.params["timeout"] < 0:
-        module.fail_json(msg=f"timeout must be 0 or more seconds, got {module.params['timeout']}")
-
-    sysfs_root = module.params["sysfs_pci_root"]
-    pci_gpus = scan_pci(sysfs_root)
-    nvswitches = scan_nvswitches(sysfs_root)
-
-    nvidia_smi = find_nvidia_smi(module)
-    report, driver_error = (None, None)
-    if nvidia_smi:
-        report, driver_error = query_nvidia_smi(module, nvidia_smi)
-
-    in_container, _evidence = detect_container()
-    facts = build_facts(
-        report,
-        pci_gpus,
-        nvswitches,
-        nvidia_smi_path=nvidia_smi,
-        driver_error=driver_error,
-        in_container=in_container,
-    )
+    p = module.params
+    try:
+        facts = gather_gpus(module, p["nvidia_smi_path"], p["sysfs_pci_root"], p["timeout"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
     module.exit_json(changed=False, ansible_facts={"gpufleet_gpus": facts})
 
 

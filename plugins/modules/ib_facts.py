@@ -203,72 +203,28 @@ ansible_facts:
           sample: "ibpanic: [2137592] main: stat of IB device 'mthca0' failed: No such file or directory"
 """
 
-import os
-import time
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.gpufleet.cluster.plugins.module_utils.host_env import detect_container
-from ansible_collections.gpufleet.cluster.plugins.module_utils.infiniband import (
-    add_counter_deltas,
-    parse_ibstat,
-    read_sysfs,
-    summarize,
-)
-from ansible_collections.gpufleet.cluster.plugins.module_utils.tool_run import run_tool
-
-MAX_COUNTER_INTERVAL = 3600
-
-
-def query_ibstat(module):
-    """Return ``(devices, error)``: the parsed report or None, and why there is none."""
-    ibstat = module.get_bin_path("ibstat")
-    if not ibstat:
-        return None, None
-    out, error = run_tool(module, [ibstat], module.params["timeout"], "ibstat", partial=True)
-    # ibstat exits non-zero at the first device it cannot read, after printing the ones it could:
-    # keep those and its error lines whole.
-    if error is None:
-        return parse_ibstat(out or ""), None  # ran cleanly: [] when it lists no CA
-    return (parse_ibstat(out) if out and out.strip() else None), error
+from ansible_collections.gpufleet.cluster.plugins.module_utils.host_facts import IB_ROOT, NET_ROOT, gather_ib
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            sysfs_root=dict(type="path", default="/sys/class/infiniband"),
-            net_root=dict(type="path", default="/sys/class/net"),
+            sysfs_root=dict(type="path", default=IB_ROOT),
+            net_root=dict(type="path", default=NET_ROOT),
             ibstat=dict(type="bool", default=False),
             counter_interval=dict(type="int", default=0),
             timeout=dict(type="int", default=30),
         ),
         supports_check_mode=True,
     )
-    if module.params["timeout"] < 0:
-        module.fail_json(msg=f"timeout must be 0 or more seconds, got {module.params['timeout']}")
-
-    interval = module.params["counter_interval"]
-    if not 0 <= interval <= MAX_COUNTER_INTERVAL:
-        module.fail_json(msg=f"counter_interval must be 0 to {MAX_COUNTER_INTERVAL} seconds, got {interval}")
-
-    root = module.params["sysfs_root"]
-    devices = read_sysfs(root, module.params["net_root"])
-    interval_s = None
-    if interval and devices:
-        first, started = devices, time.monotonic()
-        time.sleep(interval)
-        devices = add_counter_deltas(first, read_sysfs(root, module.params["net_root"]))
-        interval_s = round(time.monotonic() - started, 3)
-    facts = {
-        "source": "sysfs",
-        "present": bool(devices),
-        "kernel_support": os.path.isdir(root),
-        "in_container": detect_container()[0],
-    }
-    facts.update(summarize(devices))
-    facts["counter_interval_s"] = interval_s
-    facts["ibstat"], facts["ibstat_error"] = (None, None)
-    if module.params["ibstat"]:
-        facts["ibstat"], facts["ibstat_error"] = query_ibstat(module)
+    p = module.params
+    try:
+        facts = gather_ib(
+            module, p["sysfs_root"], p["net_root"], p["ibstat"], p["counter_interval"], p["timeout"]
+        )
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
     module.exit_json(changed=False, ansible_facts={"gpufleet_ib": facts})
 
 

@@ -24,18 +24,21 @@ Every engine binds to 127.0.0.1 only: clients reach it through the front.
 
 from __future__ import annotations
 
-import re
+# Unit naming and the name rule are host code too (verify_collect asks systemctl about the served
+# units on the host): one copy, in module_utils/serve_state.py.
+from ansible_collections.gpufleet.cluster.plugins.module_utils.serve_state import (  # noqa: F401 (re-exported)
+    FRONT_UNIT,
+    NAME,
+    unit_name,
+)
 
 ENGINES = {
     "vllm": {"health": "/health", "gpu": True},
     "trtllm": {"health": "/health", "gpu": True},
     "llamacpp": {"health": None, "gpu": False},
 }
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Blue/green: a model's two versions in service listen on its two ports, alternately.
 SLOTS = 2
-# The front's unit (the role's __llm_serve_front_unit; a test holds them equal).
-FRONT_UNIT = "gpufleet-front.service"
 # The readiness check's golden prompt unless a model sets its own (greedy: same weights, same answer).
 GOLDEN_PROMPT = "The capital of France is"
 GOLDEN_TOKENS = 8
@@ -104,14 +107,6 @@ def engine_command(
         if threads:
             argv += ["--n_threads", str(int(threads))]
     return argv + [str(a) for a in extra]
-
-
-def unit_name(name, version):
-    """The systemd unit serving ``version`` of model ``name``."""
-    for what, value in (("model name", name), ("version", version)):
-        if not NAME.match(str(value)):
-            raise ValueError(f"{what} {value!r}: letters, digits, '.', '_' and '-' only")
-    return f"gpufleet-serve-{name}-{version}.service"
 
 
 def version_switch(state, version, ports, rollback=False):

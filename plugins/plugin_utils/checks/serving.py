@@ -12,6 +12,9 @@ skips saying so, never a pass. Controller code.
 
 from __future__ import annotations
 
+from ansible_collections.gpufleet.cluster.plugins.module_utils.serve_state import (  # noqa: F401 (re-exported)
+    units,
+)
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import serving_engine
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks.core import (
     FAIL,
@@ -60,23 +63,6 @@ def _no_version(name, model):
     if model.get("port") is None:
         return f"{name}: no port recorded for version {model['current']} in {model.get('state_file')}"
     return None
-
-
-def units(serving):
-    """The systemd units that must be active where ``serving`` has models: each model's current
-    version's (``serving_engine.unit_name``) and the front's. Names that are not valid are left out
-    (``serving_units`` reports them)."""
-    if not isinstance(serving, dict) or not serving.get("configured"):
-        return []
-    out = []
-    for name, model in _models(serving):
-        if model.get("current") is None:
-            continue
-        try:
-            out.append(serving_engine.unit_name(name, model["current"]))
-        except ValueError:
-            continue
-    return [*out, serving_engine.FRONT_UNIT]
 
 
 def serving_units(serving, states, error=None):

@@ -1,8 +1,14 @@
-"""Read a host's state through a testinfra host: facts modules, command output, fact files.
+"""Read a host's state through a testinfra host: facts, command output, fact files.
 
 Collection only reads. Everything is gathered once per host and handed to the pure check
 checks in ``plugin_utils/checks`` (``registry.CHECKS``); a command that fails is recorded with its error, so a
 check can say why it has no data instead of guessing.
+
+One module call reads the host (``gpufleet.cluster.verify_collect``: the GPU, InfiniBand, network and
+serving facts, ``systemctl is-active`` and the commands named here): each module call costs the
+controller a whole ``ansible`` process. The few commands that depend on what it returned (the GPUs'
+NVLinks and processes, nvcc, NCCL's loaded version) run over the connection afterwards. What to run
+is decided here; the module only runs it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,19 @@ STATE_KEYS = (
 )  # fmt: skip
 
 
+MODULE = "gpufleet.cluster.verify_collect"
+PARTS = ("gpus", "ib", "network", "serving")  # the module's fact parts, each an errors key when it failed
+BASE_SERVICES = ("nvidia-fabricmanager", "nvidia-persistenced", "docker")
+LSMOD_COMMAND = "if [ -e /proc/modules ]; then cat /proc/modules; fi"
+PACKAGES_COMMAND = (
+    "if command -v dpkg-query >/dev/null; then "
+    "dpkg-query -W -f='${db:Status-Abbrev}\\t${Package}\\t${Version}\\n' "
+    + " ".join(shlex.quote(p) for p in PKG_PATTERNS)
+    + " 2>/dev/null; else rpm -qa --qf '%{NAME}\\t%{VERSION}-%{RELEASE}\\n' 2>/dev/null; fi; true"
+)
+DOCKER_INFO_COMMAND = "command -v docker >/dev/null || exit 3; docker info --format '{{json .}}'"
+
+
 class Unreachable(Exception):
     """The host did not answer a trivial command; the message says what the transport said."""
 
@@ -44,7 +63,10 @@ def run(host, cmd: str, timeout: int = 60) -> dict[str, Any]:
 def loaded_modules(host) -> tuple[str | None, str | None]:
     """``/proc/modules`` as text, or None and why it could not be read. No ``/proc/modules`` is a
     kernel without loadable modules (the lab's): no module is loaded, which is not an error."""
-    out = run(host, "if [ -e /proc/modules ]; then cat /proc/modules; fi")
+    return _loaded_modules(run(host, LSMOD_COMMAND))
+
+
+def _loaded_modules(out: dict[str, Any]) -> tuple[str | None, str | None]:
     if out["rc"] == 0:
         return out["stdout"], None
     return None, (out["stderr"] or "").strip()[-300:] or f"exit {out['rc']}"
@@ -61,11 +83,78 @@ def reach(host) -> None:
 
 
 def _module(host, name: str, args: str | None = None) -> tuple[dict, str | None]:
+    """The module's whole result, or {} and why there is none."""
     try:
-        data = host.ansible(name, args, check=False)
+        return host.ansible(name, args, check=False), None
     except Exception as exc:
         return {}, f"{name} failed: {str(exc)[-800:]}"
-    return data.get("ansible_facts") or {}, None
+
+
+def _unsafe(text: str) -> dict[str, str]:
+    """A string Ansible must pass on as it is: command lines hold ``{{`` (docker's ``--format``), which
+    Ansible would otherwise read as a template. The ad hoc command's JSON arguments take this marker."""
+    return {"__ansible_unsafe": str(text)}
+
+
+def commands(hostvars: dict) -> tuple[dict[str, str], dict[str, int]]:
+    """The commands the module runs on every host: ({name: command}, {name: seconds} where the limit
+    is not the default 60)."""
+    window = int(hostvars.get("gpufleet_verify_xid_window_hours", DEFAULT_XID_WINDOW_HOURS))
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils import cdi
+
+    named = {
+        "local_facts": (
+            f'for f in {FACTS_DIR}/gpufleet_*.fact; do [ -f "$f" ] && echo "=== $f" && cat "$f"; done'
+        ),
+        "packages": PACKAGES_COMMAND,
+        "lsmod": LSMOD_COMMAND,
+        "kernel_log": f"journalctl -k -o short-iso --no-pager --since '-{window}h'",
+        "nccl_conf": "cat /etc/nccl.conf",
+        "docker_info": DOCKER_INFO_COMMAND,
+        # NVIDIA CDI specs, /dev nodes and the driver version in one command (plugin_utils/cdi.py).
+        "cdi": cdi.COLLECT_COMMAND,
+        "df": "df -P -m " + " ".join(DF_PATHS),
+        "meminfo": "cat /proc/meminfo",
+    }
+    return named, {"docker_info": 30, "cdi": 30}
+
+
+def module_args(
+    hostvars: dict,
+    services: list[str],
+    ib_counter_interval: int,
+    named: dict[str, str],
+    timeouts: dict[str, int],
+) -> str:
+    """verify_collect's arguments as the JSON text ``host.ansible`` passes to ``ansible --args``."""
+    args: dict[str, Any] = {
+        "commands": {name: _unsafe(command) for name, command in named.items()},
+        "command_timeouts": timeouts,
+        "services": [_unsafe(unit) for unit in services],
+    }
+    if hostvars.get("gpufleet_sysfs_pci_root"):
+        args["sysfs_pci_root"] = _unsafe(hostvars["gpufleet_sysfs_pci_root"])
+    if ib_counter_interval:
+        args["counter_interval"] = int(ib_counter_interval)
+    return json.dumps(args)
+
+
+def _read_natively(
+    host, named: dict[str, str], timeouts: dict[str, int], services: list[str], error: str
+) -> dict:
+    """What the module would have returned, read over the connection when the module could not run
+    (no Python on the host, a module failure): every fact part is missing with ``error``; the
+    commands and systemctl still answer."""
+    units = sorted(services)
+    return {
+        **{part: None for part in PARTS},
+        "errors": {part: error for part in PARTS},
+        "commands": {name: run(host, command, timeouts.get(name, 60)) for name, command in named.items()},
+        "services": dict(
+            run(host, "systemctl is-active " + " ".join(shlex.quote(u) for u in units) + "; true"),
+            units=units,
+        ),
+    }
 
 
 def parse_local_facts(text: str) -> dict[str, Any]:
@@ -129,114 +218,82 @@ def collect(host, hostvars: dict, *, services: list[str], ib_counter_interval: i
     state: dict[str, Any] = {"errors": {}}
     errors = state["errors"]
 
-    args = None
-    if hostvars.get("gpufleet_sysfs_pci_root"):
-        args = f"sysfs_pci_root={shlex.quote(str(hostvars['gpufleet_sysfs_pci_root']))}"
-    facts, err = _module(host, "gpufleet.cluster.gpu_facts", args)
-    state["gpus"] = facts.get("gpufleet_gpus")
+    named, timeouts = commands(hostvars)
+    units = sorted(set(services) | set(BASE_SERVICES))
+    args = module_args(hostvars, units, ib_counter_interval, named, timeouts)
+    result, err = _module(host, MODULE, args)
     if err:
-        errors["gpus"] = err
-    facts, err = _module(
-        host,
-        "gpufleet.cluster.ib_facts",
-        f"counter_interval={int(ib_counter_interval)}" if ib_counter_interval else None,
-    )
-    state["ib"] = facts.get("gpufleet_ib")
-    if err:
-        errors["ib"] = err
-    facts, err = _module(host, "ansible.builtin.setup", "gather_subset=!all,!min,network")
-    state["network"] = network_facts(facts)
-    if err:
-        errors["network"] = err
+        result = _read_natively(host, named, timeouts, units, err)
+    errors.update({part: msg for part, msg in (result.get("errors") or {}).items() if part in PARTS})
+    out = result["commands"]
 
-    out = run(
-        host, f'for f in {FACTS_DIR}/gpufleet_*.fact; do [ -f "$f" ] && echo "=== $f" && cat "$f"; done'
+    state["gpus"] = result.get("gpus")
+    state["ib"] = result.get("ib")
+    # Ansible adds what it discovered of the host's Python to every module's ansible_facts; setup's
+    # network facts carried it, so they still do.
+    network = result.get("network")
+    state["network"] = (
+        {} if network is None else network_facts({**network, **(result.get("ansible_facts") or {})})
     )
-    state["local_facts"] = parse_local_facts(out["stdout"])
-
-    patterns = " ".join(shlex.quote(p) for p in PKG_PATTERNS)
-    out = run(
-        host,
-        "if command -v dpkg-query >/dev/null; then "
-        f"dpkg-query -W -f='${{db:Status-Abbrev}}\\t${{Package}}\\t${{Version}}\\n' {patterns} 2>/dev/null; "
-        "else rpm -qa --qf '%{NAME}\\t%{VERSION}-%{RELEASE}\\n' 2>/dev/null; fi; true",
-    )
-    state["packages"] = parse_packages(out["stdout"])
-
-    state["lsmod"], error = loaded_modules(host)
+    state["serving"] = result.get("serving")
+    state["local_facts"] = parse_local_facts(out["local_facts"]["stdout"])
+    state["packages"] = parse_packages(out["packages"]["stdout"])
+    state["lsmod"], error = _loaded_modules(out["lsmod"])
     if error:
         errors["lsmod"] = error
 
     window = int(hostvars.get("gpufleet_verify_xid_window_hours", DEFAULT_XID_WINDOW_HOURS))
     state["xid_window_hours"] = window
-    out = run(host, f"journalctl -k -o short-iso --no-pager --since '-{window}h'")
-    state["kernel_log"] = out["stdout"] if out["rc"] == 0 else None
-    if out["rc"]:
-        out2 = run(host, "dmesg --ctime")
-        state["kernel_log"] = out2["stdout"] if out2["rc"] == 0 else None
-        if out2["rc"]:
-            errors["kernel_log"] = (out["stderr"] + " / " + out2["stderr"]).strip()[-300:]
+    log = out["kernel_log"]
+    state["kernel_log"] = log["stdout"] if log["rc"] == 0 else None
+    if log["rc"]:  # no journal (a host without journald): the kernel's ring buffer, over the connection
+        log2 = run(host, "dmesg --ctime")
+        state["kernel_log"] = log2["stdout"] if log2["rc"] == 0 else None
+        if log2["rc"]:
+            errors["kernel_log"] = (log["stderr"] + " / " + log2["stderr"]).strip()[-300:]
 
     gpus = state["gpus"] or {}
     smi = gpus.get("nvidia_smi_path") or "nvidia-smi"
     state["nvlink"] = None
     state["gpu_processes"] = None
     if gpus.get("gpu_count") and gpus.get("driver_loaded"):
-        out = run(host, f"{shlex.quote(smi)} nvlink -s")
-        state["nvlink"] = out["stdout"] if out["rc"] == 0 else None
-        if out["rc"]:
-            errors["nvlink"] = (out["stderr"] or out["stdout"]).strip()[-300:]
-        out = run(
+        nv = run(host, f"{shlex.quote(smi)} nvlink -s")
+        state["nvlink"] = nv["stdout"] if nv["rc"] == 0 else None
+        if nv["rc"]:
+            errors["nvlink"] = (nv["stderr"] or nv["stdout"]).strip()[-300:]
+        nv = run(
             host,
             f"{shlex.quote(smi)} --query-compute-apps=pid,process_name,used_memory --format=csv,noheader",
         )
-        state["gpu_processes"] = out["stdout"] if out["rc"] == 0 else None
+        state["gpu_processes"] = nv["stdout"] if nv["rc"] == 0 else None
 
-    # What the host serves (llm_serve): its recorded state, each current version's readiness and the
-    # front's refusal of a keyless request, read on the host itself (engines listen on 127.0.0.1).
-    from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import serving
+    # The units asked about include each served model's current version and the front (the module
+    # adds them from the serving state it read: serve_state.units).
+    state["services"] = parse_service_states(result["services"]["units"], result["services"]["stdout"])
 
-    facts, err = _module(host, "gpufleet.cluster.serve_facts")
-    state["serving"] = facts.get("gpufleet_serving")
-    if err:
-        errors["serving"] = err
+    conf = out["nccl_conf"]
+    state["nccl_conf"] = conf["stdout"] if conf["rc"] == 0 else None
 
-    units = sorted(
-        set(services)
-        | {"nvidia-fabricmanager", "nvidia-persistenced", "docker"}
-        | set(serving.units(state["serving"]))
-    )
-    out = run(host, "systemctl is-active " + " ".join(shlex.quote(u) for u in units) + "; true")
-    state["services"] = parse_service_states(units, out["stdout"])
+    docker = out["docker_info"]
+    state["docker_info"] = None if docker["rc"] == 3 else (docker["stdout"] if docker["rc"] == 0 else "")
+    if docker["rc"] not in (0, 3):
+        errors["docker_info"] = (docker["stderr"] or "").strip()[-300:]
 
-    out = run(host, "cat /etc/nccl.conf")
-    state["nccl_conf"] = out["stdout"] if out["rc"] == 0 else None
+    cdi = out["cdi"]
+    state["cdi"] = cdi["stdout"] if cdi["rc"] == 0 else None
+    if cdi["rc"]:
+        errors["cdi"] = (cdi["stderr"] or "").strip()[-300:] or f"exit {cdi['rc']}"
 
-    out = run(host, "command -v docker >/dev/null || exit 3; docker info --format '{{json .}}'", timeout=30)
-    state["docker_info"] = None if out["rc"] == 3 else (out["stdout"] if out["rc"] == 0 else "")
-    if out["rc"] not in (0, 3):
-        errors["docker_info"] = (out["stderr"] or "").strip()[-300:]
-
-    # NVIDIA CDI specs, /dev nodes and the driver version in one command (plugin_utils/cdi.py).
-    from ansible_collections.gpufleet.cluster.plugins.plugin_utils import cdi
-
-    out = run(host, cdi.COLLECT_COMMAND, timeout=30)
-    state["cdi"] = out["stdout"] if out["rc"] == 0 else None
-    if out["rc"]:
-        errors["cdi"] = (out["stderr"] or "").strip()[-300:] or f"exit {out['rc']}"
-
-    out = run(host, "df -P -m " + " ".join(DF_PATHS))
-    state["df"] = out["stdout"]
-    out = run(host, "cat /proc/meminfo")
-    state["meminfo"] = out["stdout"]
+    state["df"] = out["df"]["stdout"]
+    state["meminfo"] = out["meminfo"]["stdout"]
 
     cuda = state["local_facts"].get("gpufleet_cuda_toolkit")
     state["nvcc"] = state["cuda_link"] = None
     if cuda:
-        out = run(host, "readlink -f /usr/local/cuda")
-        state["cuda_link"] = out["stdout"].strip() if out["rc"] == 0 else None
-        out = run(host, "/usr/local/cuda/bin/nvcc --version")
-        state["nvcc"] = out["stdout"] if out["rc"] == 0 else None
+        link = run(host, "readlink -f /usr/local/cuda")
+        state["cuda_link"] = link["stdout"].strip() if link["rc"] == 0 else None
+        nvcc = run(host, "/usr/local/cuda/bin/nvcc --version")
+        state["nvcc"] = nvcc["stdout"] if nvcc["rc"] == 0 else None
 
     nccl = state["local_facts"].get("gpufleet_nccl")
     state["nccl_loaded"] = state["nccl_error"] = None
@@ -245,12 +302,12 @@ def collect(host, hostvars: dict, *, services: list[str], ib_counter_interval: i
 
         python = f"{nccl['venv']}/bin/python" if nccl.get("venv") else "python3"
         snippet = shlex.quote(software.NCCL_VERSION_SNIPPET)
-        out = run(host, f"{shlex.quote(python)} -c {snippet} {shlex.quote(nccl['library'])}")
-        if out["rc"] == 0 and out["stdout"].strip().isdigit():
-            state["nccl_loaded"] = int(out["stdout"].strip())
+        loaded = run(host, f"{shlex.quote(python)} -c {snippet} {shlex.quote(nccl['library'])}")
+        if loaded["rc"] == 0 and loaded["stdout"].strip().isdigit():
+            state["nccl_loaded"] = int(loaded["stdout"].strip())
         else:
-            state["nccl_error"] = ((out["stderr"] or "") + (out["stdout"] or "")).strip()[-500:] or (
-                f"exit {out['rc']}"
+            state["nccl_error"] = ((loaded["stderr"] or "") + (loaded["stdout"] or "")).strip()[-500:] or (
+                f"exit {loaded['rc']}"
             )
     state["collect_s"] = round(time.monotonic() - started, 3)
-    return state
+    return {key: state[key] for key in STATE_KEYS}

@@ -7,6 +7,7 @@ replaced, module arguments come from ansible-core 2.19's ``patch_module_args``.
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
+from ansible_collections.gpufleet.cluster.plugins.module_utils import host_facts
 from ansible_collections.gpufleet.cluster.plugins.modules import gpu_facts
 from conftest import FIXTURES
 from fake_sysfs import add_pci_device, hgx_h100
@@ -45,7 +46,7 @@ class Host:
 
         monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", get_bin_path)
         monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
-        monkeypatch.setattr(gpu_facts, "detect_container", lambda: container)
+        monkeypatch.setattr(host_facts, "detect_container", lambda: container)
 
     def run(self, **args):
         with patch_module_args(args), pytest.raises(AnsibleExitJson) as exc:

@@ -7,6 +7,7 @@ replaced, module arguments come from ansible-core 2.19's ``patch_module_args``.
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
+from ansible_collections.gpufleet.cluster.plugins.module_utils import host_facts
 from ansible_collections.gpufleet.cluster.plugins.modules import ib_facts
 from conftest import FIXTURES
 from module_harness import AnsibleExitJson, AnsibleFailJson, _module_exits  # noqa: F401
@@ -37,7 +38,7 @@ class Host:
 
         monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", get_bin_path)
         monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
-        monkeypatch.setattr(ib_facts, "detect_container", lambda: container)
+        monkeypatch.setattr(host_facts, "detect_container", lambda: container)
 
     def run(self, **args):
         with patch_module_args(args), pytest.raises(AnsibleExitJson) as exc:
@@ -178,8 +179,8 @@ class Clock:
         self.now = 1000.0
         self.slept = []
         self.between = between
-        monkeypatch.setattr(ib_facts.time, "sleep", self.sleep)
-        monkeypatch.setattr(ib_facts.time, "monotonic", lambda: self.now)
+        monkeypatch.setattr(host_facts.time, "sleep", self.sleep)
+        monkeypatch.setattr(host_facts.time, "monotonic", lambda: self.now)
 
     def sleep(self, seconds):
         self.slept.append(seconds)

@@ -11,6 +11,7 @@ that listing is constructed (two machines; they have the same node set). Edited 
 import json
 import re
 
+import fake_testinfra
 import pytest
 import yaml
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils import cdi
@@ -292,28 +293,23 @@ class _Out:
         self.rc, self.stdout, self.stderr = rc, stdout, stderr
 
 
-class CdiHost:
-    """Answers the reach probe and the CDI command; every other command fails (constructed)."""
+class CdiHost(fake_testinfra.FakeHost):
+    """Answers the CDI command; every other command fails (constructed)."""
 
     def __init__(self, out):
-        self.out, self.commands = out, []
+        super().__init__()
+        self.out = out
 
-    def run(self, cmd):
-        self.commands.append(cmd)
-        if cmd == f"echo {collect.REACH_MARKER}":
-            return _Out(stdout=collect.REACH_MARKER + "\n")
+    def shell(self, cmd):
         if "gpufleet-cdi" in cmd:
             return self.out
         return _Out(rc=1, stderr="constructed failure")
-
-    def ansible(self, name, args=None, check=False):
-        return {"ansible_facts": {}}
 
 
 def test_collection_reads_the_cdi_state_in_one_command():
     host = CdiHost(_Out(stdout=collected()))
     state = collect.collect(host, {}, services=[])
     assert state["cdi"] == collected() and "cdi" not in state["errors"]
-    assert sum("gpufleet-cdi" in c for c in host.commands) == 1
+    assert sum("gpufleet-cdi" in c for c in host.module_commands + host.remote) == 1
     state = collect.collect(CdiHost(_Out(rc=124, stderr="timed out")), {}, services=[])
     assert state["cdi"] is None and state["errors"]["cdi"] == "timed out"

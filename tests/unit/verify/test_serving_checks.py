@@ -16,6 +16,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import fake_testinfra
 import pytest
 import yaml
 from ansible_collections.gpufleet.cluster.plugins.module_utils import serve_state
@@ -262,26 +263,18 @@ class _Out:
         self.rc, self.stdout, self.stderr = rc, stdout, stderr
 
 
-class ServingHost:
-    """A host whose serve_facts returns ``facts``; records the systemctl query."""
+class ServingHost(fake_testinfra.FakeHost):
+    """A host whose serving facts are ``facts``; records the systemctl query."""
 
     def __init__(self, facts):
-        self.facts, self.queried = facts, None
+        super().__init__(parts={"serving": facts})
+        self.queried = None
 
-    def run(self, cmd):
-        if cmd == f"echo {collect.REACH_MARKER}":
-            return _Out(stdout=collect.REACH_MARKER + "\n")
+    def shell(self, cmd):
         if "systemctl is-active" in cmd:
             self.queried = cmd
             return _Out(stdout="active\n" * 10)
         return _Out(rc=1, stderr="constructed failure")
-
-    def ansible(self, name, args=None, check=False):
-        return {
-            "ansible_facts": {"gpufleet_serving": self.facts}
-            if name == "gpufleet.cluster.serve_facts"
-            else {}
-        }
 
 
 def test_collect_asks_systemctl_about_each_current_version_and_the_front(host):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fake_testinfra
 import pytest
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import core, registry
 
@@ -93,19 +94,18 @@ _GPUS = {
 }
 
 
-class FakeHost:
-    def run(self, cmd):
-        if cmd == f"echo {collect.REACH_MARKER}":
-            return _Out(stdout=collect.REACH_MARKER + "\n")
+class FakeHost(fake_testinfra.FakeHost):
+    """One GPU with the driver loaded and two fact files; docker absent; every other command fails."""
+
+    def __init__(self):
+        super().__init__(parts={"gpus": _GPUS, "network": {}})
+
+    def shell(self, cmd):
         if "facts.d" in cmd:
             return _Out(stdout=_FACT_FILES)
         if "command -v docker" in cmd:
             return _Out(rc=3)
         return _Out(rc=1, stderr="constructed failure")
-
-    def ansible(self, name, args=None, check=False):
-        facts = {"gpufleet_gpus": _GPUS} if name == "gpufleet.cluster.gpu_facts" else {}
-        return {"ansible_facts": facts}
 
 
 def test_collect_returns_exactly_the_state_keys_checks_may_need():
@@ -196,27 +196,15 @@ def test_pytest_collects_every_registered_check_and_nothing_else(tmp_path):
     )
 
 
-class RecordingHost(FakeHost):
-    def __init__(self):
-        self.modules = []
-
-    def ansible(self, name, args=None, check=False):
-        self.modules.append((name, args))
-        return super().ansible(name, args, check)
-
-
 def test_tier_full_reads_the_ib_error_counters_twice_quick_once():
     from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import ib_counters
 
     assert wiring.collect_options("quick") == {"ib_counter_interval": 0}
     assert wiring.collect_options("full") == {"ib_counter_interval": ib_counters.FULL_TIER_INTERVAL_S}
-    for tier, interval_arg in (
-        ("quick", None),
-        ("full", f"counter_interval={ib_counters.FULL_TIER_INTERVAL_S}"),
-    ):
-        host = RecordingHost()
+    for tier, interval in (("quick", None), ("full", ib_counters.FULL_TIER_INTERVAL_S)):
+        host = FakeHost()
         collect.collect(host, {}, services=[], **wiring.collect_options(tier))
-        assert ("gpufleet.cluster.ib_facts", interval_arg) in host.modules, tier
+        assert host.args().get("counter_interval") == interval, tier
 
 
 def test_a_collect_option_collect_does_not_take_is_a_wiring_problem(monkeypatch):
