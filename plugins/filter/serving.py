@@ -20,4 +20,6 @@ class FilterModule:
             "model_problems": serving_engine.model_problems,
             "serving_models": serving_engine.serving_models,
             "unit_name": serving_engine.unit_name,
+            "serving_stop_plan": serving_engine.serving_stop_plan,
+            "serving_start_plan": serving_engine.serving_start_plan,
         }

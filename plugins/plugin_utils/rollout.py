@@ -29,8 +29,12 @@ from ansible_collections.gpufleet.cluster.plugins.plugin_utils import scheduler
 
 # The steps of one host, in order. "connect" (reach the host, read its record) always runs first.
 # "reboot" is decided and done by the nvidia_driver role inside "upgrade" (only when the kernel
-# module changed, never in a container); it is recorded on its own.
-STEPS = ("connect", "drain", "stop_serving", "upgrade", "reboot", "verify", "undrain", "done")
+# module changed, never in a container); it is recorded on its own. "start_serving" serves again
+# what "stop_serving" stopped, before "verify" (whose serving checks must see it running): a run
+# interrupted anywhere between the two still has it due when resumed.
+STEPS = (
+    "connect", "drain", "stop_serving", "upgrade", "reboot", "start_serving", "verify", "undrain", "done",
+)  # fmt: skip
 # Results a step can record: started (begun, not known to have finished), ok, failed.
 RESULTS = ("started", "ok", "failed")
 # A step that did not finish is done again from here (a reboot belongs to the upgrade that asked for it).

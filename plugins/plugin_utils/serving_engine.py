@@ -255,3 +255,72 @@ def serving_models(models, engine, port_base, store):
             }
         )  # fmt: skip
     return out
+
+
+# --- stopping and starting a serving host (the role's stop and start entry points) ----------------
+# The record of a stop: which units it stopped, so that start brings back exactly those.
+STOP_RECORD_SCHEMA = 1
+
+
+def _recorded_versions(states):
+    """(model, version) of each model's current and previous version, from the role's state files."""
+    out = []
+    for name in sorted(states or {}):
+        state = states[name] if isinstance(states[name], dict) else {}
+        for key in ("current", "previous"):
+            if state.get(key):
+                out.append((str(name), str(state[key])))
+    return out
+
+
+def serving_stop_plan(states, services, record=None, front_unit=FRONT_UNIT):
+    """What the llm_serve role's ``stop`` stops on a host, and the record it keeps.
+
+    ``states``: ``{model: its state file}`` (``current``, ``previous``, ``ports``); ``services``:
+    ``ansible_facts.services`` (service_facts); ``record``: the record an earlier stop left, or
+    None. The units of the recorded versions and the front that run now are stopped; those an earlier
+    stop recorded stay in the record (a second stop, or a resumed one, finds them stopped already
+    and must not forget them). Returns ``{"front": [unit] or [], "engines": [units], "record": {schema,
+    front, engines}, "write": bool (the record is new or holds more units)}``.
+    """
+    services = services or {}
+    record = record if isinstance(record, dict) else {}
+
+    def running(unit):
+        return (services.get(unit) or {}).get("state") == "running"
+
+    engines = [str(u) for u in record.get("engines") or []]
+    for model, version in _recorded_versions(states):
+        unit = unit_name(model, version)
+        if unit not in engines and running(unit):
+            engines.append(unit)
+    front = [str(u) for u in record.get("front") or []]
+    if not front and running(front_unit):
+        front = [front_unit]
+    new = {"schema": STOP_RECORD_SCHEMA, "front": front, "engines": engines}
+    had = {"schema": record.get("schema"), "front": record.get("front"), "engines": record.get("engines")}
+    return {"front": front, "engines": engines, "record": new, "write": bool(front or engines) and new != had}
+
+
+def serving_start_plan(record, states):
+    """What the llm_serve role's ``start`` brings back from a stop's ``record``: ``{"engines": [units],
+    "front": [unit] or [], "ready": [{"model", "version", "unit", "port"}]}`` - the engines first, then
+    each model's current version (whose unit the stop recorded) waited for until ready, then the front.
+    """
+    record = record if isinstance(record, dict) else {}
+    engines = [str(u) for u in record.get("engines") or []]
+    ready = []
+    for name in sorted(states or {}):
+        state = states[name] if isinstance(states[name], dict) else {}
+        current = state.get("current")
+        port = (state.get("ports") or {}).get(str(current)) if current else None
+        if current and port is not None and unit_name(name, current) in engines:
+            ready.append(
+                {
+                    "model": str(name),
+                    "version": str(current),
+                    "unit": unit_name(name, current),
+                    "port": int(port),
+                }
+            )
+    return {"engines": engines, "front": [str(u) for u in record.get("front") or []], "ready": ready}

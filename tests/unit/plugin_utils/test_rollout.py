@@ -241,7 +241,10 @@ def test_new_run_starts_at_drain():
         ("upgrade", "failed", "upgrade"),
         ("upgrade", "ok", "reboot"),
         ("reboot", "started", "upgrade"),  # an interrupted reboot belongs to its upgrade
-        ("reboot", "ok", "verify"),
+        ("reboot", "ok", "start_serving"),
+        ("start_serving", "started", "start_serving"),
+        ("start_serving", "failed", "start_serving"),
+        ("start_serving", "ok", "verify"),
         ("verify", "failed", "verify"),
         ("verify", "ok", "undrain"),
         ("undrain", "started", "undrain"),
@@ -252,6 +255,41 @@ def test_resume_from_each_step(step, result, start):
     plan = flt.rollout_resume_plan({"run_id": RUN, "step": step, "result": result}, RUN, True)
     assert plan["start"] == start
     assert plan["due"] == list(rollout.STEPS[rollout.STEPS.index(start) :])
+
+
+def test_serving_is_stopped_before_the_upgrade_and_started_again_before_verify():
+    steps = list(rollout.STEPS)
+    assert steps.index("stop_serving") < steps.index("upgrade") < steps.index("reboot")
+    assert steps.index("reboot") < steps.index("start_serving") < steps.index("verify")
+    assert "start_serving" in flt.rollout_resume_plan({}, RUN)["due"]
+
+
+@pytest.mark.parametrize(
+    ("step", "result"),
+    [
+        ("stop_serving", "started"),
+        ("stop_serving", "failed"),
+        ("stop_serving", "ok"),
+        ("upgrade", "started"),
+        ("upgrade", "failed"),
+        ("upgrade", "ok"),
+        ("reboot", "started"),
+        ("reboot", "failed"),
+        ("reboot", "ok"),
+        ("start_serving", "started"),
+        ("start_serving", "failed"),
+    ],
+)
+def test_a_run_stopped_while_serving_was_stopped_starts_it_again_when_resumed(step, result):
+    # Stopped anywhere between stop_serving and a finished start_serving: serving is still down, and
+    # the resumed run must bring it back before verify.
+    due = flt.rollout_resume_plan({"run_id": RUN, "step": step, "result": result}, RUN, True)["due"]
+    assert "start_serving" in due and due.index("start_serving") < due.index("verify")
+
+
+def test_resume_after_serving_started_again_does_not_start_it_twice():
+    due = flt.rollout_resume_plan({"run_id": RUN, "step": "start_serving", "result": "ok"}, RUN, True)["due"]
+    assert due == ["verify", "undrain", "done"]
 
 
 def test_resume_of_a_finished_host_does_nothing():

@@ -28,9 +28,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_role(tmp, extra):
+def run_role(tmp, extra, tasks_from="main", tags="configure", check=False):
     """The role's main entry point with --tags configure (preflight and the front's files; no package
-    installed), on this machine, its paths redirected into ``tmp``."""
+    installed), on this machine, its paths redirected into ``tmp``; or another entry point
+    (``tasks_from``, ``tags`` None: every task), in check mode with ``check``."""
     me, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
     paths = {
         "__llm_serve_front_dir": str(tmp / "etc"),
@@ -45,6 +46,8 @@ def run_role(tmp, extra):
         "__llm_serve_front_group": group,
         "__llm_serve_front_root_group": group,
         "__llm_serve_systemd": False,
+        "__llm_serve_state_dir": str(tmp / "serve"),
+        "__llm_serve_stop_record": str(tmp / "serve-stopped.json"),
         "llm_serve_audit_log": str(tmp / "log" / "front-audit.log"),
     }
     (tmp / "units").mkdir(exist_ok=True)
@@ -60,7 +63,10 @@ def run_role(tmp, extra):
                     "tasks": [
                         {
                             "name": "The role",
-                            "ansible.builtin.include_role": {"name": "gpufleet.cluster.llm_serve"},
+                            "ansible.builtin.include_role": {
+                                "name": "gpufleet.cluster.llm_serve",
+                                "tasks_from": tasks_from,
+                            },
                             "tags": ["always"],
                         }
                     ],
@@ -76,8 +82,9 @@ def run_role(tmp, extra):
         "ANSIBLE_LOCALHOST_WARNING": "false",
     }
     extra = {"ansible_python_interpreter": sys.executable, **paths, **extra}
+    options = (["--tags", tags] if tags else []) + (["--check"] if check else [])
     return subprocess.run(
-        [str(PLAYBOOK), "-i", "localhost,", str(play), "--tags", "configure", "-e", json.dumps(extra)],
+        [str(PLAYBOOK), "-i", "localhost,", str(play), *options, "-e", json.dumps(extra)],
         capture_output=True,
         text=True,
         check=False,
