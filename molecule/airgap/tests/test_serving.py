@@ -4,6 +4,7 @@ front (nginx with njs): keys, scopes, the audit log; then a rollout of version 2
 (traffic stays), one that succeeds, and a rollback, each a real ansible-playbook run."""
 
 import json
+import shlex
 import subprocess
 import sys
 import uuid
@@ -210,3 +211,93 @@ def test_served_then_rollout_gated_on_readiness_then_rollback(host, tmp_path):
     assert text == v1["answer"] and line["upstream"] == "127.0.0.1:8101"
     with REPORT.open("a") as out:
         out.write(f"===== the audit line of a completion after the rollback\n{json.dumps(line)}\n")
+
+
+ENTRY_POINT = """
+- name: llm_serve's {what} entry point (the rolling upgrade's {what}_serving step)
+  hosts: gpu_nodes
+  gather_facts: false
+  tasks:
+    - name: "{what}"
+      ansible.builtin.include_role:
+        name: gpufleet.cluster.llm_serve
+        tasks_from: {what}
+"""
+STOP_RECORD = "/var/lib/gpufleet/serve-stopped.json"
+INFLIGHT = "/tmp/gpufleet-test-inflight.txt"
+
+
+def entry_point(host, tmp_path, what):
+    """llm_serve's ``stop`` or ``start`` on the node, as playbooks/upgrade.yml includes it."""
+    playbook = tmp_path / f"{what}.yml"
+    playbook.write_text(ENTRY_POINT.format(what=what))
+    inv = _inventory(host, tmp_path, llm_serve_models=[V1])
+    proc = subprocess.run(
+        [Path(sys.executable).with_name("ansible-playbook"), "-i", inv, playbook],
+        capture_output=True, text=True, timeout=900, check=False, env=_env(),
+    )  # fmt: skip
+    keep(f"llm_serve tasks_from: {what}", proc)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return proc
+
+
+def test_the_front_stops_only_once_the_stream_in_flight_has_ended(host):
+    """What llm_serve's stop relies on: stopping the front's unit (SIGQUIT, nginx's graceful quit,
+    bounded by TimeoutStopSec) while a streamed completion is under way lets the engine finish it: the
+    client gets every token and [DONE], and the unit goes inactive only after that (measured on the
+    lab: the stop began after 1.7 kB of 87 kB, the unit was inactive 2.5 s later, as the stream ended)."""
+    body = json.dumps({"model": "tiny-llama", "prompt": "The fleet is", "max_tokens": 400, "temperature": 0,
+                       "stream": True})  # fmt: skip
+    client = (
+        f"curl -sN -m 120 -H 'Authorization: Bearer {KEY}' -H 'Content-Type: application/json' "
+        f"--data-binary '{body}' {FRONT}/v1/completions > {INFLIGHT} 2>&1; "
+        f"echo curl-exit=$? >> {INFLIGHT}; echo ended-at=$(cut -d' ' -f1 /proc/uptime) >> {INFLIGHT}"
+    )
+    host.run_expect([0], f"rm -f {INFLIGHT}; nohup sh -c {shlex.quote(client)} > /dev/null 2>&1 &")
+    # the stop comes as soon as the first chunks are there
+    host.run_expect([0], f"for i in $(seq 200); do [ -s {INFLIGHT} ] && exit 0; sleep 0.05; done; exit 1")
+    sent_at_stop = int(host.check_output(f"wc -c < {INFLIGHT}"))
+    host.run_expect([0], "systemctl stop gpufleet-front.service")
+    try:
+        host.run_expect(
+            [0], f"for i in $(seq 60); do grep -q ended-at= {INFLIGHT} && exit 0; sleep 1; done; exit 1"
+        )
+        streamed = host.file(INFLIGHT).content_string
+        assert "data: [DONE]" in streamed and "curl-exit=0" in streamed, streamed[-500:]
+        assert streamed.count('"finish_reason": "length"') == 1 and len(streamed) > 4 * sent_at_stop
+        times = host.check_output(
+            "systemctl show -p ActiveExitTimestampMonotonic -p InactiveEnterTimestampMonotonic --value "
+            "gpufleet-front.service"
+        ).split()
+        stopping, stopped = (int(t) / 1e6 for t in times)
+        ended = float(streamed.rsplit("ended-at=", 1)[1].split()[0])
+        assert stopping < ended <= stopped + 1, (stopping, ended, stopped)
+    finally:
+        host.run_expect([0], f"systemctl start gpufleet-front.service; rm -f {INFLIGHT}")
+
+
+def test_stop_records_what_it_stopped_and_start_brings_exactly_that_back(host, tmp_path):
+    """The rolling upgrade's stop_serving and start_serving steps (llm_serve's stop and start entry
+    points): the front and the running engines stop, what was stopped is recorded; start brings it
+    back, each current version ready with its golden answer, and removes the record."""
+    served = state(host)
+    running = [v for v in (served["current"], served["previous"]) if v is not None
+               and host.service(f"gpufleet-serve-tiny-llama-{v}.service").is_running]  # fmt: skip
+    assert running, served
+
+    entry_point(host, tmp_path, "stop")
+    record = json.loads(host.file(STOP_RECORD).content_string)
+    assert "gpufleet-front.service" in json.dumps(record)
+    assert not host.service("gpufleet-front.service").is_running
+    for version in running:
+        assert not host.service(f"gpufleet-serve-tiny-llama-{version}.service").is_running
+        assert f"gpufleet-serve-tiny-llama-{version}.service" in json.dumps(record)
+
+    entry_point(host, tmp_path, "start")
+    assert not host.file(STOP_RECORD).exists
+    assert host.service("gpufleet-front.service").is_running
+    for version in running:
+        assert host.service(f"gpufleet-serve-tiny-llama-{version}.service").is_running
+    current = golden(host, served["current"])
+    text, _line = complete(host, current)
+    assert text == current["answer"]
