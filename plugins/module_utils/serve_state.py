@@ -9,9 +9,14 @@ The llm_serve role records, per model, ``/var/lib/gpufleet/serve/NAME.json`` (``
 - each model's state and its current version's recorded golden answer;
 - whether that version is ready on 127.0.0.1:PORT (``serve_probe.check``: ``/v1/models``, one token,
   the golden prompt against the recorded answer);
-- the front, as its nginx.conf says (``listen``, the ``access_log`` with the ``gpufleet_audit``
-  format): a request without a key, its status and ``X-Request-Id``, and the audit log's line with
-  that ``request_id``.
+- the front, as its nginx.conf says (``listen``, ``ssl``, the ``access_log`` with the
+  ``gpufleet_audit`` format): a request without a key, its status and ``X-Request-Id``, and the audit
+  log's line with that ``request_id``;
+- the same request with the node's probe key (``probe.key`` beside nginx.conf, which the role makes
+  root-only and registers as ``gpufleet-probe``) as a bearer token, and its audit line; then each
+  version's readiness through the front with that key, and optionally a timed greedy completion
+  (``serve_probe.tokens_per_s``). The key is read here and sent only to the front's own address: it
+  is never returned (only whether an audit line holds it).
 
 It judges nothing (``plugin_utils/checks/serving.py`` does). No state file: nothing is asked of
 any engine or front. Host code: stdlib only, Python >= 3.8.
