@@ -23,7 +23,8 @@ description:
   - A part that fails is recorded in RV(errors) and returned as V(null); the others are still read.
     Judges nothing - C(gpufleet verify)'s checks do.
   - Changes nothing on the host unless a command in O(commands) does; the serving part sends the
-    front one request without a key, which the front audits (as M(gpufleet.cluster.serve_facts)).
+    front one request without a key and, with the node's probe key, the readiness requests (and the
+    timed completion of O(serve_measure_tokens)), which the front audits (as M(gpufleet.cluster.serve_facts)).
 author:
   - gpufleet developers
 options:
