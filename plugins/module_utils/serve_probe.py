@@ -30,7 +30,7 @@ class NotReady(Exception):
     pass
 
 
-def _call(base, path, headers, timeout, body=None):
+def _call(base, path, headers, timeout, body=None, context=None):
     data = None if body is None else json.dumps(body).encode()
     req = Request(base.rstrip("/") + path, data=data, method="GET" if body is None else "POST")  # noqa: S310
     for name, value in (headers or {}).items():
@@ -38,7 +38,7 @@ def _call(base, path, headers, timeout, body=None):
     if body is not None:
         req.add_header("Content-Type", "application/json")
     try:
-        with urlopen(req, timeout=timeout) as resp:  # noqa: S310 - an http(s) URL the role gives
+        with urlopen(req, timeout=timeout, context=context) as resp:  # noqa: S310 - an http(s) URL the role gives
             raw = resp.read()
             status = resp.status
     except HTTPError as exc:
@@ -56,10 +56,10 @@ def _call(base, path, headers, timeout, body=None):
         raise NotReady(f"{path}: the answer is not JSON") from None
 
 
-def completion(base, model, prompt, max_tokens, headers=None, timeout=30):
+def completion(base, model, prompt, max_tokens, headers=None, timeout=30, context=None):
     """Greedy completion of ``prompt``: (text, usage)."""
     body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "seed": SEED}
-    out = _call(base, "/v1/completions", headers, timeout, body)
+    out = _call(base, "/v1/completions", headers, timeout, body, context)
     try:
         text = out["choices"][0]["text"]
     except (KeyError, IndexError, TypeError):
@@ -67,11 +67,16 @@ def completion(base, model, prompt, max_tokens, headers=None, timeout=30):
     return text, out.get("usage") or {}
 
 
-def check(base, model, health_path=None, golden=None, headers=None, timeout=30):
+def check(
+    base, model, health_path=None, golden=None, headers=None, timeout=30, context=None, list_models=True
+):
     """One round of the checks (module docstring); a list of ``{"name", "ok", "detail"}``.
 
     ``golden``: ``{"prompt", "max_tokens", "expect"}``; ``expect`` None records instead of comparing
-    (the answer is in the check's ``answer``).
+    (the answer is in the check's ``answer``). ``headers`` go with every request (an API key, when
+    ``base`` is the front); ``context``: the SSL context of an https ``base``. ``list_models`` False
+    leaves out the ``models`` check: through the front, a request without a model (``GET /v1/models``)
+    goes to the first model's engine, which lists only its own model.
     """
     checks = []
 
@@ -85,18 +90,18 @@ def check(base, model, health_path=None, golden=None, headers=None, timeout=30):
         return True
 
     def health():
-        _call(base, health_path, headers, timeout)
+        _call(base, health_path, headers, timeout, context=context)
         return f"{health_path}: 200", {}
 
     def models():
-        out = _call(base, "/v1/models", headers, timeout)
+        out = _call(base, "/v1/models", headers, timeout, context=context)
         ids = [m.get("id") for m in (out.get("data") or []) if isinstance(m, dict)]
         if model not in ids:
             raise NotReady(f"/v1/models lists {ids or 'no model'}, not {model!r}")
         return f"/v1/models lists {model}", {}
 
     def generate():
-        text, usage = completion(base, model, "Hello", 1, headers, timeout)
+        text, usage = completion(base, model, "Hello", 1, headers, timeout, context)
         tokens = usage.get("completion_tokens")
         if tokens is not None and tokens < 1:
             raise NotReady("/v1/completions: no token was generated")
@@ -104,7 +109,8 @@ def check(base, model, health_path=None, golden=None, headers=None, timeout=30):
 
     def golden_answer():
         prompt = golden["prompt"]
-        text, _usage = completion(base, model, prompt, int(golden.get("max_tokens") or 8), headers, timeout)
+        max_tokens = int(golden.get("max_tokens") or 8)
+        text, _usage = completion(base, model, prompt, max_tokens, headers, timeout, context)
         expect = golden.get("expect")
         if expect is None:
             return f"answer recorded: {text!r}", {"answer": text}
@@ -112,7 +118,7 @@ def check(base, model, health_path=None, golden=None, headers=None, timeout=30):
             raise NotReady(f"golden prompt {prompt!r}: answered {text!r}, the recorded answer is {expect!r}")
         return f"golden prompt answered as recorded ({text!r})", {"answer": text}
 
-    steps = [("models", models), ("generate", generate)]
+    steps = [("models", models), ("generate", generate)] if list_models else [("generate", generate)]
     if health_path:
         steps.insert(0, ("health", health))
     if golden is not None:
@@ -121,6 +127,36 @@ def check(base, model, health_path=None, golden=None, headers=None, timeout=30):
         if not run(name, fn):
             break
     return checks
+
+
+# A prompt a model does not answer in a few tokens (greedy decoding may still stop at EOS early: the
+# figure counts the tokens the engine says it generated, not the tokens asked for).
+TOKENS_PROMPT = "Write a detailed history of the printing press, chapter by chapter."
+
+
+def tokens_per_s(base, model, max_tokens, headers=None, timeout=30, context=None, clock=time.monotonic):
+    """One greedy completion of up to ``max_tokens`` tokens, timed: ``{"max_tokens", "tokens",
+    "wall_s", "tokens_per_s", "error"}``; ``tokens`` is the answer's ``usage.completion_tokens``,
+    ``wall_s`` the request's wall time (sent to answer read, so it includes the prompt's prefill).
+    A figure, not a verdict: the controller compares it with a baseline when the site has one."""
+    out = {"max_tokens": max_tokens, "tokens": None, "wall_s": None, "tokens_per_s": None, "error": None}
+    started = clock()
+    try:
+        _text, usage = completion(base, model, TOKENS_PROMPT, max_tokens, headers, timeout, context)
+    except NotReady as exc:
+        out["error"] = str(exc)
+        return out
+    wall = clock() - started
+    tokens = usage.get("completion_tokens")
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+        out["error"] = f"/v1/completions: usage.completion_tokens is {tokens!r}, not a count of tokens"
+        return out
+    out.update(
+        tokens=tokens, wall_s=round(wall, 4), tokens_per_s=round(tokens / wall, 3) if wall > 0 else None
+    )
+    if out["tokens_per_s"] is None:
+        out["error"] = "the request took no measurable time"
+    return out
 
 
 # systemd ActiveState values of a unit that runs, or is on its way to (Restart= brings it back).

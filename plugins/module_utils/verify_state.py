@@ -82,7 +82,15 @@ def gatherers(module, params):
         ("gpus", lambda: host_facts.gather_gpus(module, p["nvidia_smi_path"], p["sysfs_pci_root"])),
         ("ib", lambda: host_facts.gather_ib(module, counter_interval=p["counter_interval"])),
         ("network", lambda: network_facts(module)),
-        ("serving", lambda: serve_state.collect(p["serve_state_dir"], p["front_conf"], p["serve_timeout"])),
+        (
+            "serving",
+            lambda: serve_state.collect(
+                p["serve_state_dir"],
+                p["front_conf"],
+                p["serve_timeout"],
+                measure_tokens=p.get("serve_measure_tokens") or 0,
+            ),
+        ),
     )
 
 

@@ -23,7 +23,8 @@ description:
   - A part that fails is recorded in RV(errors) and returned as V(null); the others are still read.
     Judges nothing - C(gpufleet verify)'s checks do.
   - Changes nothing on the host unless a command in O(commands) does; the serving part sends the
-    front one request without a key, which the front audits (as M(gpufleet.cluster.serve_facts)).
+    front one request without a key and, with the node's probe key, the readiness requests (and the
+    timed completion of O(serve_measure_tokens)), which the front audits (as M(gpufleet.cluster.serve_facts)).
 author:
   - gpufleet developers
 options:
@@ -79,6 +80,12 @@ options:
       Seconds one request to an engine may take (as O(gpufleet.cluster.serve_facts#module:timeout)).
     type: int
     default: 30
+  serve_measure_tokens:
+    description: >-
+      Tokens of the greedy completion timed per served model through the front with the node's probe key
+      (as O(gpufleet.cluster.serve_facts#module:measure_tokens)); V(0) measures nothing.
+    type: int
+    default: 0
 attributes:
   check_mode:
     support: full
@@ -196,6 +203,8 @@ def _bad_options(p):
         return f"counter_interval must be 0 to {MAX_COUNTER_INTERVAL} seconds, got {p['counter_interval']}"
     if p["serve_timeout"] < 1:
         return f"serve_timeout must be 1 or more seconds, got {p['serve_timeout']}"
+    if p["serve_measure_tokens"] < 0:
+        return f"serve_measure_tokens must be 0 (measure nothing) or more, got {p['serve_measure_tokens']}"
     return None
 
 
@@ -212,6 +221,7 @@ def main():
             serve_state_dir=dict(type="path", default=STATE_DIR),
             front_conf=dict(type="path", default=FRONT_CONF),
             serve_timeout=dict(type="int", default=30),
+            serve_measure_tokens=dict(type="int", default=0),
         ),
         supports_check_mode=True,
     )

@@ -18,6 +18,10 @@ FIELDS = frozenset({"name", "sha256", "key", "models", "scopes", "rate"})
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$")
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+# The node's own key (the role makes it on the host, root-only, and adds its digest under this name):
+# gpufleet verify asks the front with it. Reserved: no user key may take the name.
+PROBE_KEY_NAME = "gpufleet-probe"
+PROBE_KEY_SCOPES = ("inference",)
 
 
 def _label(key, index):
@@ -47,6 +51,11 @@ def _key_problems(key, index):
     elif not isinstance(name, str) or not NAME.match(name):
         problems.append(
             f"{label}: name must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit)"
+        )
+    elif name == PROBE_KEY_NAME:
+        problems.append(
+            f"{label}: the name {PROBE_KEY_NAME!r} is reserved for the node's own probe key (gpufleet "
+            "verify asks the front with it); give this key another name"
         )
     has_sha, has_key = key.get("sha256") is not None, key.get("key") is not None
     if has_sha == has_key:
@@ -106,9 +115,28 @@ def front_key_problems(keys):
     return problems
 
 
-def front_keys(keys):
+def front_keys(keys, probe_sha256=None, probe_rate=None):
     """The keys as the host gets them: ``name``, ``sha256`` (lower-case hex), ``models``, ``scopes``
-    and ``rate`` (None when the key has none). Only for keys ``front_key_problems`` accepted."""
+    and ``rate`` (None when the key has none). Only for keys ``front_key_problems`` accepted.
+
+    ``probe_sha256``: the digest of the node's probe key (read on the host); it is added last as
+    ``PROBE_KEY_NAME``, for every model, the inference scope only, at ``probe_rate`` requests per
+    second (None: the site's default rate)."""
+    probe = []
+    if probe_sha256:
+        if not (isinstance(probe_sha256, str) and SHA256.match(probe_sha256)):
+            raise ValueError("probe_sha256 is not a sha256 hex digest (64 hex digits)")
+        if probe_rate is not None and (isinstance(probe_rate, bool) or not isinstance(probe_rate, int)):
+            raise ValueError(f"probe_rate must be a whole number of requests per second, got {probe_rate!r}")
+        probe = [
+            {
+                "name": PROBE_KEY_NAME,
+                "sha256": probe_sha256.lower(),
+                "models": ["*"],
+                "scopes": list(PROBE_KEY_SCOPES),
+                "rate": probe_rate or None,
+            }
+        ]
     return [
         {
             "name": k["name"],
@@ -118,4 +146,4 @@ def front_keys(keys):
             "rate": k.get("rate"),
         }
         for k in keys
-    ]
+    ] + probe

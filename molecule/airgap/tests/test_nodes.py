@@ -137,8 +137,12 @@ def test_gpufleet_verify_finds_the_provisioned_node_healthy(host, tmp_path):
     assert "2.21.5" in checks["nccl_library"]["summary"]
     # the node serves the tiny model (site.yml -> serve.yml): its unit, readiness with the recorded
     # golden answer, and the front's 401 to a keyless request found in the audit log
-    for name in ("serving_units", "serving_ready", "serving_front_auth"):
+    for name in ("serving_units", "serving_ready", "serving_front_auth", "serving_front_ready"):
         assert checks[name]["status"] == "pass", checks[name]
+    # through the front with the node's probe key, audited by its name; tokens/s a figure on CPU
+    assert "audited as gpufleet-probe" in checks["serving_front_ready"]["summary"]
+    tokens = checks["serving_tokens"]
+    assert tokens["status"] == "skip" and tokens["measured"] > 0 and "not judged" in tokens["summary"], tokens
     assert "gpufleet-serve-tiny-llama-1.service" in checks["serving_units"]["summary"]
     for name in ("driver_loaded", "ecc", "xid", "persistence_mode"):
         assert checks[name]["status"] == "skip" and checks[name]["summary"].startswith("no GPU present")

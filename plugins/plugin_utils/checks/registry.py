@@ -311,7 +311,9 @@ CHECKS = _register(
         },
     ),
     # Serving (role llm_serve): the host's own look at what it serves (module serve_facts: one
-    # round of readiness per model, a one-token completion and the golden prompt; seconds on a GPU).
+    # round of readiness per model on 127.0.0.1 and one through the front with the node's probe key,
+    # a one-token completion and the golden prompt each, and one short timed greedy completion per
+    # model (gpufleet_verify_serving_tokens); seconds on a GPU).
     Check(
         "serving_units",
         "quick",
@@ -335,6 +337,27 @@ CHECKS = _register(
         "Front refuses a keyless request and audits it",
         serving.serving_front_auth,
         {"serving": state("serving"), "error": error("serving")},
+    ),
+    Check(
+        "serving_front_ready",
+        "quick",
+        "software",
+        "Served models ready through the front with the probe key, audited",
+        serving.serving_front_ready,
+        {"serving": state("serving"), "error": error("serving")},
+    ),
+    Check(
+        "serving_tokens",
+        "quick",
+        "software",
+        "Served models' tokens/s through the front",
+        serving.serving_tokens,
+        {
+            "serving": state("serving"),
+            "gpus": state("gpus", optional=True),
+            "inference_baselines": hostvar("gpufleet_inference_baselines"),
+            "error": error("serving"),
+        },
     ),
     # Loads the NCCL library in a Python process on the host: seconds, not milliseconds.
     Check(

@@ -18,6 +18,8 @@ import shlex
 import time
 from typing import Any
 
+from gpufleet.verify.settings import hostvar
+
 REACH_MARKER = "gpufleet-reachable"
 FACTS_DIR = "/etc/ansible/facts.d"
 LOCAL_FACTS = ("gpufleet_nvidia_driver", "gpufleet_cuda_toolkit", "gpufleet_nccl", "gpufleet_infiniband")
@@ -136,6 +138,10 @@ def module_args(
         args["sysfs_pci_root"] = _unsafe(hostvars["gpufleet_sysfs_pci_root"])
     if ib_counter_interval:
         args["counter_interval"] = int(ib_counter_interval)
+    # tokens/s per served model through the front (serving_tokens); the probe key is read on the host
+    tokens = int(hostvar(hostvars, "gpufleet_verify_serving_tokens") or 0)
+    if tokens:
+        args["serve_measure_tokens"] = tokens
     return json.dumps(args)
 
 

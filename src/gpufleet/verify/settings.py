@@ -27,6 +27,7 @@ HOSTVAR_DEFAULTS = {
     "gpufleet_verify_probe_timeout_s": None,  # a hard limit per probe; default: budget + start-up margin
     "gpufleet_verify_burnin_seconds": 600,  # the sustained all-GPU load of tier burnin
     "gpufleet_inference_baselines": None,  # tokens/s per model and GPU SKU, see baselines.py
+    "gpufleet_verify_serving_tokens": 32,  # tokens timed per served model through the front; 0: none
     "gpufleet_verify_probe_retries": 1,  # re-runs of a probe that fails its baseline, best result kept
     "gpufleet_baselines": None,  # per-SKU overrides, see plugins/plugin_utils/baselines.py
     "gpufleet_slurm_node": None,  # node name for the Slurm drain hook (default: inventory name)

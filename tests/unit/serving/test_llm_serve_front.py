@@ -96,6 +96,9 @@ def front(tmp_path_factory):
         "llm_serve_front_port": port,
         "llm_serve_rate": 0,
         "llm_serve_rate_burst": 2,
+        # The probe key at llm_serve_rate (0 here: not limited): a burst of 2 would refuse verify's
+        # requests in a row (the role's defaults allow 40 at once).
+        "llm_serve_probe_rate": 0,
     }
     result = run_role(tmp, extra)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -164,6 +167,20 @@ def test_gpufleet_verify_reads_this_front_as_it_is_configured(front, tmp_path):
     ]
     assert [(entry["key"], entry["status"], entry["route"]) for entry in line] == [("-", 401, "/v1/models")]
     assert serving.serving_ready(facts)["status"] == core.PASS
+    # Through the front with the node's probe key (probe.key beside nginx.conf, as the role made it):
+    # accepted, ready with the golden answer, audited as gpufleet-probe, and a tokens/s figure.
+    ready = serving.serving_front_ready(facts)
+    assert ready["status"] == core.PASS, ready
+    probed = [
+        entry for entry in front.audit_lines() if entry["request_id"] == facts["front"]["probe"]["request_id"]
+    ]
+    assert [(entry["key"], entry["status"]) for entry in probed] == [("gpufleet-probe", 200)]
+    assert probe_key(front) not in front.audit.read_text() and probe_key(front) not in json.dumps(facts)
+    facts = serve_state.collect(
+        str(state_dir), str(front.tmp / "etc" / "nginx.conf"), timeout=10, measure_tokens=4
+    )
+    tokens = serving.serving_tokens(facts)
+    assert tokens["status"] == core.SKIP and tokens["measured"] > 0, tokens
 
 
 def test_wrong_key_is_refused_never_echoed_nor_logged(front):
@@ -265,15 +282,47 @@ def test_keys_file_holds_names_digests_models_and_scopes_only(front):
     text = path.read_text()
     assert no_key_material(text)
     keys = json.loads(text)["keys"]
-    assert [k["name"] for k in keys] == ["alice", "bob", "ops", "slow"]
+    assert [k["name"] for k in keys] == ["alice", "bob", "ops", "slow", "gpufleet-probe"]
     assert {tuple(sorted(k)) for k in keys} == {("models", "name", "scopes", "sha256")}
     digests = {k["name"]: k["sha256"] for k in keys}
+    probe = probe_key(front)
+    assert probe not in text, "the keys file holds the probe key's digest, never the key"
     assert digests == {
         "alice": hashlib.sha256(ALICE.encode()).hexdigest(),
         "bob": hashlib.sha256(BOB.encode()).hexdigest(),
         "ops": hashlib.sha256(OPS.encode()).hexdigest(),
         "slow": hashlib.sha256(SLOW.encode()).hexdigest(),
+        "gpufleet-probe": hashlib.sha256(probe.encode()).hexdigest(),
     }
+    assert (keys[-1]["models"], keys[-1]["scopes"]) == (["*"], ["inference"])
+
+
+def probe_key(front):
+    """The node's probe key the role made (mode 0600: this test runs as the file's owner)."""
+    return (front.tmp / "etc" / "probe.key").read_text()
+
+
+def test_the_role_makes_a_probe_key_once_and_keeps_it(front):
+    path = front.tmp / "etc" / "probe.key"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    key = probe_key(front)
+    assert len(key) == 64 and int(key, 16) >= 0, "32 random bytes, hex"
+    assert not (front.tmp / "etc" / "probe.key.new").exists()
+    result = run_role(front.tmp, front.extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert probe_key(front) == key, "a probe key that is there is never replaced"
+    assert key not in result.stdout + result.stderr, "the probe key was printed"
+
+
+def test_the_probe_key_is_accepted_for_every_model_and_audited_by_name(front):
+    key = probe_key(front)
+    (status, _body, headers), line = front.audit_of(
+        lambda: front.request("/v1/completions", {"model": "tiny-b", "prompt": PROMPT}, key=key)
+    )
+    assert (status, headers["X-Engine"]) == (200, "tiny-b")
+    assert (line["key"], line["status"], line["model"]) == ("gpufleet-probe", 200, "tiny-b")
+    assert key not in front.audit.read_text()
+    assert front.request("/metrics", key=key)[0] == 403, "the probe key has the inference scope only"
 
 
 def test_the_unit_refuses_to_start_without_a_key(front):
@@ -286,7 +335,13 @@ def test_the_unit_refuses_to_start_without_a_key(front):
     assert subprocess.run(check, capture_output=True, check=False).returncode == 0
     empty = front.tmp / "empty-keys.json"
     empty.write_text('{\n  "keys": [\n  ]\n}\n')
-    for keys in (empty, front.tmp / "absent.json"):
+    # The node's own probe key alone is no key a client could use: the front stays down.
+    probe_only = front.tmp / "probe-only-keys.json"
+    written = (etc / "keys.json").read_text().splitlines()  # one key per line, as the role writes them
+    probe_line = next(line for line in written if '"gpufleet-probe"' in line).rstrip(",")
+    probe_only.write_text('{\n  "keys": [\n' + probe_line + "\n  ]\n}\n")
+    assert json.loads(probe_only.read_text())["keys"][0]["name"] == "gpufleet-probe"
+    for keys in (empty, probe_only, front.tmp / "absent.json"):
         done = subprocess.run([check[0], str(keys)], capture_output=True, text=True, check=False)
         assert done.returncode == 1, keys
         assert "refusing to start" in done.stderr and "llm_serve_keys" in done.stderr

@@ -4,6 +4,7 @@ never by a key or digest; keys given as plaintext are hashed on the controller."
 import hashlib
 
 from ansible_collections.gpufleet.cluster.plugins.plugin_utils.serving_front import (
+    PROBE_KEY_NAME,
     front_key_problems,
     front_keys,
 )
@@ -62,3 +63,32 @@ def test_duplicates_are_problems_without_the_key():
     ]
     same = front_key_problems([key(), {**key(name="bob"), "sha256": None, "key": "k"}])
     assert same == ["llm_serve_keys: keys ['alice', 'bob'] are the same key: give each its own"]
+
+
+def test_the_probe_key_name_is_reserved():
+    problems = front_key_problems([key(name=PROBE_KEY_NAME)])
+    assert len(problems) == 1 and "'gpufleet-probe' is reserved" in problems[0], problems
+    assert DIGEST not in problems[0]
+
+
+def test_the_probe_digest_is_added_last_for_every_model_inference_only():
+    probe = hashlib.sha256(b"node-probe-key").hexdigest()
+    keys = front_keys([key()], probe_sha256=probe.upper(), probe_rate=5)
+    assert keys[-1] == {
+        "name": "gpufleet-probe",
+        "sha256": probe,
+        "models": ["*"],
+        "scopes": ["inference"],
+        "rate": 5,
+    }
+    assert [k["name"] for k in keys] == ["alice", "gpufleet-probe"]
+    assert front_keys([key()], probe_sha256="") == front_keys([key()]), (
+        "no digest read (check mode): no probe key"
+    )
+    for bad in ({"probe_sha256": "12ab"}, {"probe_sha256": probe, "probe_rate": "5"}):
+        try:
+            front_keys([key()], **bad)
+        except ValueError as exc:
+            assert probe not in str(exc)
+        else:
+            raise AssertionError(f"accepted {bad}")

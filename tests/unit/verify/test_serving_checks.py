@@ -12,6 +12,7 @@ import json
 import socket
 import sys
 import threading
+import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,7 +30,8 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests" / "unit" / "serving"))
 from engine_double import FakeEngine  # noqa: E402
 
-CHECKS = ("serving_units", "serving_ready", "serving_front_auth")
+CHECKS = ("serving_units", "serving_ready", "serving_front_auth", "serving_front_ready", "serving_tokens")
+PROBE_KEY = "0123abcd" * 8  # the node's probe key, as the role makes it (32 random bytes, hex)
 UNIT = "gpufleet-serve-tiny-2.service"
 ACTIVE = {UNIT: "active", serving_engine.FRONT_UNIT: "active"}
 # The role's golden record (roles/llm_serve/tasks/engine_model.yml, "Record the golden answer").
@@ -43,14 +45,16 @@ def free_port():
 
 
 class FakeFront(ThreadingHTTPServer):
-    """A front double: refuses every request with 401 and an X-Request-Id, and writes the audit line
-    front.js's log format gives a keyless request (``audit=False``: writes none); ``open_=True``
+    """A front double: refuses a request without a known key with 401 and an X-Request-Id, passes one
+    with a key of ``keys`` ({key: name}) on to ``engine`` (a FakeEngine), and writes the audit line
+    front.js's log format gives (the key's name, or "-"); ``audit=False``: writes none; ``open_=True``
     answers 200 without asking for a key, as a front that lets anyone through would."""
 
     daemon_threads = True
 
-    def __init__(self, audit_log, open_=False, audit=True):
+    def __init__(self, audit_log, open_=False, audit=True, keys=None, engine=None):
         self.audit_log, self.open_, self.audit = Path(audit_log), open_, audit
+        self.keys, self.engine = keys or {}, engine
         super().__init__(("127.0.0.1", 0), _FrontHandler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -65,15 +69,9 @@ class _FrontHandler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def do_GET(self):
+    def _answer(self, status, body, key_name, model="-"):
         front = self.server
         request_id = uuid.uuid4().hex
-        status = 200 if front.open_ else 401
-        body = (
-            b'{"object":"list","data":[]}'
-            if front.open_
-            else b'{"error":{"message":"an API key is required"}}'
-        )
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -81,10 +79,29 @@ class _FrontHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
         if front.audit:
-            line = {"time": "2026-12-03T07:17:59+00:00", "key": "-", "client": "127.0.0.1", "method": "GET",
-                    "route": self.path, "model": "-", "status": status, "request_id": request_id}  # fmt: skip
+            line = {"time": "2026-12-03T07:17:59+00:00", "key": key_name, "client": "127.0.0.1",
+                    "method": self.command, "route": self.path, "model": model, "status": status,
+                    "request_id": request_id}  # fmt: skip
             with front.audit_log.open("a") as log:
                 log.write(json.dumps(line) + "\n")
+
+    def _handle(self):
+        front = self.server
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+        auth = self.headers.get("Authorization") or ""
+        key_name = front.keys.get(auth.removeprefix("Bearer "))
+        if front.open_ and not key_name:
+            return self._answer(200, b'{"object":"list","data":[]}', "-")
+        if not key_name:
+            return self._answer(401, b'{"error":{"message":"an API key is required"}}', "-")
+        req = urllib.request.Request(front.engine.url + self.path, data=data, method=self.command)
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            body = resp.read()
+        model = json.loads(data).get("model", "-") if data else "-"
+        return self._answer(200, body, key_name, model)
+
+    do_GET = do_POST = _handle
 
 
 def nginx_conf(port, audit_log, ssl=False):
@@ -100,7 +117,10 @@ def nginx_conf(port, audit_log, ssl=False):
 class Served:
     """A host serving model ``tiny`` version 2 (version 1 kept), as the role leaves it."""
 
-    def __init__(self, tmp, answer=" Paris", golden=True, front_open=False, audit=True, engine_up=True):
+    def __init__(
+        self, tmp, answer=" Paris", golden=True, front_open=False, audit=True, engine_up=True, probe_key=True,
+        registered=True,
+    ):  # fmt: skip
         self.tmp = tmp
         self.state_dir = tmp / "serve"
         (self.state_dir / "tiny").mkdir(parents=True)
@@ -112,12 +132,19 @@ class Served:
             (self.state_dir / "tiny" / "2.golden.json").write_text(json.dumps(GOLDEN, indent=2) + "\n")
         self.audit_log = tmp / "log" / "front-audit.log"
         self.audit_log.parent.mkdir()
-        self.front = FakeFront(self.audit_log, open_=front_open, audit=audit)
+        keys = {PROBE_KEY: "gpufleet-probe"} if registered else {}
+        self.front = FakeFront(self.audit_log, open_=front_open, audit=audit, keys=keys, engine=self.engine)
         self.conf = tmp / "nginx.conf"
         self.conf.write_text(nginx_conf(self.front.port, self.audit_log))
+        self.probe_key = tmp / "probe.key"  # beside nginx.conf, where the role puts it
+        if probe_key:
+            self.probe_key.write_text(PROBE_KEY)
+            self.probe_key.chmod(0o600)
 
-    def facts(self):
-        return serve_state.collect(str(self.state_dir), str(self.conf), timeout=5)
+    def facts(self, measure_tokens=8):
+        return serve_state.collect(
+            str(self.state_dir), str(self.conf), timeout=5, measure_tokens=measure_tokens
+        )
 
     def close(self):
         for server in (self.engine, self.front):
@@ -139,25 +166,124 @@ def host(tmp_path):
         served.close()
 
 
-def judge(facts, states=None, error=None):
-    """The three serving checks as verify calls them (registry needs, wiring.call)."""
-    state = {"serving": facts, "services": ACTIVE if states is None else states, "errors": {}}
+def judge(facts, states=None, error=None, hostvars=None, gpus=None):
+    """The serving checks as verify calls them (registry needs, wiring.run: without ``gpus``, a host
+    without GPUs)."""
+    state = {"serving": facts, "services": ACTIVE if states is None else states, "errors": {}, "gpus": gpus}
     if error:
         state["errors"]["serving"] = error
-    return {name: wiring.call(registry.CHECKS[name], state, {}, None) for name in CHECKS}
+    return {name: wiring.run(registry.CHECKS[name], state, hostvars or {}, None) for name in CHECKS}
 
 
 def test_a_healthy_serving_host_passes_every_serving_check(host):
     served = host()
     out = judge(served.facts())
-    assert {n: r["status"] for n, r in out.items()} == dict.fromkeys(CHECKS, core.PASS), out
+    # tokens/s is a figure on a host without GPUs: reported, never judged (so never a pass)
+    expected = {**dict.fromkeys(CHECKS, core.PASS), "serving_tokens": core.SKIP}
+    assert {n: r["status"] for n, r in out.items()} == expected, out
     assert out["serving_units"]["measured"] == ACTIVE
     assert "tiny 2" in out["serving_ready"]["summary"]
-    # the engine was asked the recorded golden prompt, greedily
+    # the engine was asked the recorded golden prompt, greedily, directly and through the front
     golden = out["serving_ready"]["details"][0]["checks"][-1]
     assert (golden["name"], golden["ok"], golden["answer"]) == ("golden", True, " Paris")
-    line = json.loads(served.audit_log.read_text().splitlines()[-1])
-    assert line["request_id"] in out["serving_front_auth"]["summary"]
+    lines = [json.loads(line) for line in served.audit_log.read_text().splitlines()]
+    refused = [line for line in lines if line["key"] == "-"]
+    assert len(refused) == 1 and refused[0]["request_id"] in out["serving_front_auth"]["summary"]
+    # through the front with the node's probe key: audited by its name, for each request
+    ready = out["serving_front_ready"]
+    assert "ready through the front" in ready["summary"] and "tiny 2" in ready["summary"]
+    assert "audited as gpufleet-probe" in ready["summary"]
+    probed = [line for line in lines if line["key"] == "gpufleet-probe"]
+    # GET /v1/models, then one token, the golden prompt and the timed completion, each naming the model
+    assert [(line["route"], line["model"]) for line in probed] == [("/v1/models", "-")] + [
+        ("/v1/completions", "tiny")
+    ] * 3
+    assert probed[0]["request_id"] in ready["summary"]
+    assert PROBE_KEY not in served.audit_log.read_text()
+    assert PROBE_KEY not in json.dumps(served.facts()), "the probe key never leaves the host"
+    tokens = out["serving_tokens"]
+    assert tokens["measured"] > 0 and tokens["unit"] == "tokens/s"
+    assert "tiny 2: " in tokens["summary"] and "(5 tokens in" in tokens["summary"]
+    assert "not judged: no tokens/s baseline" in tokens["summary"]
+
+
+def test_a_missing_probe_key_fails_saying_what_to_do(host):
+    served = host(probe_key=False)
+    out = judge(served.facts())
+    res = out["serving_front_ready"]
+    assert res["status"] == core.FAIL and res["action"] == core.REPROVISION
+    assert f"no probe key to ask the front with: {served.probe_key}" in res["summary"]
+    assert "re-run playbooks/serve.yml" in res["summary"]
+    assert out["serving_tokens"]["status"] == core.SKIP and "not measured" in out["serving_tokens"]["summary"]
+    assert out["serving_front_auth"]["status"] == core.PASS, "the keyless refusal is still checked"
+
+
+def test_a_probe_key_the_front_does_not_know_fails_naming_the_key_file(host):
+    served = host(registered=False)
+    res = judge(served.facts())["serving_front_ready"]
+    assert res["status"] == core.FAIL and res["measured"] == 401
+    assert f"the front refused the probe key of {served.probe_key} with 401" in res["summary"]
+    assert "gpufleet-probe" in res["summary"] and "re-run playbooks/serve.yml" in res["summary"]
+    assert PROBE_KEY not in json.dumps(res)
+
+
+def test_a_version_not_ready_through_the_front_fails(host):
+    served = host()
+    served.engine.answer = " Rome"  # another answer than the recorded one, through the front too
+    facts = served.facts()
+    res = judge(facts)["serving_front_ready"]
+    assert res["status"] == core.FAIL
+    assert "tiny 2 is not ready through the front" in res["summary"] and "answered ' Rome'" in res["summary"]
+
+
+def test_a_wrong_or_leaking_probe_audit_line_fails(host):
+    facts = host().facts()
+    facts["front"]["probe"]["audit_has_key"] = True
+    res = judge(facts)["serving_front_ready"]
+    assert res["status"] == core.FAIL and "holds the probe key itself" in res["summary"]
+    facts["front"]["probe"]["audit_has_key"] = False
+    facts["front"]["probe"]["audit"]["key"] = "-"
+    res = judge(facts)["serving_front_ready"]
+    assert (
+        res["status"] == core.FAIL and "says key '-', status 200; expected 'gpufleet-probe'" in res["summary"]
+    )
+    facts["front"]["probe"]["audit"] = None
+    res = judge(facts)["serving_front_ready"]
+    assert res["status"] == core.FAIL and "no audit line with request_id" in res["summary"]
+
+
+H100 = {"gpu_count": 1, "gpus": [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "pci_bus_id": "0000:17:00.0"}]}
+
+
+@pytest.mark.parametrize(("expected", "status"), [(0.001, core.PASS), (1e9, core.FAIL)])
+def test_tokens_per_s_is_judged_only_against_the_sites_baseline(host, expected, status):
+    facts = host().facts()
+    table = {"tiny": {"H100 SXM": {"expected": expected, "source": "our healthy nodes"}}}
+    res = judge(facts, hostvars={"gpufleet_inference_baselines": table}, gpus=H100)["serving_tokens"]
+    assert res["status"] == status, res
+    assert "of expected" in res["summary"] and res["source"].startswith("site baseline")
+    # the same figure on an unknown SKU (or without GPUs) is reported, not judged
+    res = judge(facts, hostvars={"gpufleet_inference_baselines": table})["serving_tokens"]
+    assert res["status"] == core.SKIP and res["measured"] > 0
+
+
+def test_a_failed_tokens_measurement_on_a_ready_version_fails(host):
+    facts = host().facts()
+    error = "/v1/completions: HTTP 429 Too Many Requests"
+    facts["models"]["tiny"]["tokens"] = {
+        "max_tokens": 8,
+        "tokens": None,
+        "tokens_per_s": None,
+        "error": error,
+    }
+    res = judge(facts)["serving_tokens"]
+    assert res["status"] == core.FAIL and res["action"] == core.MONITOR
+    assert "tiny 2: tokens/s not measured through the front: /v1/completions: HTTP 429" in res["summary"]
+
+
+def test_no_tokens_are_measured_unless_asked(host):
+    facts = host().facts(measure_tokens=0)
+    assert "tokens" not in facts["models"]["tiny"] and facts["models"]["tiny"]["front_ready"]
 
 
 def test_an_inactive_unit_fails_naming_it_and_its_state(host):
@@ -282,6 +408,8 @@ def test_collect_asks_systemctl_about_each_current_version_and_the_front(host):
     remote = ServingHost(facts)
     state = collect.collect(remote, {}, services=[])
     assert state["serving"] == facts
+    # gpufleet_verify_serving_tokens: tokens/s through the front, measured on the host
+    assert json.loads(remote.modules[0][1])["serve_measure_tokens"] == 32
     assert UNIT in remote.queried and serving_engine.FRONT_UNIT in remote.queried
     assert "gpufleet-serve-tiny-1.service" not in remote.queried  # the previous version may idle
     assert judge(state["serving"], state["services"])["serving_units"]["status"] == core.PASS
@@ -292,3 +420,5 @@ def test_the_front_unit_name_is_the_roles():
     assert role_vars["__llm_serve_front_unit"] == serving_engine.FRONT_UNIT
     assert role_vars["__llm_serve_state_dir"] == serve_state.STATE_DIR
     assert role_vars["__llm_serve_front_dir"] + "/nginx.conf" == serve_state.FRONT_CONF
+    assert role_vars["__llm_serve_front_probe_key"].endswith("/" + serve_state.PROBE_KEY_FILE)
+    assert role_vars["__llm_serve_front_dir"] + "/" + serve_state.PROBE_KEY_FILE == serving.PROBE_KEY_FILE

@@ -51,7 +51,7 @@ def test_no_gpu_host_never_passes_a_gpu_check():
 
 
 def test_checks_table_lists_every_check_once():
-    assert len(registry.CHECKS) == 29
+    assert len(registry.CHECKS) == 31
     for name, meta in registry.CHECKS.items():
         assert callable(meta.func), name
         assert meta.name == name
