@@ -19,10 +19,11 @@ description:
   - Sends the front (its address and audit log read from O(front_conf); https when its C(listen) line says
     C(ssl)) one C(GET /v1/models) without an API key and returns its status, its C(X-Request-Id) and the
     audit log's line with that C(request_id).
-  - Reads the node's probe key (O(probe_key), which the role makes root-only) and, with it as
-    C(Authorization: Bearer), asks the front C(GET /v1/models) (status, C(X-Request-Id), the audit line -
-    which must name the key C(gpufleet-probe), never hold the key) and runs the readiness checks again
-    through the front (one token and the golden prompt, each naming the model).
+  - Reads the node's probe key (O(probe_key), which the role makes root-only) and, with it as a
+    bearer token (the C(Authorization) header), asks the front C(GET /v1/models) (status,
+    C(X-Request-Id), the audit line - which must name the key C(gpufleet-probe), never hold the key)
+    and runs the readiness checks again through the front (one token and the golden prompt, each
+    naming the model).
   - With O(measure_tokens) above 0, times one greedy completion of up to that many tokens per model
     through the front with the probe key - tokens from the answer's C(usage.completion_tokens), divided
     by the request's wall time.
