@@ -17,6 +17,8 @@ class FilterModule:
             "plan_problems": sizing.plan_problems,
             "engine_command": serving_engine.engine_command,
             "version_switch": serving_engine.version_switch,
+            "split_problems": serving_engine.split_problems,
+            "front_route": serving_engine.front_route,
             "model_problems": serving_engine.model_problems,
             "serving_models": serving_engine.serving_models,
             "unit_name": serving_engine.unit_name,

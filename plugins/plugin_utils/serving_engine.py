@@ -26,7 +26,7 @@ from __future__ import annotations
 
 # Unit naming and the name rule are host code too (verify_collect asks systemctl about the served
 # units on the host): one copy, in module_utils/serve_state.py.
-from ansible_collections.gpufleet.cluster.plugins.module_utils.serve_state import (  # noqa: F401 (re-exported)
+from ansible_collections.gpufleet.cluster.plugins.module_utils.serve_state import (
     FRONT_UNIT,
     NAME,
     unit_name,
@@ -109,15 +109,58 @@ def engine_command(
     return argv + [str(a) for a in extra]
 
 
-def version_switch(state, version, ports, rollback=False):
+def version_switch(state, version, ports, rollback=False, split=None):
     """What a rollout of ``version`` does, from the model's serving ``state`` on the host.
 
-    ``state``: ``{"current": V or None, "previous": V or None, "ports": {V: port}}`` (empty for a model
-    never served); ``ports``: the model's two ports (blue/green). ``rollback``: serve ``previous``
-    again instead (``version`` is ignored). Returns ``{"version", "port", "start": bool (a new unit
-    starts beside the current one), "switch": bool (the front moves to it), "retire": [versions whose
-    units stop once the switch is done], "state": the state to record after the switch}``.
+    ``state``: ``{"current": V or None, "previous": V or None, "ports": {V: port}, "split": ...}``
+    (empty for a model never served); ``ports``: the model's two ports (blue/green). ``rollback``:
+    serve ``previous`` again instead (``version`` is ignored), all of its traffic: a split is dropped.
+    ``split``: ``{"version": V, "percent": P}`` (the model's ``split``): P percent of the model's
+    requests go to V, the rest to the other of the two versions served after the switch (``version``
+    and the previous one); V must be one of them and both must have a port, else ValueError.
+
+    Returns ``{"version", "port", "start": bool (a new unit starts beside the current one), "switch":
+    bool (the front moves to it), "retire": [versions whose units stop once the switch is done],
+    "split": None or {"version", "percent", "port", "rest": {"version", "port"}} (the version the rest
+    goes to), "state": the state to record after the switch (with ``split`` when there is one)}``.
     """
+    step = _switch(state, version, ports, rollback)
+    step["split"] = None
+    if split is not None and not rollback:
+        step["split"] = _split(step["state"], split)
+        step["state"]["split"] = {"version": step["split"]["version"], "percent": step["split"]["percent"]}
+    return step
+
+
+def _split(after, split):
+    """The split of ``split`` ({version, percent}) over the versions served per ``after`` (the state
+    after the switch)."""
+    problems = _split_shape(split)
+    if problems:
+        raise ValueError("; ".join(problems))
+    version, percent = str(split["version"]), split["percent"]
+    current, previous, have = after["current"], after["previous"], after["ports"]
+    if version not in (current, previous):
+        known = " and ".join(str(v) for v in (current, previous) if v) or "none"
+        raise ValueError(
+            f"split version {version} is neither the version served after this run nor the previous one"
+            f" (versions on this host: {known}); name one of them"
+        )
+    if not previous or previous not in have:
+        raise ValueError(
+            f"split needs two versions running, and version {current} has no previous version on this"
+            " host: roll out one version first, then the other with the split"
+        )
+    rest = previous if version == current else current
+    return {
+        "version": version,
+        "percent": percent,
+        "port": have[version],
+        "rest": {"version": rest, "port": have[rest]},
+    }
+
+
+def _switch(state, version, ports, rollback):
     state = dict(state or {})
     ports = [int(p) for p in ports]
     if len(ports) != SLOTS or ports[0] == ports[1]:
@@ -166,9 +209,40 @@ def _kept(have, version):
     return {version: have[version]} if version and version in have else {}
 
 
+def split_problems(state, model, rollback=False):
+    """Why ``model`` (a ``serving_models`` entry with a ``split``) cannot be split on a host whose
+    serving state is ``state``: one message, or none. A rollback drops the split: never a problem."""
+    if not model.get("split") or rollback:
+        return []
+    try:
+        version_switch(state, model["version"], model["ports"], split=model["split"])
+    except ValueError as exc:
+        return [f"model {model['name']} (version {model['version']}): {exc}"]
+    return []
+
+
+def front_route(step, name):
+    """The front's route for model ``name`` after the rollout ``step`` (``version_switch``'s result):
+    ``{"model", "url", "version", "split"}``; ``split``: None, or ``{"url", "version", "percent"}`` -
+    the version that gets ``percent`` of the requests, ``url``/``version`` getting the rest."""
+    split = step.get("split")
+    if not split:
+        return {"model": name, "url": _url(step["port"]), "version": step["version"], "split": None}
+    return {
+        "model": name,
+        "url": _url(split["rest"]["port"]),
+        "version": split["rest"]["version"],
+        "split": {"url": _url(split["port"]), "version": split["version"], "percent": split["percent"]},
+    }
+
+
+def _url(port):
+    return f"http://127.0.0.1:{int(port)}"
+
+
 MODEL_KEYS = {
     "name", "version", "engine", "gguf", "tensor_parallel_size", "gpu_memory_utilization",
-    "max_model_len", "threads", "args", "ports", "golden",
+    "max_model_len", "threads", "args", "ports", "golden", "split",
 }  # fmt: skip
 
 
@@ -208,6 +282,9 @@ def model_problems(models, engine="vllm"):
             not isinstance(golden, dict) or set(golden) - {"prompt", "max_tokens", "expect"}
         ):
             problems.append(f"{where}: golden must be a mapping of prompt, max_tokens and expect")
+        split = model.get("split")
+        if split is not None:
+            problems += [f"{where}: {p}" for p in _split_shape(split)]
         try:
             engine_command(
                 model.get("engine") or engine, "/env", "/model", name if name else "x", 8000,
@@ -217,6 +294,18 @@ def model_problems(models, engine="vllm"):
             )  # fmt: skip
         except (ValueError, TypeError) as exc:
             problems.append(f"{where}: {exc}")
+    return problems
+
+
+def _split_shape(split):
+    if not isinstance(split, dict) or set(split) != {"version", "percent"}:
+        return [f"split must be a mapping of version and percent, got {split!r}"]
+    problems = []
+    if not NAME.match(str(split["version"])):
+        problems.append(f"split version {split['version']!r}: letters, digits, '.', '_' and '-' only")
+    percent = split["percent"]
+    if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
+        problems.append(f"split percent {percent!r}: a whole number from 0 to 100")
     return problems
 
 
@@ -248,6 +337,12 @@ def serving_models(models, engine, port_base, store):
                     "max_tokens": int(golden.get("max_tokens") or GOLDEN_TOKENS),
                     "expect": golden.get("expect"),
                 },
+                # {version, percent}: that share of the requests to that version (version_switch)
+                "split": (
+                    {"version": str(model["split"]["version"]), "percent": model["split"]["percent"]}
+                    if model.get("split") is not None
+                    else None
+                ),
                 "dir": f"{str(store).rstrip('/')}/models/{name}/versions/{version}",
                 "unit": unit_name(name, version),
                 "health": ENGINES[eng]["health"],

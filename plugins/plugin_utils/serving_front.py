@@ -1,7 +1,8 @@
 # Copyright: gpufleet developers
 # Apache-2.0
 """The serving front's API keys, as the llm_serve role takes them (``llm_serve_keys``): what is wrong
-with them, and the list written to the host — names, sha256 digests, models and scopes, never a key.
+with them, and the list written to the host — names, sha256 digests, models and scopes, never a key;
+and the front's routes (``front_routes``): which engine, or weighted pair of engines, serves a model.
 
 A key is given either as ``sha256`` (the hex digest of the key; the key itself stays with its owner)
 or as ``key`` (plaintext, e.g. from Ansible Vault), hashed here, on the controller. No message names
@@ -147,3 +148,61 @@ def front_keys(keys, probe_sha256=None, probe_rate=None):
         }
         for k in keys
     ] + probe
+
+
+def _server(url):
+    """``host:port`` of an engine URL (``http://host:port/``), as nginx's upstream ``server`` and its
+    ``$upstream_addr`` write it."""
+    return re.sub(r"/$", "", re.sub(r"^http://", "", str(url)))
+
+
+def front_routes(routes):
+    """What routes.conf holds for ``routes`` (each ``{model, url, version?, split?}``, ``split``:
+    ``{url, version?, percent}``: that share of the model's requests to that engine, the rest to
+    ``url``; serving_engine.front_route makes them): ``{"upstreams": [{name, server, model}],
+    "splits": [{variable, percent, split, rest, model}], "models": [{model, target}], "default",
+    "versions": [{server, version}]}``.
+
+    A route's ``target`` is its upstream, or with a split between 1 and 99 percent the variable of an
+    nginx ``split_clients`` keyed on ``$request_id`` (0 and 100 percent need no choice: one upstream
+    takes all). ``default``, for requests without a model or with an unlisted one, is the first
+    route's ``url`` (never split: /v1/models and /metrics answer from one engine). ``versions``: each
+    engine's version by its address, for the audit line's ``version`` (from ``$upstream_addr``, the
+    engine that answered)."""
+    out = {"upstreams": [], "splits": [], "models": [], "default": "", "versions": []}
+    seen = set()
+
+    def version_of(server, version):
+        if version not in (None, "") and server not in seen:
+            seen.add(server)
+            out["versions"].append({"server": server, "version": str(version)})
+
+    for index, route in enumerate(routes, start=1):
+        model, name = route["model"], f"gpufleet_engine_{index}"
+        server = _server(route["url"])
+        out["upstreams"].append({"name": name, "server": server, "model": model})
+        version_of(server, route.get("version"))
+        target, split = name, route.get("split")
+        if split:
+            percent = int(split["percent"])
+            split_name, split_server = f"{name}_split", _server(split["url"])
+            out["upstreams"].append({"name": split_name, "server": split_server, "model": model})
+            version_of(split_server, split.get("version"))
+            if percent >= 100:
+                target = split_name
+            elif percent > 0:
+                target = f"$gpufleet_split_{index}"
+                out["splits"].append(
+                    {
+                        "variable": target,
+                        "percent": percent,
+                        "split": split_name,
+                        "rest": name,
+                        "model": model,
+                    }
+                )
+        if index == 1:
+            out["default"] = name
+        if model != "*":
+            out["models"].append({"model": model, "target": target})
+    return out

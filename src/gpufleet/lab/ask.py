@@ -42,7 +42,17 @@ def _request(container: str, key: str, body: dict) -> tuple[int, str, str]:
 def ask(
     name: str = fleet.DEFAULT_NAME, node: str = "node1", prompt: str = "The fleet is", tokens: int = 16
 ) -> dict:
-    key_file, _digest = fleet.api_key(name)
+    fleet.validate_name(name)
+    # The lab and its node first: asking a lab that does not exist must not leave a key behind.
+    hosts = [host for host, _role in fleet.current_hosts(name)]
+    if not hosts:
+        raise fleet.LabError(
+            f"there is no lab {name!r} (no container carries its label): bring it up first"
+            f" (gpufleet lab up --name {name}, or make demo); `gpufleet lab status` lists what runs"
+        )
+    if node not in hosts:
+        raise fleet.LabError(f"lab {name!r} has no host {node!r}; its hosts: {', '.join(hosts)}")
+    key_file, _digest = fleet.api_key(name, create=False)
     container = fleet.container_name(name, node)
     body = {"model": tiny_model.NAME, "prompt": prompt, "max_tokens": tokens, "temperature": 0}
     status, answer, request_id = _request(container, key_file.read_text().strip(), body)

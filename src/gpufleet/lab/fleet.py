@@ -175,15 +175,22 @@ def lab_serving(manifest: dict, models: list[dict]) -> dict | None:
     }  # fmt: skip
 
 
-def api_key(lab: str) -> tuple[Path, str]:
+def api_key(lab: str, create: bool = True) -> tuple[Path, str]:
     """The lab's API key for its serving front: (its file, made once, mode 0600; its sha256). Only the
-    digest goes into the inventory; the file stays outside the repository, beside the lab's SSH key."""
+    digest goes into the inventory; the file stays outside the repository, beside the lab's SSH key.
+    ``create``: make the key when there is none (the lab's inventory is being written); False: a
+    missing key is a LabError and nothing is written (a lab that was never brought up has none)."""
     import hashlib
     import secrets
 
     from gpufleet.lab import ssh as lab_ssh
 
     path = lab_ssh.default_dir(lab).parent / "api-key"
+    if not path.is_file() and not create:
+        raise LabError(
+            f"lab {lab!r} has no API key ({path}): it is made when the lab comes up"
+            f" (gpufleet lab up --name {lab}, or make demo)"
+        )
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -9,7 +9,8 @@
 ``rollback`` serves each model's previous version again on every node it reaches: the version is
 verified against its signed manifest and must pass the readiness checks (health, /v1/models, one
 token, its recorded golden answer) before the front switches back to it - at once where it kept running
-(``llm_serve_keep_previous``). Knowledge of versions and ports lives in the collection
+(``llm_serve_keep_previous``) - and takes all of the model's traffic: a split between two versions is
+dropped. Knowledge of versions and ports lives in the collection
 (plugins/plugin_utils/serving_engine.py); this module only runs the playbook.
 """
 

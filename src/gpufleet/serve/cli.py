@@ -42,7 +42,8 @@ def add_parser(sub) -> None:
         help="serve each model's previous version again",
         description="Serve each model's previous version again on the nodes of the inventory: verified "
         "against its signed manifest and ready (health, /v1/models, one token, its recorded golden answer) "
-        "before the front switches back - at once where it kept running. Runs playbooks/serve.yml with "
+        "before the front switches back - at once where it kept running - with all of the model's traffic (a "
+        "split is dropped). Runs playbooks/serve.yml with "
         "llm_serve_rollback=true through ansible-runner, shown and recorded like gpufleet apply.",
         epilog=exit_status_epilog(apply_api.EXIT_CODES),
         formatter_class=argparse.RawDescriptionHelpFormatter,

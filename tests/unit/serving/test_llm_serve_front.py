@@ -5,6 +5,7 @@ HTTP: keys, scopes, models, /metrics, rate limits, unbuffered streaming and the 
 
 import hashlib
 import json
+import re
 import subprocess
 import time
 import urllib.error
@@ -389,3 +390,128 @@ def test_preflight_refuses_bad_keys_before_any_change(tmp_path):
     out = " ".join((result.stdout + result.stderr).split())
     assert result.returncode != 0 and "llm_serve_keys is empty" in out
     assert not (tmp_path / "etc").exists(), "preflight changed something"
+
+
+# --- A model split between two versions: the routes a rollout with a split writes
+# (version_switch -> front_route -> routes.conf), on the real nginx, in front of two engines.
+
+SPLIT_MODEL = "tiny-ab"
+
+
+class SplitFront(Front):
+    def serve(self, percent):
+        """The front of a rollout of version 2 beside version 1 with ``percent`` of the requests to 2."""
+        from ansible_collections.gpufleet.cluster.plugins.plugin_utils import serving_engine as se
+
+        ports = [self.v1.server_address[1], self.v2.server_address[1]]
+        state = {"current": "1", "previous": None, "ports": {"1": ports[0]}}
+        step = se.version_switch(state, "2", ports, split={"version": "2", "percent": percent})
+        assert step["port"] == ports[1], "version 2 starts on the model's other port"
+        extra = {
+            "llm_serve_keys": KEYS,
+            "__llm_serve_front_routes": [se.front_route(step, SPLIT_MODEL)],
+            "llm_serve_front_port": self.port,
+            "llm_serve_rate": 0,
+        }
+        result = run_role(self.tmp, extra)
+        assert result.returncode == 0, result.stdout + result.stderr
+        if getattr(self, "server", None):
+            self.server.terminate()
+            self.server.wait(timeout=10)
+        self.server = start_nginx(self.tmp, self.port)
+
+    def answered(self, requests):
+        """``requests`` completions: the versions that answered, by the engines' answers, each checked
+        against its audit line (version and upstream)."""
+        engines = {self.v1.answer: ("1", self.v1), self.v2.answer: ("2", self.v2)}
+        ids = {}
+        for _ in range(requests):
+            status, body, headers = self.request(
+                "/v1/completions", {"model": SPLIT_MODEL, "prompt": "x"}, key=ALICE
+            )
+            assert status == 200, body
+            ids[headers["X-Request-Id"]] = engines[json.loads(body)["choices"][0]["text"]]
+        for _ in range(100):
+            lines = {line["request_id"]: line for line in self.audit_lines() if line["request_id"] in ids}
+            if len(lines) == len(ids):
+                break
+            time.sleep(0.05)
+        assert len(lines) == len(ids), "an audit line for every request"
+        for request_id, (version, engine) in ids.items():
+            line = lines[request_id]
+            assert (line["model"], line["version"]) == (SPLIT_MODEL, version), line
+            assert line["upstream"] == engine.url.removeprefix("http://"), line
+        return [version for version, _ in ids.values()]
+
+
+@pytest.fixture(scope="module")
+def split_front(tmp_path_factory):
+    handle = SplitFront(tmp_path_factory.mktemp("split"), free_port())
+    handle.v1 = FakeEngine(SPLIT_MODEL, answer=" one")
+    handle.v2 = FakeEngine(SPLIT_MODEL, answer=" two")
+    yield handle
+    if getattr(handle, "server", None):
+        handle.server.terminate()
+        handle.server.wait(timeout=10)
+    for engine in (handle.v1, handle.v2):
+        engine.shutdown()
+        engine.server_close()
+
+
+def test_a_split_of_50_percent_sends_requests_to_both_versions_and_audits_which(split_front):
+    split_front.serve(50)
+    routes = (split_front.tmp / "etc" / "routes.conf").read_text()
+    assert 'split_clients "${request_id}" $gpufleet_split_1' in routes
+    versions = split_front.answered(200)
+    # $request_id is random: each version's share of 200 requests is far inside 20-80%.
+    assert 40 <= versions.count("2") <= 160, versions.count("2")
+    assert versions.count("1") + versions.count("2") == 200
+
+
+def test_a_split_of_0_percent_sends_nothing_to_the_split_version(split_front):
+    split_front.serve(0)
+    assert 'split_clients "' not in (split_front.tmp / "etc" / "routes.conf").read_text()
+    assert set(split_front.answered(50)) == {"1"}
+
+
+def test_preflight_refuses_a_split_version_the_host_does_not_have_before_any_change(tmp_path):
+    state_dir = tmp_path / "serve"
+    state_dir.mkdir()
+    (state_dir / "m.json").write_text(json.dumps({"current": "1", "previous": None, "ports": {"1": 8101}}))
+    models = [{"name": "m", "version": "2", "split": {"version": "3", "percent": 10}}]
+    result = run_role(
+        tmp_path,
+        {"llm_serve_keys": KEYS, "llm_serve_models": models, "__llm_serve_state_dir": str(state_dir)},
+    )
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert (
+        "nothing was changed. 1. model m (version 2): split version 3 is neither the version served after"
+        " this run nor the previous one (versions on this host: 2 and 1); name one of them"
+    ) in out, out
+    assert not (tmp_path / "etc").exists(), "preflight changed something"
+    # a rollback drops the split: the same inputs pass the split checks (and stop later, at systemd)
+    result = run_role(
+        tmp_path,
+        {
+            "llm_serve_keys": KEYS,
+            "llm_serve_models": models,
+            "__llm_serve_state_dir": str(state_dir),
+            "llm_serve_rollback": True,
+        },
+    )
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0 and "split version" not in out
+    assert "runs each model version as a systemd unit" in out, out
+    # a split over the served version and the new one passes, and preflight finds the version it keeps
+    models = [{"name": "m", "version": "2", "split": {"version": "2", "percent": 10}}]
+    result = run_role(
+        tmp_path,
+        {"llm_serve_keys": KEYS, "llm_serve_models": models, "__llm_serve_state_dir": str(state_dir)},
+    )
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0 and "split version" not in out
+    assert re.search(
+        r"Find the version each split keeps beside the one rolled out\] \*+ ok: \[localhost\]", out
+    ), out
+    assert "runs each model version as a systemd unit" in out, out

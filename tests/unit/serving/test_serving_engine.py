@@ -73,7 +73,7 @@ PORTS = [8101, 8102]
 def test_first_version_starts_on_the_first_port():
     step = se.version_switch({}, "1", PORTS)
     assert step == {
-        "version": "1", "port": 8101, "start": True, "switch": True, "retire": [],
+        "version": "1", "port": 8101, "start": True, "switch": True, "retire": [], "split": None,
         "state": {"current": "1", "previous": None, "ports": {"1": 8101}},
     }  # fmt: skip
 
@@ -102,6 +102,124 @@ def test_rollback_returns_to_the_previous_version_on_its_port():
         se.version_switch({"current": "1", "ports": {"1": 8101}}, "x", PORTS, rollback=True)
     with pytest.raises(ValueError, match="two different ports"):
         se.version_switch({}, "1", [8101, 8101])
+
+
+# --- a split: a share of a model's requests to one of its two versions ---
+
+SERVED = {"current": "1", "previous": None, "ports": {"1": 8101}}
+
+
+def test_a_canary_split_sends_its_share_to_the_new_version_and_the_rest_to_the_one_served():
+    step = se.version_switch(SERVED, "2", PORTS, split={"version": "2", "percent": 10})
+    assert step["start"] and step["switch"] and step["retire"] == []
+    assert step["split"] == {
+        "version": "2",
+        "percent": 10,
+        "port": 8102,
+        "rest": {"version": "1", "port": 8101},
+    }
+    assert step["state"] == {
+        "current": "2", "previous": "1", "ports": {"1": 8101, "2": 8102},
+        "split": {"version": "2", "percent": 10},
+    }  # fmt: skip
+    assert se.front_route(step, "m") == {
+        "model": "m", "url": "http://127.0.0.1:8101", "version": "1",
+        "split": {"url": "http://127.0.0.1:8102", "version": "2", "percent": 10},
+    }  # fmt: skip
+
+
+def test_a_split_can_keep_a_share_on_the_previous_version_and_change_without_a_switch():
+    state = {"current": "2", "previous": "1", "ports": {"1": 8101, "2": 8102}}
+    step = se.version_switch(state, "2", PORTS, split={"version": "1", "percent": 25})
+    assert not step["start"] and not step["switch"]
+    assert step["split"] == {
+        "version": "1",
+        "percent": 25,
+        "port": 8101,
+        "rest": {"version": "2", "port": 8102},
+    }
+    assert step["state"]["split"] == {"version": "1", "percent": 25}
+    route = se.front_route(step, "m")
+    assert (route["url"], route["version"]) == ("http://127.0.0.1:8102", "2")
+    assert route["split"] == {"url": "http://127.0.0.1:8101", "version": "1", "percent": 25}
+    # without a split again: no split recorded, the route has the one version
+    plain = se.version_switch({**state, "split": {"version": "1", "percent": 25}}, "2", PORTS)
+    assert plain["split"] is None and "split" not in plain["state"]
+    assert se.front_route(plain, "m") == {
+        "model": "m",
+        "url": "http://127.0.0.1:8102",
+        "version": "2",
+        "split": None,
+    }
+
+
+def test_rollback_drops_the_split_all_traffic_on_the_previous_version():
+    state = {
+        "current": "2", "previous": "1", "ports": {"1": 8101, "2": 8102},
+        "split": {"version": "2", "percent": 10},
+    }  # fmt: skip
+    step = se.version_switch(state, "2", PORTS, rollback=True, split={"version": "2", "percent": 10})
+    assert step["version"] == "1" and step["split"] is None
+    assert step["state"] == {"current": "1", "previous": "2", "ports": {"1": 8101, "2": 8102}}
+    assert se.front_route(step, "m") == {
+        "model": "m",
+        "url": "http://127.0.0.1:8101",
+        "version": "1",
+        "split": None,
+    }
+    model = {"name": "m", "version": "2", "ports": PORTS, "split": {"version": "9", "percent": 10}}
+    assert se.split_problems(state, model, rollback=True) == []
+
+
+@pytest.mark.parametrize(
+    "state, version, split, message",
+    [
+        (SERVED, "2", {"version": "3", "percent": 10},
+         "model m (version 2): split version 3 is neither the version served after this run nor the previous"
+         " one (versions on this host: 2 and 1); name one of them"),
+        ({}, "1", {"version": "1", "percent": 10},
+         "model m (version 1): split needs two versions running, and version 1 has no previous version on"
+         " this host: roll out one version first, then the other with the split"),
+        (SERVED, "1", {"version": "1", "percent": 50},
+         "model m (version 1): split needs two versions running, and version 1 has no previous version on"
+         " this host: roll out one version first, then the other with the split"),
+        (SERVED, "2", {"version": "1", "percent": 101},
+         "model m (version 2): split percent 101: a whole number from 0 to 100"),
+    ],
+)  # fmt: skip
+def test_split_problems_name_the_model_and_what_to_set(state, version, split, message):
+    model = {"name": "m", "version": version, "ports": PORTS, "split": split}
+    assert se.split_problems(state, model) == [message]
+    with pytest.raises(ValueError, match="split"):
+        se.version_switch(state, version, PORTS, split=split)
+
+
+@pytest.mark.parametrize(
+    "split, problem",
+    [
+        ({"version": "1", "percent": 101}, "split percent 101: a whole number from 0 to 100"),
+        ({"version": "1", "percent": -1}, "split percent -1: a whole number from 0 to 100"),
+        ({"version": "1", "percent": 12.5}, "split percent 12.5: a whole number from 0 to 100"),
+        ({"version": "1", "percent": "10"}, "split percent '10': a whole number from 0 to 100"),
+        ({"version": "1", "percent": True}, "split percent True: a whole number from 0 to 100"),
+        ({"version": "a b", "percent": 10}, "split version 'a b': letters, digits, '.', '_' and '-' only"),
+        ({"version": "1"}, "split must be a mapping of version and percent, got {'version': '1'}"),
+        ("1:10", "split must be a mapping of version and percent, got '1:10'"),
+    ],
+)
+def test_a_bad_split_is_a_model_problem(split, problem):
+    models = [{"name": "m", "version": "2", "split": split}]
+    assert se.model_problems(models, "vllm") == [f"llm_serve_models[0] (m): {problem}"]
+
+
+def test_a_split_passes_into_the_serving_models():
+    models = [
+        {"name": "m", "version": "2", "split": {"version": 1, "percent": 0}},
+        {"name": "n", "version": "1"},
+    ]
+    assert se.model_problems(models, "vllm") == []
+    m, n = se.serving_models(models, "vllm", 8101, "/store")
+    assert m["split"] == {"version": "1", "percent": 0} and n["split"] is None
 
 
 # --- readiness, against FakeEngine over HTTP ---
@@ -200,7 +318,7 @@ def test_model_problems_name_the_entry_and_what_is_wrong():
     )
     assert problems == [
         "llm_serve_models[0] (a): unknown keys colour; known: args, engine, gguf, golden,"
-        " gpu_memory_utilization, max_model_len, name, ports, tensor_parallel_size, threads, version",
+        " gpu_memory_utilization, max_model_len, name, ports, split, tensor_parallel_size, threads, version",
         "llm_serve_models[1] (a): version 'x y' must be set: letters, digits, '.', '_' and '-' only",
         "llm_serve_models[1] (a): model a is listed twice; serve one version per model",
         "llm_serve_models[2] (c): ports must be two different ports (blue/green), got [9000, 9000]",
