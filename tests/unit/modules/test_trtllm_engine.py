@@ -4,6 +4,11 @@ report), a real cache directory under tmp_path."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
@@ -98,14 +103,38 @@ def test_a_failing_build_caches_nothing_and_says_which_command_failed(host, monk
     assert run(host.args())["built"] is True
 
 
-def test_a_killed_builds_directory_is_removed_and_the_engine_built_next_time(host):
-    planned = run(host.args(), check=True)
-    host.cache.mkdir()
-    leftover = host.cache / f".gpufleet-build-{planned['key'][:16]}-x1y2z3"
-    (leftover / "engine").mkdir(parents=True)
-    (leftover / "engine" / "rank0.engine").write_text("half")
+# The module in its own process (as Ansible runs it), killed with SIGKILL in the middle of trtllm-build.
+MODULE_PROCESS = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.gpufleet.cluster.plugins.modules import trtllm_engine
+with patch_module_args(json.loads(sys.argv[2])):
+    trtllm_engine.main()
+"""
+
+
+def test_a_killed_build_leaves_no_entry_and_the_next_run_cleans_it_and_builds(host, monkeypatch):
     users = host.cache / "my-notes"
-    users.mkdir()
+    users.mkdir(parents=True)
+    started = host.root / "build-started"
+    monkeypatch.setenv("FAKE_TRTLLM_BUILD_HANG", str(started))
+    collections = str(Path(te.__file__).parents[5])  # the directory holding ansible_collections/
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MODULE_PROCESS, collections, json.dumps(host.args())],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), "the fake trtllm-build never started"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    [leftover] = [p for p in host.cache.iterdir() if p.name.startswith(".gpufleet-build-")]
+    assert (leftover / "engine" / "rank0.engine").exists() and key_dirs(host.cache) == []  # half, unkeyed
+    monkeypatch.delenv("FAKE_TRTLLM_BUILD_HANG")
     result = run(host.args())
     assert result["built"] is True and result["removed"] == [str(leftover)]
     assert not leftover.exists() and users.is_dir()  # only gpufleet's own names are cleaned

@@ -5,6 +5,7 @@
 - ``fake_convert_checkpoint.py``: writes a checkpoint (config.json, rank0.safetensors);
 - ``fake_env/bin/trtllm-build``: writes an engine (config.json, rank0.engine) from the checkpoint;
   with ``FAKE_TRTLLM_BUILD_FAIL`` set it prints an error and exits 3, writing half an engine first;
+  with ``FAKE_TRTLLM_BUILD_HANG`` (a path) it writes half an engine, creates that path and sleeps;
 - ``fake_nvidia_smi``: prints a recorded ``nvidia-smi -q -x`` report.
 
 Every command appends its argv to ``calls.log``, so a test sees what ran.
@@ -41,6 +42,10 @@ assert os.path.isfile(os.path.join(ckpt, "config.json")), "no checkpoint"
 os.makedirs(out)
 with open(os.path.join(out, "rank0.engine"), "w") as f:
     f.write("half an engine")
+if os.environ.get("FAKE_TRTLLM_BUILD_HANG"):
+    open(os.environ["FAKE_TRTLLM_BUILD_HANG"], "w").close()
+    import time
+    time.sleep(120)
 if os.environ.get("FAKE_TRTLLM_BUILD_FAIL"):
     print("[TRT] building layer 1 of 32")
     print("[TRT] [E] out of memory while building the engine", file=sys.stderr)
