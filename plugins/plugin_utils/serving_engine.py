@@ -28,7 +28,7 @@ from __future__ import annotations
 
 # Unit naming and the name rule are host code too (verify_collect asks systemctl about the served
 # units on the host): one copy, in module_utils/serve_state.py.
-from ansible_collections.gpufleet.cluster.plugins.module_utils.serve_state import (  # noqa: F401 (re-exported)
+from ansible_collections.gpufleet.cluster.plugins.module_utils.serve_state import (
     FRONT_UNIT,
     NAME,
     unit_name,
