@@ -14,7 +14,9 @@ Engines (facts.md, "Serving"):
   ``/v1`` routes and takes one key; the front does authentication for every route.
 - ``trtllm``: ``trtllm-serve MODEL_DIR`` (PyTorch backend: Hugging Face checkpoints directly) from an
   environment whose TensorRT-LLM wheel came from the bundle; ``--tp_size``; ``/health``. It has no
-  authentication at all.
+  authentication at all. A model with ``build: legacy`` is served from a TensorRT engine instead
+  (``trtllm-serve ENGINE_DIR --tokenizer MODEL_DIR --backend tensorrt``), built once into the engine
+  cache by the ``trtllm_engine`` module (module_utils/trtllm_engine.py).
 - ``llamacpp``: llama.cpp through llama-cpp-python's OpenAI-compatible server, on a GGUF file of the
   model directory: the engine that runs on the lab's CPU-only nodes. No health route: readiness is
   ``/v1/models`` plus a generation.
@@ -31,6 +33,12 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.serve_state impor
     NAME,
     unit_name,
 )
+from ansible_collections.gpufleet.cluster.plugins.module_utils.trtllm_engine import (
+    BUILD_RESERVED,
+    CONVERT_RESERVED,
+    TrtllmEngineError,
+    normalize_args,
+)
 
 ENGINES = {
     "vllm": {"health": "/health", "gpu": True},
@@ -42,6 +50,8 @@ SLOTS = 2
 # The readiness check's golden prompt unless a model sets its own (greedy: same weights, same answer).
 GOLDEN_PROMPT = "The capital of France is"
 GOLDEN_TOKENS = 8
+# How a trtllm model is built: pytorch (trtllm-serve loads the checkpoint) or legacy (a TensorRT engine).
+BUILDS = ("pytorch", "legacy")
 
 
 def check_engine(engine):
@@ -61,12 +71,15 @@ def engine_command(
     gguf="",
     threads=0,
     extra=(),
+    engine_dir="",
 ):
     """The engine's command line (argv) serving ``model_dir`` as model ``name`` on 127.0.0.1:``port``.
 
     ``env``: the python_runtime environment (its bin/ holds the engine); ``max_model_len``: context
     length (0: the engine's default); ``gguf``: the GGUF file in ``model_dir`` (llamacpp only);
-    ``threads``: CPU threads (llamacpp; 0: the engine's default); ``extra``: more arguments, as given.
+    ``threads``: CPU threads (llamacpp; 0: the engine's default); ``extra``: more arguments, as given;
+    ``engine_dir``: a built TensorRT engine (trtllm only, ``build: legacy``): served with the TensorRT
+    backend, ``model_dir`` giving the tokenizer; its sequence length is the one it was built with.
     """
     check_engine(engine)
     if not NAME.match(str(name)):
@@ -79,6 +92,8 @@ def engine_command(
         raise ValueError(f"tensor_parallel_size {tp}: must be 1 or more")
     bin_dir = f"{str(env).rstrip('/')}/bin"
     model_dir = str(model_dir).rstrip("/")
+    if engine_dir and engine != "trtllm":
+        raise ValueError(f"engine {engine} serves no prebuilt engine: build: legacy is for engine trtllm")
     if engine == "vllm":
         util = float(gpu_memory_utilization)
         if not 0 < util <= 1:
@@ -88,6 +103,9 @@ def engine_command(
         argv += ["--gpu-memory-utilization", f"{util:g}"]
         if max_model_len:
             argv += ["--max-model-len", str(int(max_model_len))]
+    elif engine == "trtllm" and engine_dir:
+        argv = [f"{bin_dir}/trtllm-serve", str(engine_dir).rstrip("/"), "--tokenizer", model_dir]
+        argv += ["--backend", "tensorrt", "--host", "127.0.0.1", "--port", str(port), "--tp_size", str(tp)]
     elif engine == "trtllm":
         argv = [f"{bin_dir}/trtllm-serve", model_dir, "--backend", "pytorch"]
         argv += ["--host", "127.0.0.1", "--port", str(port), "--tp_size", str(tp)]
@@ -242,8 +260,10 @@ def _url(port):
 
 MODEL_KEYS = {
     "name", "version", "engine", "gguf", "tensor_parallel_size", "gpu_memory_utilization",
-    "max_model_len", "threads", "args", "ports", "golden", "split",
+    "max_model_len", "threads", "args", "ports", "golden", "split", "build", "convert_script",
+    "convert_args", "build_args",
 }  # fmt: skip
+LEGACY_KEYS = ("convert_script", "convert_args", "build_args")
 
 
 def model_problems(models, engine="vllm"):
@@ -285,6 +305,7 @@ def model_problems(models, engine="vllm"):
         split = model.get("split")
         if split is not None:
             problems += [f"{where}: {p}" for p in _split_shape(split)]
+        problems.extend(f"{where}: {p}" for p in _build_problems(model, model.get("engine") or engine))
         try:
             engine_command(
                 model.get("engine") or engine, "/env", "/model", name if name else "x", 8000,
@@ -309,6 +330,30 @@ def _split_shape(split):
     return problems
 
 
+def _build_problems(model, engine):
+    build = model.get("build", "pytorch")
+    if build not in BUILDS:
+        return [f"build {build!r} is not one of {', '.join(BUILDS)}"]
+    if build != "legacy":
+        given = [k for k in LEGACY_KEYS if k in model]
+        return [f"{', '.join(given)}: only for build: legacy"] if given else []
+    if engine != "trtllm":
+        return [f"build: legacy is TensorRT-LLM's engine flow; engine is {engine}, set engine: trtllm"]
+    problems = []
+    script = model.get("convert_script")
+    if not isinstance(script, str) or not script.startswith("/"):
+        problems.append(
+            "build: legacy needs convert_script, the absolute path on the node of the model family's "
+            "convert_checkpoint.py (from the TensorRT-LLM release in llm_serve_env)"
+        )
+    for what, reserved in (("convert_args", CONVERT_RESERVED), ("build_args", BUILD_RESERVED)):
+        try:
+            normalize_args(model.get(what), what, reserved)
+        except TrtllmEngineError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def serving_models(models, engine, port_base, store):
     """llm_serve_models with every default filled in, for the role's tasks (after ``model_problems``
     found none): ``dir`` (the version in the store), ``unit``, ``ports``, ``health``, ``gpu``, ..."""
@@ -329,6 +374,11 @@ def serving_models(models, engine, port_base, store):
                 "max_model_len": int(model.get("max_model_len", 0)),
                 "threads": int(model.get("threads", 0)),
                 "args": [str(a) for a in model.get("args", [])],
+                # trtllm: pytorch (the checkpoint) or legacy (a TensorRT engine built by trtllm_engine)
+                "build": model.get("build", "pytorch"),
+                "convert_script": model.get("convert_script", ""),
+                "convert_args": dict(model.get("convert_args") or {}),
+                "build_args": dict(model.get("build_args") or {}),
                 "ports": ports,
                 # the readiness check's golden prompt; expect None: the answer the version gives the
                 # first time it is ready is recorded on the host and expected from then on

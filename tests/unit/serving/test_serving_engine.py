@@ -32,6 +32,57 @@ def test_trtllm_uses_the_pytorch_backend_and_its_own_option_names():
     assert argv[argv.index("--host") + 1] == "127.0.0.1"
 
 
+def test_trtllm_serves_a_built_engine_with_the_tensorrt_backend_and_the_models_tokenizer():
+    engine = "/var/lib/gpufleet/trtllm-engines/" + "a" * 64 + "/engine"
+    argv = se.engine_command(
+        "trtllm", ENV, MODEL, "m", 8102, tensor_parallel_size=2, max_model_len=8192, engine_dir=engine + "/"
+    )
+    assert argv[:6] == [f"{ENV}/bin/trtllm-serve", engine, "--tokenizer", MODEL, "--backend", "tensorrt"]
+    assert argv[argv.index("--tp_size") + 1] == "2" and argv[argv.index("--port") + 1] == "8102"
+    assert "--max_seq_len" not in argv  # built into the engine (build_args)
+    with pytest.raises(ValueError, match="build: legacy is for engine trtllm"):
+        se.engine_command("vllm", ENV, MODEL, "m", 8102, engine_dir=engine)
+
+
+def test_legacy_trtllm_models_keep_their_build_inputs_and_others_default_to_pytorch():
+    legacy = {
+        "name": "l", "version": "1", "engine": "trtllm", "build": "legacy",
+        "convert_script": "/opt/trtllm/examples/models/core/llama/convert_checkpoint.py",
+        "convert_args": {"dtype": "bfloat16"}, "build_args": {"max_batch_size": 8},
+    }  # fmt: skip
+    assert se.model_problems([legacy, {"name": "p", "version": "1"}], "trtllm") == []
+    built, plain = se.serving_models([legacy, {"name": "p", "version": "1"}], "trtllm", 8101, "/store")
+    assert built["build"] == "legacy" and built["build_args"] == {"max_batch_size": 8}
+    assert built["convert_script"] == legacy["convert_script"] and built["convert_args"] == {
+        "dtype": "bfloat16"
+    }
+    assert (plain["build"], plain["convert_script"], plain["build_args"]) == ("pytorch", "", {})
+
+
+def test_legacy_build_problems_say_what_to_set():
+    problems = se.model_problems(
+        [
+            {"name": "a", "version": "1", "build": "legacy"},
+            {"name": "b", "version": "1", "engine": "trtllm", "build": "legacy", "convert_script": "x.py",
+             "build_args": {"output_dir": "/tmp"}, "convert_args": ["--dtype", "float16"]},
+            {"name": "c", "version": "1", "engine": "trtllm", "build": "onnx"},
+            {"name": "d", "version": "1", "engine": "trtllm", "build_args": {"max_batch_size": 8}},
+        ],
+        "vllm",
+    )  # fmt: skip
+    assert problems == [
+        "llm_serve_models[0] (a): build: legacy is TensorRT-LLM's engine flow; engine is vllm,"
+        " set engine: trtllm",
+        "llm_serve_models[1] (b): build: legacy needs convert_script, the absolute path on the node of"
+        " the model family's convert_checkpoint.py (from the TensorRT-LLM release in llm_serve_env)",
+        "llm_serve_models[1] (b): convert_args must be a mapping of option to value"
+        " (e.g. {max_batch_size: 8}), got list",
+        "llm_serve_models[1] (b): build_args: output_dir is set by gpufleet; leave it out",
+        "llm_serve_models[2] (c): build 'onnx' is not one of pytorch, legacy",
+        "llm_serve_models[3] (d): build_args: only for build: legacy",
+    ]
+
+
 def test_llamacpp_serves_the_gguf_file_under_the_models_name():
     argv = se.engine_command(
         "llamacpp", ENV, MODEL, "tiny", 8101, gguf="tiny.gguf", threads=2, max_model_len=512
@@ -317,8 +368,9 @@ def test_model_problems_name_the_entry_and_what_is_wrong():
         "vllm",
     )
     assert problems == [
-        "llm_serve_models[0] (a): unknown keys colour; known: args, engine, gguf, golden,"
-        " gpu_memory_utilization, max_model_len, name, ports, split, tensor_parallel_size, threads, version",
+        "llm_serve_models[0] (a): unknown keys colour; known: args, build, build_args, convert_args,"
+        " convert_script, engine, gguf, golden, gpu_memory_utilization, max_model_len, name, ports,"
+        " split, tensor_parallel_size, threads, version",
         "llm_serve_models[1] (a): version 'x y' must be set: letters, digits, '.', '_' and '-' only",
         "llm_serve_models[1] (a): model a is listed twice; serve one version per model",
         "llm_serve_models[2] (c): ports must be two different ports (blue/green), got [9000, 9000]",
