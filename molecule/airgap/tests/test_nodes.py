@@ -117,6 +117,7 @@ def _inventory(host, tmp_path):
     return path
 
 
+@pytest.mark.usefixtures("serving_lock")  # verify reads what test_serving.py changes
 def test_gpufleet_verify_finds_the_provisioned_node_healthy(host, tmp_path):
     """The software checks pass on the real installed state; the GPU checks say there is no GPU."""
     import subprocess
@@ -148,6 +149,7 @@ def test_gpufleet_verify_finds_the_provisioned_node_healthy(host, tmp_path):
         assert checks[name]["status"] == "skip" and checks[name]["summary"].startswith("no GPU present")
 
 
+@pytest.mark.usefixtures("serving_lock")  # verify reads what test_serving.py changes
 def test_verify_playbook_wraps_the_same_run(host, tmp_path):
     import subprocess
     import sys

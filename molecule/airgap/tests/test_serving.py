@@ -10,9 +10,14 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 import yaml
 
 testinfra_hosts = ["ansible://gpu_nodes"]
+# These tests change what the node serves (rollouts, a split, the front stopped and started again) and
+# read it back; so does gpufleet verify (test_nodes.py): each holds the serving lock (conftest.py)
+# while it runs, whichever xdist worker runs it.
+pytestmark = pytest.mark.usefixtures("serving_lock")
 
 REPO = Path(__file__).resolve().parents[3]
 # What the rollout and the rollback printed, kept for the run's reports (make test keeps reports/).
@@ -153,8 +158,8 @@ V2 = {**V1, "version": "2"}
 def test_served_then_rollout_gated_on_readiness_then_rollback(host, tmp_path):
     """The converged state (version 1 served by llama.cpp, unprivileged, on 127.0.0.1 only), then:
     version 2 with a golden answer it does not give - refused, traffic stays on 1; version 2 as it is -
-    started beside 1 on the other port, the front switched; rollback - version 1 again, at once.
-    One test: these steps change what the others would read."""
+    started beside 1 on the other port, the front switched; rollback - version 1 again, at once; a
+    50 % split to version 2 and back. One test: each step starts from the state the one before left."""
     unit = host.service("gpufleet-serve-tiny-llama-1.service")
     assert unit.is_running and unit.is_enabled
     assert host.service("gpufleet-front.service").is_running
@@ -211,6 +216,9 @@ def test_served_then_rollout_gated_on_readiness_then_rollback(host, tmp_path):
     assert text == v1["answer"] and line["upstream"] == "127.0.0.1:8101"
     with REPORT.open("a") as out:
         out.write(f"===== the audit line of a completion after the rollback\n{json.dumps(line)}\n")
+
+    # 4. a weighted split between the two versions, and back to one
+    split_and_back(host, tmp_path)
 
 
 ENTRY_POINT = """
@@ -301,3 +309,28 @@ def test_stop_records_what_it_stopped_and_start_brings_exactly_that_back(host, t
     current = golden(host, served["current"])
     text, _line = complete(host, current)
     assert text == current["answer"]
+
+
+def split_and_back(host, tmp_path):
+    """Version 1 served, version 2 kept beside it (after the rollback): a split of 50 % to version 2 -
+    both answer, each audit line names the version that answered; the same run without the split puts
+    every request on version 1 again and records no split."""
+    served = state(host)
+    assert (served["current"], served["previous"]) == ("1", "2"), served
+    proc = play(host, tmp_path, llm_serve_models=[{**V1, "split": {"version": "2", "percent": 50}}])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert state(host)["split"] == {"version": "2", "percent": 50}
+    answered = [complete(host, golden(host, "1"))[1] for _ in range(40)]
+    versions = [line["version"] for line in answered]
+    assert set(versions) == {"1", "2"} and 8 <= versions.count("2") <= 32, versions
+    upstreams = {line["version"]: line["upstream"] for line in answered}
+    assert upstreams == {"1": "127.0.0.1:8101", "2": "127.0.0.1:8102"}
+    with REPORT.open("a") as out:
+        out.write(
+            f"===== 40 completions with a 50 % split to version 2: {versions.count('2')} answered by 2\n"
+        )
+
+    proc = play(host, tmp_path, llm_serve_models=[V1])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert state(host).get("split") is None
+    assert {complete(host, golden(host, "1"))[1]["version"] for _ in range(10)} == {"1"}
