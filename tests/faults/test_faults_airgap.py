@@ -59,11 +59,11 @@ def site(inv, *extra):
     return proc, recap_of(proc), round(time.monotonic() - started)
 
 
-def site_in_background(inv, log):
-    """site.yml started and left running: the fault comes while it runs."""
+def playbook_in_background(inv, playbook, log, *args):
+    """A playbook started and left running: the fault comes while it runs."""
     fh = open(log, "w")  # noqa: SIM115 - closed by finish()
     proc = subprocess.Popen(
-        [str(BIN / "ansible-playbook"), "-i", str(inv), str(REPO / "playbooks" / "site.yml"), "--tags", TAGS],
+        [str(BIN / "ansible-playbook"), "-i", str(inv), str(REPO / "playbooks" / playbook), *args],
         stdout=fh,
         stderr=subprocess.STDOUT,
         text=True,
@@ -77,6 +77,11 @@ def site_in_background(inv, log):
     )
     proc.log, proc.fh = log, fh
     return proc
+
+
+def site_in_background(inv, log):
+    """site.yml (the cases' tags) started and left running."""
+    return playbook_in_background(inv, "site.yml", log, "--tags", TAGS)
 
 
 def finish(proc):
@@ -284,22 +289,7 @@ def serve(inv, extra):
 
 
 def serve_in_background(inv, extra, log):
-    fh = open(log, "w")  # noqa: SIM115 - closed by finish()
-    proc = subprocess.Popen(
-        [str(BIN / "ansible-playbook"), "-i", str(inv), str(REPO / "playbooks" / "serve.yml"), "-e", extra],
-        stdout=fh,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={
-            **os.environ,
-            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-            "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
-            "ANSIBLE_NOCOLOR": "1",
-            "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-        },
-    )
-    proc.log, proc.fh = log, fh
-    return proc
+    return playbook_in_background(inv, "serve.yml", log, "-e", extra)
 
 
 def answers_through_the_front(node, version):
