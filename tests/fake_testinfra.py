@@ -48,6 +48,7 @@ class _ModuleDouble:
     def run_command(self, argv, **kwargs):
         assert argv[:2] == ["/bin/sh", "-c"], argv
         self.host.module_commands.append(argv[2])
+        self.host.module_environ.append(kwargs.get("environ_update") or {})
         out = self.host.shell(argv[2])
         return out.rc, out.stdout, out.stderr
 
@@ -62,6 +63,7 @@ class FakeHost:
         self.modules = []  # (name, args as JSON text) of each module call
         self.remote = []  # every command run over the connection (host.run), as sent
         self.module_commands = []  # every command the module ran on the host
+        self.module_environ = []  # the environment each of them got
 
     def shell(self, cmd):
         """The host's answer to ``cmd``; this one fails every command (constructed)."""

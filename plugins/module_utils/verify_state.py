@@ -47,17 +47,18 @@ def network_facts(module, gather_timeout=NETWORK_GATHER_TIMEOUT):
     return collector.collect(module=module)
 
 
-def run_shell(module, command, timeout=COMMAND_TIMEOUT):
-    """``command`` run by ``/bin/sh -c`` with the C locale, under coreutils ``timeout`` when it has
-    one (0: no limit): {"rc", "stdout", "stderr"}, as ``gpufleet.verify.collect.run`` returns over
-    ssh. Output bytes that are not UTF-8 are replaced, never an error."""
+def run_shell(module, command, timeout=COMMAND_TIMEOUT, environ=None):
+    """``command`` run by ``/bin/sh -c`` with the C locale (and ``environ``), under coreutils
+    ``timeout`` when it has one (0: no limit): {"rc", "stdout", "stderr"}, as
+    ``gpufleet.verify.collect.run`` returns over ssh. Output bytes that are not UTF-8 are replaced,
+    never an error."""
     argv = ["/bin/sh", "-c", command]
     timeout_bin = module.get_bin_path("timeout") if timeout else None
     if timeout_bin:
         argv = [timeout_bin, "-k", str(KILL_AFTER_S), str(int(timeout)), *argv]
     rc, out, err = module.run_command(
         argv,
-        environ_update=C_LOCALE,
+        environ_update=dict(C_LOCALE, **(environ or {})),
         expand_user_and_vars=False,  # the shell expands what the command asks it to, nothing else
         errors="replace",  # a log line with bytes not UTF-8 must not fail the whole read
     )
@@ -72,6 +73,20 @@ def service_states(module, services, serving, timeout=SERVICES_TIMEOUT):
         return {"units": [], "rc": 0, "stdout": "", "stderr": ""}
     command = "systemctl is-active " + " ".join(shlex.quote(u) for u in units) + "; true"
     return dict(run_shell(module, command, timeout), units=units)
+
+
+# What the commands are told of the parts read before them (``command_environ``): a command that
+# only makes sense on a host with GPUs and a loaded driver tests GPUFLEET_GPUS_READY (exit 3 when it
+# is empty) and runs the nvidia-smi the GPU part found, without a second round trip to the host.
+GPUS_READY_ENV = "GPUFLEET_GPUS_READY"
+NVIDIA_SMI_ENV = "GPUFLEET_NVIDIA_SMI"
+
+
+def command_environ(gpus):
+    """The environment the commands get from the GPU part's facts (None when that part failed)."""
+    gpus = gpus or {}
+    ready = bool(gpus.get("gpu_count") and gpus.get("driver_loaded"))
+    return {GPUS_READY_ENV: "1" if ready else "", NVIDIA_SMI_ENV: gpus.get("nvidia_smi_path") or ""}
 
 
 def gatherers(module, params):
@@ -119,8 +134,9 @@ def collect(
     out["timings"]["services"] = round(time.monotonic() - started, 3)
     started = time.monotonic()
     timeouts = command_timeouts or {}
+    environ = command_environ(out.get("gpus"))
     out["commands"] = {
-        name: run_shell(module, command, timeouts.get(name, command_timeout))
+        name: run_shell(module, command, timeouts.get(name, command_timeout), environ)
         for name, command in sorted((commands or {}).items())
     }
     out["timings"]["commands"] = round(time.monotonic() - started, 3)

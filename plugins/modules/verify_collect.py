@@ -34,6 +34,10 @@ options:
         Shell commands to run, by name (C({name: command})). Each runs with C(/bin/sh -c) and
         C(LANG=C LC_ALL=C), under coreutils C(timeout) when the host has it.
       - >-
+        The commands run after the facts are read and are told what the GPU part found:
+        C(GPUFLEET_GPUS_READY) is V(1) when GPUs were found with their driver loaded (empty otherwise),
+        C(GPUFLEET_NVIDIA_SMI) is the path of the C(nvidia-smi) that was found (empty when none).
+      - >-
         Mark each command unsafe so that Ansible does not read C({{ }}) in it as a template - in YAML
         with C(!unsafe), in the JSON arguments of the ad hoc C(ansible) command as
         C({"__ansible_unsafe": "the command"}).

@@ -6,9 +6,14 @@ check can say why it has no data instead of guessing.
 
 One module call reads the host (``gpufleet.cluster.verify_collect``: the GPU, InfiniBand, network and
 serving facts, ``systemctl is-active`` and the commands named here): each module call costs the
-controller a whole ``ansible`` process. The few commands that depend on what it returned (the GPUs'
-NVLinks and processes, nvcc, NCCL's loaded version) run over the connection afterwards. What to run
-is decided here; the module only runs it.
+controller a whole ``ansible`` process. The commands that only make sense on some hosts (the GPUs'
+NVLinks and processes when a driver is loaded, nvcc where the CUDA role ran, NCCL's loaded version
+where the NCCL role ran) guard themselves on the host and exit 3 where they do not apply, so one
+call is all it takes. What to run is decided here; the module only runs it.
+
+``collect`` reads one testinfra host (``gpufleet verify``'s per-host pytest path);
+``state_from_result`` turns the module's result into the state, wherever it came from (the fleet
+path, ``gpufleet.verify.fleet``, gets the results of all hosts from one Ansible run).
 """
 
 from __future__ import annotations
@@ -118,7 +123,48 @@ def commands(hostvars: dict) -> tuple[dict[str, str], dict[str, int]]:
         "df": "df -P -m " + " ".join(DF_PATHS),
         "meminfo": "cat /proc/meminfo",
     }
+    named.update(dependent_commands())
     return named, {"docker_info": 30, "cdi": 30}
+
+
+NOT_HERE = 3  # the exit status of a command that does not apply to this host (a guard below)
+# The Python that loads the NCCL library the nccl role recorded, as the fact says (its venv's Python,
+# else python3), and prints ncclGetVersion's int: the fact is read on the host.
+_NCCL_LOADED = """\
+import json, subprocess, sys
+fact = json.load(open(sys.argv[1]))
+if not isinstance(fact, dict) or not fact.get("library"):
+    sys.exit(3)
+python = fact["venv"] + "/bin/python" if fact.get("venv") else "python3"
+sys.exit(subprocess.call([python, "-c", sys.argv[2], fact["library"]]))
+"""
+
+
+def dependent_commands() -> dict[str, str]:
+    """The commands whose use depends on what the module reads first, each guarded on the host.
+
+    The GPU commands run only when the module's GPU part found GPUs with the driver loaded (it tells
+    them with GPUFLEET_GPUS_READY, and names the nvidia-smi it found in GPUFLEET_NVIDIA_SMI); the
+    CUDA and NCCL ones only where their role wrote its fact file. Where they do not apply they exit
+    ``NOT_HERE`` and ``state_from_result`` does not read them."""
+    from ansible_collections.gpufleet.cluster.plugins.module_utils import verify_state
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import software
+
+    gpus = f'[ -n "${verify_state.GPUS_READY_ENV}" ] || exit {NOT_HERE}; "${verify_state.NVIDIA_SMI_ENV}" '
+    cuda = f"[ -f {FACTS_DIR}/gpufleet_cuda_toolkit.fact ] || exit {NOT_HERE}; "
+    nccl_fact = f"{FACTS_DIR}/gpufleet_nccl.fact"
+    return {
+        "nvlink": gpus + "nvlink -s",
+        "gpu_processes": gpus + "--query-compute-apps=pid,process_name,used_memory --format=csv,noheader",
+        "cuda_link": cuda + "readlink -f /usr/local/cuda",
+        "nvcc": cuda + "/usr/local/cuda/bin/nvcc --version",
+        "nccl_loaded": (
+            f"[ -f {nccl_fact} ] || exit {NOT_HERE}; exec python3 -c {shlex.quote(_NCCL_LOADED)} "
+            f"{nccl_fact} {shlex.quote(software.NCCL_VERSION_SNIPPET)}"
+        ),
+        # a host without journald: the kernel's ring buffer (only when journalctl cannot answer)
+        "dmesg": f"journalctl -k -n 0 --no-pager >/dev/null 2>&1 && exit {NOT_HERE}; dmesg --ctime",
+    }
 
 
 def module_args(
@@ -221,15 +267,20 @@ def collect(host, hostvars: dict, *, services: list[str], ib_counter_interval: i
     """
     started = time.monotonic()
     reach(host)
-    state: dict[str, Any] = {"errors": {}}
-    errors = state["errors"]
-
     named, timeouts = commands(hostvars)
     units = sorted(set(services) | set(BASE_SERVICES))
     args = module_args(hostvars, units, ib_counter_interval, named, timeouts)
     result, err = _module(host, MODULE, args)
     if err:
         result = _read_natively(host, named, timeouts, units, err)
+    return state_from_result(result, hostvars, time.monotonic() - started)
+
+
+def state_from_result(result: dict, hostvars: dict, seconds: float | None = None) -> dict[str, Any]:
+    """The state the checks read (``STATE_KEYS``), from verify_collect's whole result (or what
+    ``_read_natively`` made instead). ``seconds``: how long the reading took (``collect_s``)."""
+    state: dict[str, Any] = {"errors": {}}
+    errors = state["errors"]
     errors.update({part: msg for part, msg in (result.get("errors") or {}).items() if part in PARTS})
     out = result["commands"]
 
@@ -252,25 +303,21 @@ def collect(host, hostvars: dict, *, services: list[str], ib_counter_interval: i
     state["xid_window_hours"] = window
     log = out["kernel_log"]
     state["kernel_log"] = log["stdout"] if log["rc"] == 0 else None
-    if log["rc"]:  # no journal (a host without journald): the kernel's ring buffer, over the connection
-        log2 = run(host, "dmesg --ctime")
+    if log["rc"]:  # no journal (a host without journald): the kernel's ring buffer
+        log2 = out.get("dmesg") or {"rc": 1, "stdout": "", "stderr": "dmesg not run"}
         state["kernel_log"] = log2["stdout"] if log2["rc"] == 0 else None
         if log2["rc"]:
             errors["kernel_log"] = (log["stderr"] + " / " + log2["stderr"]).strip()[-300:]
 
     gpus = state["gpus"] or {}
-    smi = gpus.get("nvidia_smi_path") or "nvidia-smi"
     state["nvlink"] = None
     state["gpu_processes"] = None
     if gpus.get("gpu_count") and gpus.get("driver_loaded"):
-        nv = run(host, f"{shlex.quote(smi)} nvlink -s")
+        nv = out.get("nvlink") or {"rc": NOT_HERE, "stdout": "", "stderr": "not run"}
         state["nvlink"] = nv["stdout"] if nv["rc"] == 0 else None
         if nv["rc"]:
             errors["nvlink"] = (nv["stderr"] or nv["stdout"]).strip()[-300:]
-        nv = run(
-            host,
-            f"{shlex.quote(smi)} --query-compute-apps=pid,process_name,used_memory --format=csv,noheader",
-        )
+        nv = out.get("gpu_processes") or {"rc": NOT_HERE, "stdout": ""}
         state["gpu_processes"] = nv["stdout"] if nv["rc"] == 0 else None
 
     # The units asked about include each served model's current version and the front (the module
@@ -296,24 +343,38 @@ def collect(host, hostvars: dict, *, services: list[str], ib_counter_interval: i
     cuda = state["local_facts"].get("gpufleet_cuda_toolkit")
     state["nvcc"] = state["cuda_link"] = None
     if cuda:
-        link = run(host, "readlink -f /usr/local/cuda")
+        link = out.get("cuda_link") or {"rc": NOT_HERE, "stdout": ""}
         state["cuda_link"] = link["stdout"].strip() if link["rc"] == 0 else None
-        nvcc = run(host, "/usr/local/cuda/bin/nvcc --version")
+        nvcc = out.get("nvcc") or {"rc": NOT_HERE, "stdout": ""}
         state["nvcc"] = nvcc["stdout"] if nvcc["rc"] == 0 else None
 
     nccl = state["local_facts"].get("gpufleet_nccl")
     state["nccl_loaded"] = state["nccl_error"] = None
     if nccl and nccl.get("library"):
-        from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import software
-
-        python = f"{nccl['venv']}/bin/python" if nccl.get("venv") else "python3"
-        snippet = shlex.quote(software.NCCL_VERSION_SNIPPET)
-        loaded = run(host, f"{shlex.quote(python)} -c {snippet} {shlex.quote(nccl['library'])}")
+        loaded = out.get("nccl_loaded") or {"rc": NOT_HERE, "stdout": "", "stderr": "not run"}
         if loaded["rc"] == 0 and loaded["stdout"].strip().isdigit():
             state["nccl_loaded"] = int(loaded["stdout"].strip())
         else:
             state["nccl_error"] = ((loaded["stderr"] or "") + (loaded["stdout"] or "")).strip()[-500:] or (
                 f"exit {loaded['rc']}"
             )
-    state["collect_s"] = round(time.monotonic() - started, 3)
+    state["collect_s"] = None if seconds is None else round(seconds, 3)
     return {key: state[key] for key in STATE_KEYS}
+
+
+def host_summary(state: dict) -> dict[str, Any]:
+    """What a host's report entry carries of its state besides the checks: GPU count, SKU(s),
+    active IB ports (the fabric pairing reads them), the collection's errors and seconds."""
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils import baselines
+
+    gpus = state.get("gpus") or {}
+    skus = sorted(
+        {baselines.sku_for(g.get("name")) or g.get("name") or "unknown" for g in gpus.get("gpus", [])}
+    )
+    return {
+        "gpu_count": gpus.get("gpu_count"),
+        "sku": ", ".join(skus) if skus else None,
+        "ib_active_ports": list((state.get("ib") or {}).get("active_ports") or []),
+        "collect_errors": state.get("errors") or {},
+        "collect_s": state.get("collect_s"),
+    }

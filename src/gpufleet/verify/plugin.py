@@ -116,17 +116,7 @@ def state(request, host, hostvars, gpufleet_results):
         gpufleet_results["error"] = f"state collection failed: {type(exc).__name__}: {str(exc)[-500:]}"
         _write(request.config)
         pytest.exit(gpufleet_results["error"], returncode=3)
-    gpus = data.get("gpus") or {}
-    gpufleet_results["gpu_count"] = gpus.get("gpu_count")
-    from ansible_collections.gpufleet.cluster.plugins.plugin_utils import baselines
-
-    skus = sorted(
-        {baselines.sku_for(g.get("name")) or g.get("name") or "unknown" for g in gpus.get("gpus", [])}
-    )
-    gpufleet_results["sku"] = ", ".join(skus) if skus else None
-    gpufleet_results["ib_active_ports"] = list((data.get("ib") or {}).get("active_ports") or [])
-    gpufleet_results["collect_errors"] = data.get("errors") or {}
-    gpufleet_results["collect_s"] = data.get("collect_s")
+    gpufleet_results.update(collect.host_summary(data))
     gpufleet_results["_state"] = data
     return data
 

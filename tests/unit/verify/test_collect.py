@@ -1,6 +1,6 @@
-"""gpufleet.verify.collect: one module call reads the host (verify_collect), the few commands that
-depend on its answer run over the connection afterwards, and the state is built from recorded
-outputs the same way, key by key (fake_testinfra.FakeHost: the module's host code on a shell double)."""
+"""gpufleet.verify.collect: one module call reads the host (verify_collect), the commands that depend on
+what it reads guard themselves on the host, and the state is built from recorded outputs the same
+way, key by key (fake_testinfra.FakeHost: the module's host code on a shell double)."""
 
 import json
 
@@ -22,24 +22,25 @@ GPUS = {"gpu_count": 2, "driver_loaded": True, "nvidia_smi_path": "/usr/bin/nvid
 IB = {"present": False, "counter_interval_s": None}
 NETWORK = {"ansible_interfaces": ["lo", "eth0"], "ansible_default_ipv4": {"interface": "eth0"}}
 SERVING = {"configured": True, "models": {"tiny": {"current": "2"}}, "front": None}
-# Recorded answers, by a word of the command (first match wins).
+# Recorded answers, by a word of the command (first match wins: the guarded commands first, their
+# guards name the fact files and journalctl).
 ANSWERS = [
+    ("nvlink -s", Out(stdout="Link 0: 26.562 GB/s\n")),
+    ("query-compute-apps", Out(stdout="")),
+    ("readlink", Out(stdout="/usr/local/cuda-12.4\n")),
+    ("nvcc", Out(stdout="Cuda compilation tools, release 12.4\n")),
+    ("ncclGetVersion", Out(stdout="22105\n")),
+    ("dmesg", Out(rc=1, stderr="dmesg: read kernel buffer failed: Operation not permitted")),
     ("facts.d", Out(stdout=FACT_FILES)),
     ("dpkg-query", Out(stdout="ii \tnvidia-driver\t535-1\nrc \tnvidia-old\t1\n")),
     ("/proc/modules", Out(stdout="nvidia 1 0 - Live 0x0\n")),
     ("journalctl", Out(stdout="2026-11-02T10:00:00+0000 h kernel: NVRM: Xid 79\n")),
-    ("dmesg", Out(rc=1, stderr="dmesg: read kernel buffer failed: Operation not permitted")),
-    ("nvlink -s", Out(stdout="Link 0: 26.562 GB/s\n")),
-    ("query-compute-apps", Out(stdout="")),
     ("systemctl is-active", Out(stdout="active\ninactive\nactive\nactive\nactive\nfailed\n")),
     ("nccl.conf", Out(stdout="NCCL_IB_HCA=mlx5\n")),
     ("command -v docker", Out(rc=1, stderr="Cannot connect to the Docker daemon")),
     ("gpufleet-cdi", Out(rc=124, stderr="timed out")),
     ("df -P", Out(stdout="Filesystem 1M-blocks Used Available Capacity Mounted on\n")),
     ("meminfo", Out(stdout="MemTotal: 1 kB\n")),
-    ("readlink", Out(stdout="/usr/local/cuda-12.4\n")),
-    ("nvcc", Out(stdout="Cuda compilation tools, release 12.4\n")),
-    ("ncclGetVersion", Out(stdout="22105\n")),
 ]
 # The state those answers make (collect_s aside).
 EXPECTED = {
@@ -103,13 +104,26 @@ def test_one_module_call_reads_the_host_and_the_state_is_built_from_its_answers(
     host = RecordedHost()
     assert state_of(host) == EXPECTED
     assert [name for name, _args in host.modules] == [collect.MODULE]
-    # over the connection: the reach probe and only what depends on the module's answer
-    assert len(host.remote) == 1 + 2 + 2 + 1  # reach, nvlink + processes, readlink + nvcc, NCCL
-    assert not any("journalctl" in cmd or "systemctl" in cmd for cmd in host.remote)
+    # over the connection: the reach probe alone; the rest is the module's one call
+    assert host.remote == [f"echo {collect.REACH_MARKER}"]
     assert set(host.args()["commands"]) == {
         "local_facts", "packages", "lsmod", "kernel_log", "nccl_conf", "docker_info", "cdi", "df", "meminfo",
+        "nvlink", "gpu_processes", "cuda_link", "nvcc", "nccl_loaded", "dmesg",
     }  # fmt: skip
     assert "--since '-6h'" in host.args()["commands"]["kernel_log"]
+    # the commands were told what the GPU part found
+    assert host.module_environ[-1]["GPUFLEET_GPUS_READY"] == "1"
+    assert host.module_environ[-1]["GPUFLEET_NVIDIA_SMI"] == "/usr/bin/nvidia-smi"
+
+
+def test_without_gpus_the_gpu_commands_are_told_so_and_their_output_is_not_read():
+    """A host whose GPU part found no loaded driver: the commands get an empty GPUFLEET_GPUS_READY (the
+    guard exits 3 on the host) and whatever came back is not taken for NVLink or process output."""
+    host = RecordedHost(parts={"gpus": {**GPUS, "driver_loaded": False}, "ib": IB, "network": NETWORK,
+                               "serving": SERVING})  # fmt: skip
+    state = state_of(host)
+    assert host.module_environ[-1]["GPUFLEET_GPUS_READY"] == ""
+    assert state["nvlink"] is None and state["gpu_processes"] is None and "nvlink" not in state["errors"]
 
 
 def test_commands_and_host_values_are_passed_as_unsafe_json():
@@ -124,8 +138,11 @@ def test_commands_and_host_values_are_passed_as_unsafe_json():
     assert host.args()["services"] == sorted(collect.BASE_SERVICES)
 
 
-def test_without_a_journal_the_ring_buffer_is_read_over_the_connection():
-    answers = [("journalctl", Out(rc=1, stderr="No journal files were found.")), *ANSWERS]
+def test_without_a_journal_the_ring_buffer_is_read_instead():
+    answers = [
+        *(a for a in ANSWERS if a[0] != "journalctl"),
+        ("journalctl", Out(rc=1, stderr="No journal files were found.")),
+    ]
     state = state_of(RecordedHost(answers=answers))
     assert state["kernel_log"] is None
     assert state["errors"]["kernel_log"] == (
@@ -178,3 +195,46 @@ def test_the_arguments_reach_the_module_through_testinfra_and_ansible_as_written
     assert result["errors"] == {} and result["gpus"]["gpu_count"] == 0
     assert result["commands"]["sh"]["stdout"] == "/bin/sh"
     assert result["commands"]["braces"] == {"rc": 0, "stdout": "{{json .}}", "stderr": ""}
+
+
+def _guarded(name, env, tmp_path):
+    """One of the guarded commands run by a real /bin/sh with ``env`` (as the module runs it)."""
+    import os
+    import subprocess
+
+    command = collect.dependent_commands()[name]
+    return subprocess.run(["/bin/sh", "-c", command], env={**os.environ, **env}, capture_output=True,
+                          text=True, check=False, cwd=tmp_path)  # fmt: skip
+
+
+def test_the_gpu_commands_run_the_found_nvidia_smi_only_when_gpus_are_ready(tmp_path):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text('#!/bin/sh\necho "smi was asked: $*"\n')
+    smi.chmod(0o755)
+    off = _guarded("nvlink", {"GPUFLEET_GPUS_READY": "", "GPUFLEET_NVIDIA_SMI": str(smi)}, tmp_path)
+    assert (off.returncode, off.stdout) == (collect.NOT_HERE, "")
+    on = _guarded("nvlink", {"GPUFLEET_GPUS_READY": "1", "GPUFLEET_NVIDIA_SMI": str(smi)}, tmp_path)
+    assert (on.returncode, on.stdout) == (0, "smi was asked: nvlink -s\n")
+    apps = _guarded("gpu_processes", {"GPUFLEET_GPUS_READY": "1", "GPUFLEET_NVIDIA_SMI": str(smi)}, tmp_path)
+    assert "--query-compute-apps=pid,process_name,used_memory" in apps.stdout
+
+
+@pytest.mark.parametrize(
+    ("fact", "rc", "said"),
+    [
+        ({"version": "2.21.5"}, collect.NOT_HERE, ""),  # no library recorded: nothing to load
+        ({"library": "/nonexistent/libnccl.so.2"}, 1, "/nonexistent/libnccl.so.2"),  # a load error, whole
+    ],
+)
+def test_the_nccl_command_loads_the_library_the_fact_names(tmp_path, fact, rc, said):
+    """The program the nccl_loaded command runs (the fact file's path swapped for a temporary one)."""
+    import subprocess
+    import sys
+
+    from ansible_collections.gpufleet.cluster.plugins.plugin_utils.checks import software
+
+    path = tmp_path / "gpufleet_nccl.fact"
+    path.write_text(json.dumps(fact))
+    argv = [sys.executable, "-c", collect._NCCL_LOADED, str(path), software.NCCL_VERSION_SNIPPET]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert proc.returncode == rc and said in proc.stderr, proc.stderr
