@@ -1,8 +1,11 @@
 """``gpufleet verify``: the checks on every inventory host in parallel, one verdict per host.
 
-Each host is verified by its own pytest process (``-p gpufleet.verify.plugin``) against the
-inventory through testinfra's ``ansible://`` backend, so one slow or unreachable host never holds
-up or hides the others. Results come back as JSON files and are folded into one report.
+Tier quick takes the fleet path (``gpufleet.verify.fleet``): one Ansible run reads every host with
+one module call each, and the checks are judged in this process. The tiers with probes (full,
+burnin), and any host the fleet path could not read, take the per-host path: each host is verified
+by its own pytest process (``-p gpufleet.verify.plugin``) against the inventory through testinfra's
+``ansible://`` backend. Either way one slow or unreachable host never holds up or hides the others;
+results are folded into one report.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from gpufleet.errors import GpufleetError
 from gpufleet.verify import settings
 
 HOST_TIMEOUT_S = {"quick": 600, "full": 3600, "burnin": 4 * 3600}
+# Tiers verified on the fleet path (gpufleet.verify.fleet: one Ansible run reads every host, the
+# checks are judged here); the probes of full and burnin run on each host through testinfra.
+FLEET_TIERS = ("quick",)
 _PYTEST_INI = "[pytest]\naddopts =\n"
 
 
@@ -246,6 +252,36 @@ def check_policies(hosts: dict[str, dict]) -> None:
             )
 
 
+def _verify_each(
+    names: list[str],
+    inventory: str,
+    hosts: dict[str, dict],
+    overrides: dict[str, dict],
+    tier: str,
+    jobs: int,
+    host_timeout_s: int | None,
+    done: Callable[[str, dict], None],
+) -> None:
+    """The per-host path: a pytest process per host (``verify_host``), ``jobs`` at a time."""
+    with tempfile.TemporaryDirectory(prefix="gpufleet-verify-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "pytest.ini").write_text(_PYTEST_INI)
+        with ThreadPoolExecutor(max_workers=min(jobs, len(names))) as pool:
+            futures = {
+                pool.submit(
+                    verify_host, h, inventory, hosts[h], overrides[h], tier, workdir, host_timeout_s
+                ): h
+                for h in names
+            }
+            for future in as_completed(futures):
+                host = futures[future]
+                try:
+                    raw = future.result()
+                except Exception as exc:  # a bug must not hide the other hosts' results
+                    raw = _unreachable(host, f"verification crashed: {type(exc).__name__}: {exc}", 0.0)
+                done(host, raw)
+
+
 def run(
     inventory: str,
     *,
@@ -273,33 +309,32 @@ def run(
     say(f"verifying {len(hosts)} host(s), tier {tier}, {min(jobs, len(hosts))} at a time")
     raws: dict[str, dict] = {}
     lock = threading.Lock()
-    with tempfile.TemporaryDirectory(prefix="gpufleet-verify-") as tmp:
-        workdir = Path(tmp)
-        (workdir / "pytest.ini").write_text(_PYTEST_INI)
-        with ThreadPoolExecutor(max_workers=min(jobs, len(hosts))) as pool:
-            futures = {
-                pool.submit(
-                    verify_host, h, inventory, hosts[h], overrides[h], tier, workdir, host_timeout_s
-                ): h
-                for h in hosts
-            }
-            for future in as_completed(futures):
-                host = futures[future]
-                try:
-                    raw = future.result()
-                except Exception as exc:  # a bug must not hide the other hosts' results
-                    raw = _unreachable(host, f"verification crashed: {type(exc).__name__}: {exc}", 0.0)
-                entry = host_entry(raw)
-                with lock:
-                    raws[host] = raw
-                    n = len(raws)
-                if entry["verdict"] == health.UNREACHABLE:
-                    extra = f": {entry['error'][:200]}"
-                elif entry["verdict"] != health.HEALTHY:
-                    extra = f" ({', '.join(entry['failing'] or entry['warning'] or entry['unverified'])})"
-                else:
-                    extra = ""
-                say(f"[{n}/{len(hosts)}] {host}: {entry['verdict']}{extra} in {entry['duration_s']:.1f} s")
+
+    def done(host: str, raw: dict) -> None:
+        entry = host_entry(raw)
+        with lock:
+            raws[host] = raw
+            n = len(raws)
+        if entry["verdict"] == health.UNREACHABLE:
+            extra = f": {entry['error'][:200]}"
+        elif entry["verdict"] != health.HEALTHY:
+            extra = f" ({', '.join(entry['failing'] or entry['warning'] or entry['unverified'])})"
+        else:
+            extra = ""
+        say(f"[{n}/{len(hosts)}] {host}: {entry['verdict']}{extra} in {entry['duration_s']:.1f} s")
+
+    per_host = list(hosts)
+    if tier in FLEET_TIERS:
+        from gpufleet.verify import fleet
+
+        per_host = fleet.verify(
+            inventory, hosts, overrides, tier, jobs, host_timeout_s or HOST_TIMEOUT_S[tier], done
+        )
+        if per_host:
+            names = ", ".join(per_host)
+            say(f"{len(per_host)} host(s) verified one by one (the one-call read failed there): {names}")
+    if per_host:
+        _verify_each(per_host, inventory, hosts, overrides, tier, jobs, host_timeout_s, done)
     if settings.tier_includes(tier, "full"):
         from gpufleet.verify import fabric
 
