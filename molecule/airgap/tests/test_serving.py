@@ -1,7 +1,8 @@
 """Serving on the air-gapped node (playbooks/serve.yml, role llm_serve): the lab's tiny model served by a
 real engine - llama.cpp's OpenAI server from the bundle's wheelhouse, on the node's CPU - behind the
 front (nginx with njs): keys, scopes, the audit log; then a rollout of version 2 that fails readiness
-(traffic stays), one that succeeds, and a rollback, each a real ansible-playbook run."""
+(traffic stays), one that succeeds, a weighted split and a rollback, each a real ansible-playbook (or
+gpufleet) run."""
 
 import json
 import shlex
@@ -68,6 +69,23 @@ def audited(host, request_id):
     lines = [line for line in audit_lines(host) if line["request_id"] == request_id]
     assert len(lines) == 1, f"request {request_id}: {len(lines)} audit lines"
     return lines[0]
+
+
+def complete_many(host, version_golden, n):
+    """The audit lines of ``n`` greedy completions sent from the node in one shell loop (each must
+    answer 200): one round trip for all of them, and the audit log read once."""
+    body = {"model": "tiny-llama", "prompt": version_golden["prompt"], "temperature": 0, "seed": 1234,
+            "max_tokens": version_golden["max_tokens"]}  # fmt: skip
+    request = (
+        f"curl -s -o /dev/null -m 60 -w '%{{http_code}} %header{{x-request-id}}\\n' "
+        f"-H 'Authorization: Bearer {KEY}' -H 'Content-Type: application/json' "
+        f"--data-binary {shlex.quote(json.dumps(body))} {FRONT}/v1/completions"
+    )
+    out = host.check_output(f"for i in $(seq {int(n)}); do {request}; done")
+    answers = [line.split() for line in out.splitlines() if line.strip()]
+    assert len(answers) == n and all(status == "200" for status, _id in answers), out
+    lines = {line["request_id"]: line for line in audit_lines(host)}
+    return [lines[request_id] for _status, request_id in answers]
 
 
 def test_no_key_is_refused_and_audited_without_key_material(host):
@@ -155,11 +173,12 @@ V1 = {"name": "tiny-llama", "version": "1", "engine": "llamacpp", "gguf": "tiny-
 V2 = {**V1, "version": "2"}
 
 
-def test_served_then_rollout_gated_on_readiness_then_rollback(host, tmp_path):
+def test_served_then_rollout_gated_on_readiness_then_split_then_rollback(host, tmp_path):
     """The converged state (version 1 served by llama.cpp, unprivileged, on 127.0.0.1 only), then:
     version 2 with a golden answer it does not give - refused, traffic stays on 1; version 2 as it is -
-    started beside 1 on the other port, the front switched; rollback - version 1 again, at once; a
-    50 % split to version 2 and back. One test: each step starts from the state the one before left."""
+    started beside 1 on the other port, the front switched; a 50 % split back to version 1; rollback -
+    version 1 alone again, at once, the split gone. One test: each step starts from the state the one
+    before left."""
     unit = host.service("gpufleet-serve-tiny-llama-1.service")
     assert unit.is_running and unit.is_enabled
     assert host.service("gpufleet-front.service").is_running
@@ -202,7 +221,22 @@ def test_served_then_rollout_gated_on_readiness_then_rollback(host, tmp_path):
     assert text == v2["answer"] and line["upstream"] == "127.0.0.1:8102"
     assert host.service("gpufleet-serve-tiny-llama-1.service").is_running, "kept for an instant rollback"
 
-    # 3. rollback, as an operator runs it: version 1 again, on its port, where it kept running
+    # 3. a weighted split: half the traffic back to version 1, each audit line names who answered
+    proc = play(host, tmp_path, llm_serve_models=[{**V2, "split": {"version": "1", "percent": 50}}])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert state(host)["split"] == {"version": "1", "percent": 50}
+    answered = complete_many(host, v2, 40)
+    versions = [line["version"] for line in answered]
+    assert set(versions) == {"1", "2"} and 8 <= versions.count("1") <= 32, versions
+    upstreams = {line["version"]: line["upstream"] for line in answered}
+    assert upstreams == {"1": "127.0.0.1:8101", "2": "127.0.0.1:8102"}
+    with REPORT.open("a") as out:
+        out.write(
+            f"===== 40 completions with a 50 % split to version 1: {versions.count('1')} answered by 1\n"
+        )
+
+    # 4. rollback, as an operator runs it: version 1 again, on its port, where it kept running; the
+    # split goes with it
     inv = _inventory(host, tmp_path, llm_serve_models=[V2])
     proc = subprocess.run(
         [Path(sys.executable).with_name("gpufleet"), "serve", "rollback", "-i", inv, "--plain",
@@ -216,9 +250,7 @@ def test_served_then_rollout_gated_on_readiness_then_rollback(host, tmp_path):
     assert text == v1["answer"] and line["upstream"] == "127.0.0.1:8101"
     with REPORT.open("a") as out:
         out.write(f"===== the audit line of a completion after the rollback\n{json.dumps(line)}\n")
-
-    # 4. a weighted split between the two versions, and back to one
-    split_and_back(host, tmp_path)
+    assert {line["version"] for line in complete_many(host, v1, 10)} == {"1"}
 
 
 ENTRY_POINT = """
@@ -309,28 +341,3 @@ def test_stop_records_what_it_stopped_and_start_brings_exactly_that_back(host, t
     current = golden(host, served["current"])
     text, _line = complete(host, current)
     assert text == current["answer"]
-
-
-def split_and_back(host, tmp_path):
-    """Version 1 served, version 2 kept beside it (after the rollback): a split of 50 % to version 2 -
-    both answer, each audit line names the version that answered; the same run without the split puts
-    every request on version 1 again and records no split."""
-    served = state(host)
-    assert (served["current"], served["previous"]) == ("1", "2"), served
-    proc = play(host, tmp_path, llm_serve_models=[{**V1, "split": {"version": "2", "percent": 50}}])
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert state(host)["split"] == {"version": "2", "percent": 50}
-    answered = [complete(host, golden(host, "1"))[1] for _ in range(40)]
-    versions = [line["version"] for line in answered]
-    assert set(versions) == {"1", "2"} and 8 <= versions.count("2") <= 32, versions
-    upstreams = {line["version"]: line["upstream"] for line in answered}
-    assert upstreams == {"1": "127.0.0.1:8101", "2": "127.0.0.1:8102"}
-    with REPORT.open("a") as out:
-        out.write(
-            f"===== 40 completions with a 50 % split to version 2: {versions.count('2')} answered by 2\n"
-        )
-
-    proc = play(host, tmp_path, llm_serve_models=[V1])
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert state(host).get("split") is None
-    assert {complete(host, golden(host, "1"))[1]["version"] for _ in range(10)} == {"1"}
