@@ -172,11 +172,16 @@ def line(name: str, one: dict, many: dict) -> str:
     per1, perN = one["cpu"] / one["hosts"], many["cpu"] / many["hosts"]
     target = TARGETS[name]
     changed = "" if one["changed"] is None else f"  changed {one['changed']}/{many['changed']}"
+    # Each host past the first: what a larger fleet adds per host once the run's fixed cost (Ansible's
+    # start, the inventory, the play) is paid.
+    more = many["hosts"] - one["hosts"]
+    added = (many["cpu"] - one["cpu"]) / more if more > 0 else perN
     return (
         f"{name:7s} 1 host: {one['cpu']:6.1f} CPU-s ({per1:5.2f}/host, {one['wall']:5.1f} s wall)   "
         f"{many['hosts']} hosts: {many['cpu']:6.1f} CPU-s ({perN:5.2f}/host, {many['wall']:5.1f} s wall)   "
         f"ratio per-host {many['hosts']}/1: {perN / per1:.2f}   "
-        f"vs target {target}: {perN / target:.2f}{changed}"
+        f"vs target {target}: {perN / target:.2f}   each added host: {added:.2f} CPU-s "
+        f"(vs target: {added / target:.2f}){changed}"
     )
 
 
