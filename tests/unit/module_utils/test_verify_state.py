@@ -52,9 +52,23 @@ def test_each_command_runs_in_sh_with_the_c_locale_its_own_time_limit_and_no_ans
     assert argvs["exit 3"] == ["/usr/bin/timeout", "-k", "5", "30", "/bin/sh", "-c", "exit 3"]
     assert argvs["cat /proc/meminfo"][:4] == ["/usr/bin/timeout", "-k", "5", "60"]
     for _argv, kwargs in module.calls:
-        assert kwargs["environ_update"] == {"LANG": "C", "LC_ALL": "C"}
+        # no GPU part here: the commands are told no GPUs are ready and no nvidia-smi was found
+        assert kwargs["environ_update"] == {
+            "LANG": "C", "LC_ALL": "C", "GPUFLEET_GPUS_READY": "", "GPUFLEET_NVIDIA_SMI": "",
+        }  # fmt: skip
         assert kwargs["expand_user_and_vars"] is False
     assert set(out["timings"]) == {"services", "commands"}
+
+
+def test_the_commands_are_told_what_the_gpu_part_found():
+    module = ModuleDouble({"true": (0, "", "")})
+    gpus = {"gpu_count": 8, "driver_loaded": True, "nvidia_smi_path": "/opt/nv/bin/nvidia-smi"}
+    verify_state.collect(module, [("gpus", lambda: gpus)], {"t": "true"})
+    ((_argv, kwargs),) = [call for call in module.calls if call[0][-1] == "true"]
+    assert kwargs["environ_update"]["GPUFLEET_GPUS_READY"] == "1"
+    assert kwargs["environ_update"]["GPUFLEET_NVIDIA_SMI"] == "/opt/nv/bin/nvidia-smi"
+    assert verify_state.command_environ({**gpus, "driver_loaded": False})["GPUFLEET_GPUS_READY"] == ""
+    assert verify_state.command_environ(None) == {"GPUFLEET_GPUS_READY": "", "GPUFLEET_NVIDIA_SMI": ""}
 
 
 def test_without_coreutils_timeout_or_with_limit_0_the_command_runs_unwrapped():
