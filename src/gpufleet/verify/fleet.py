@@ -148,6 +148,15 @@ def _message(res: dict) -> str:
     return " ".join(" ".join(parts).split())[-800:] or "no message"
 
 
+def _address(hostvars: dict) -> str:
+    """How Ansible was to reach the host: its address, user and connection (an unreachable host's
+    report says where it was looked for; some connections' messages do not)."""
+    host = hostvars.get("ansible_host") or hostvars.get("inventory_hostname")
+    user = hostvars.get("ansible_user")
+    connection = hostvars.get("ansible_connection") or "ssh"
+    return f"{f'{user}@' if user else ''}{host} over {connection}"
+
+
 def collect_results(
     inventory: str,
     hosts: dict[str, dict],
@@ -226,7 +235,7 @@ def verify(
     def on_result(host: str, kind: str, res: dict) -> None:
         seconds = float(res.pop("_duration", None) or (time.monotonic() - started))
         if kind == "unreachable":
-            error = _message(res)
+            error = f"{_address(hosts[host])}: {_message(res)}"
             raw = {"host": host, "reachable": False, "error": error, "checks": [], "duration_s": seconds}
         elif kind == "failed":
             text = _message(res)

@@ -67,6 +67,7 @@ def test_judge_records_every_quick_check_and_a_crash_is_a_fail(monkeypatch):
 
 def test_each_result_is_judged_or_reported_and_what_the_module_could_not_read_goes_per_host(monkeypatch):
     hosts = {h: dict(HOSTVARS) for h in ("ok", "gone", "nopython", "slow", "silent")}
+    hosts["gone"].update(ansible_host="10.0.0.9", ansible_user="ops")
 
     def fake_collect(inventory, hosts_, tier, jobs, timeout_s, on_result):
         on_result("ok", "ok", dict(module_result(), _duration=1.25))
@@ -86,7 +87,7 @@ def test_each_result_is_judged_or_reported_and_what_the_module_could_not_read_go
     assert raws["ok"]["duration_s"] == 1.25 and raws["ok"]["path"] == "fleet"
     assert ok["gpu_count"] == 2 and {c["check"] for c in ok["checks"]} >= {"driver_package", "nccl_library"}
     assert runner.host_entry(raws["gone"])["verdict"] == health.UNREACHABLE
-    assert "No route to host" in raws["gone"]["error"]
+    assert raws["gone"]["error"].startswith("ops@10.0.0.9 over ssh: Failed to connect to the host via ssh")
     assert raws["slow"]["error"].startswith("verification did not finish within 600 s")
 
 
