@@ -205,8 +205,9 @@ def main() -> int:
     METER = CpuMeter(f"gpufleet-bench-ctl-{os.getpid()}")
     print(f"measuring with {METER.method}")
     with tempfile.TemporaryDirectory() as tmp:
-        inv_dir = Path(tmp) / "inventory"
-        (inv_dir / "group_vars").mkdir(parents=True)
+        # --keep keeps the inventory with the lab (reports/ is not committed), so the lab can be used
+        inv_dir = (REPO / "reports" / LAB / "inventory") if args.keep else Path(tmp) / "inventory"
+        (inv_dir / "group_vars").mkdir(parents=True, exist_ok=True)
         inv = inv_dir / "hosts.yml"
         (inv_dir / "group_vars" / "gpu_nodes.json").write_text(json.dumps(GROUP_VARS))
         runs = Path(tmp) / "runs"
@@ -232,6 +233,8 @@ def main() -> int:
             if not args.keep:
                 sh(BIN / "gpufleet", "lab", "down", "--name", LAB, "--inventory", inv, check=False, env=env)
             METER.close()
+    if args.keep:
+        print(f"lab {LAB} kept; its inventory: {inv} ('gpufleet lab down --name {LAB} --inventory {inv}')")
     print(
         "controller CPU seconds per host (user+system of every process the command ran), "
         f"{os.cpu_count()} cores"
