@@ -50,6 +50,13 @@ RUN_FLAGS = (
     "SIGRTMIN+3",
 )
 
+# A node from a committed layer image (--node-image) gets /var/lib/docker on a volume of its own,
+# filled from the image when the container is made: dockerd renames directories there at start
+# (runtimes -> runtimes-old), which overlayfs refuses for a directory of an image's lower layer
+# ("invalid cross-device link"), so the node's docker would not start. Removed with the container
+# (docker rm -v).
+LAYER_NODE_FLAGS = ("--volume", "/var/lib/docker")
+
 
 class LabError(GpufleetError):
     pass
@@ -309,12 +316,12 @@ def up(
     wanted = {container_name(name, h): (h, role) for h, role in hosts}
     for cname in sorted(set(existing) - set(wanted)):
         _say(f"removing {cname} (not part of a {nodes}-node lab)")
-        dk.docker("rm", "-f", cname)
+        dk.docker("rm", "-f", "-v", cname)
     for cname, (host, role) in wanted.items():
         info = existing.get(cname)
         if info and offline is not None and role == "bastion" and not _carries_bundle(info, offline):
             _say(f"recreating {cname}: it does not carry bundle {offline['bundle']} with that fingerprint")
-            dk.docker("rm", "-f", cname)
+            dk.docker("rm", "-f", "-v", cname)
             info = None
         if info and info["State"]["Running"]:
             _say(f"{cname} already running")
@@ -340,6 +347,7 @@ def up(
             *(_airgap_run_flags(offline) if offline is not None and role == "bastion" else []),
             *(["--label", f"{SSH_LABEL}=1"] if ssh else []),
             *RUN_FLAGS,
+            *(LAYER_NODE_FLAGS if node_image is not None and role != "bastion" else ()),
             node_image if node_image is not None and role != "bastion" else image,
         )
     for cname in wanted:
@@ -498,7 +506,7 @@ def down(name: str = DEFAULT_NAME, inventory: Path | None = DEFAULT_INVENTORY) -
     removed = []
     for c in lab_containers(name):
         cname = c["Name"].lstrip("/")
-        dk.docker("rm", "-f", cname)
+        dk.docker("rm", "-f", "-v", cname)
         removed.append(cname)
         _say(f"removed {cname}")
     net = network_name(name)
