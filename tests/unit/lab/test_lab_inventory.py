@@ -578,6 +578,14 @@ def test_up_creates_nodes_from_the_node_image_and_the_bastion_from_the_lab_image
         "gpufleet-bench-node1": "gpufleet-lab-node:current",
         "gpufleet-bench-node2": "gpufleet-lab-node:current",
     }
+    # docker on a node from a layer image needs /var/lib/docker off the image's overlay (fleet.py)
+    volumes = {
+        c[c.index("--name") + 1]: [c[i + 1] for i, a in enumerate(c) if a == "--volume"]
+        for c in recorded_docker
+        if c and c[0] == "run"
+    }
+    assert "/var/lib/docker" in volumes["gpufleet-bench-node1"]
+    assert "/var/lib/docker" not in volumes["gpufleet-bench-bastion"]
 
 
 def test_up_refuses_a_missing_node_image_before_creating_anything(recorded_docker, tmp_path):
