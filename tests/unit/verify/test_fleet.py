@@ -123,7 +123,8 @@ def test_tiers_with_probes_take_the_per_host_path(monkeypatch):
 
 def test_one_ansible_run_reads_every_host_with_the_real_module(tmp_path, monkeypatch):
     """For real: the play through ansible-runner against this machine under two inventory names; each
-    host's result arrives once, with every command run whole (docker's {{json .}} reached the shell)."""
+        host's result arrives once, with every command run whole ({{json .}}, as docker's --format has it,
+    reached the shell untemplated)."""
     import os
     from pathlib import Path
 
@@ -140,6 +141,11 @@ def test_one_ansible_run_reads_every_host_with_the_real_module(tmp_path, monkeyp
         )
     )
     hosts = runner.inventory_hosts(str(inventory))
+    # one command more, holding what Ansible would template if it were not marked unsafe
+    dependent = collect.dependent_commands
+    monkeypatch.setattr(
+        collect, "dependent_commands", lambda: {**dependent(), "braces": "printf '%s' '{{json .}}'"}
+    )
     got = []
     run = fleet.collect_results(str(inventory), hosts, "quick", 2, 120, lambda h, k, r: got.append((h, k, r)))
     assert run["status"] == "successful", run
@@ -148,6 +154,6 @@ def test_one_ansible_run_reads_every_host_with_the_real_module(tmp_path, monkeyp
     assert res["errors"] == {} and res["gpus"]["gpu_count"] == 0
     assert res["commands"]["meminfo"]["rc"] == 0 and "MemTotal" in res["commands"]["meminfo"]["stdout"]
     assert res["commands"]["nvlink"]["rc"] == collect.NOT_HERE  # no GPU: the guard said so
-    assert res["invocation"]["module_args"]["commands"]["docker_info"] == collect.DOCKER_INFO_COMMAND
+    assert res["commands"]["braces"] == {"rc": 0, "stdout": "{{json .}}", "stderr": ""}
     state = collect.state_from_result(res, hosts["first"], 1.0)
     assert json.dumps(state) and state["meminfo"]
