@@ -20,18 +20,6 @@ class Option(NamedTuple):
     kwargs: dict
 
 
-# --strategy, shared by every command that runs a playbook through gpufleet.apply.run
-STRATEGY_OPTION = Option(
-    ("--strategy",),
-    "strategy",
-    {
-        "choices": api.STRATEGIES,
-        "default": None,
-        "help": "Ansible's linear strategy (default), or mitogen: Mitogen's mitogen_linear, less "
-        f"controller CPU per host (opt-in: pip install 'gpufleet[mitogen]', pins {api.MITOGEN_PIN})",
-    },
-)
-
 OPTIONS: tuple[Option, ...] = (
     Option(
         ("playbook",),
@@ -73,7 +61,16 @@ OPTIONS: tuple[Option, ...] = (
         "timeout",
         {"type": int, "metavar": "SECONDS", "help": "stop the run after this long (exit code 3)"},
     ),
-    STRATEGY_OPTION,
+    Option(
+        ("--strategy",),
+        "strategy",
+        {
+            "choices": api.STRATEGIES,
+            "default": None,
+            "help": "Ansible's linear strategy (default), or mitogen: Mitogen's mitogen_linear, far less "
+            f"controller CPU per host (opt-in: pip install 'gpufleet[mitogen]', pins {api.MITOGEN_PIN})",
+        },
+    ),
     Option(
         ("--plain",),
         None,

@@ -109,7 +109,6 @@ def run(
     runs_dir: str = apply_api.DEFAULT_RUNS_DIR,
     view=None,
     timeout: int | None = None,
-    strategy: str | None = None,
 ) -> UpgradeResult:
     """Upgrade the GPU nodes of ``inventory`` in batches and report every host.
 
@@ -135,7 +134,6 @@ def run(
         runs_dir: where run directories are made (default ``runs``).
         view: what shows the run (``gpufleet.apply.view.LiveView``/``PlainView``); None shows nothing.
         timeout: seconds the whole run may take before ansible-runner stops it (exit code 3).
-        strategy: ``linear`` (None) or ``mitogen``, as :func:`gpufleet.apply.run` takes it.
 
     Returns:
         UpgradeResult: ``run_id``, ``apply`` (the ansible-runner run), ``report``, ``report_file``
@@ -170,7 +168,6 @@ def run(
             runs_dir=runs_dir,
             view=view,
             timeout=timeout,
-            strategy=strategy,
         )
     except apply_api.ApplyInputError as exc:
         raise UpgradeInputError(str(exc)) from None

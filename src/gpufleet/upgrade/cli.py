@@ -5,14 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gpufleet.apply.cli import (
-    STRATEGY_OPTION,
-    Option,
-    add_options,
-    exit_status_epilog,
-    parse_extra_vars,
-    runner_failure,
-)
+from gpufleet.apply.cli import Option, add_options, exit_status_epilog, parse_extra_vars, runner_failure
 from gpufleet.upgrade import api
 
 OPTIONS: tuple[Option, ...] = (
@@ -74,7 +67,6 @@ OPTIONS: tuple[Option, ...] = (
         "timeout",
         {"type": int, "metavar": "SECONDS", "help": "stop the run after this long (exit code 3)"},
     ),
-    STRATEGY_OPTION,
     Option(
         ("--plain",),
         None,

@@ -41,8 +41,6 @@ def test_cli_maps_options_onto_run():
             "--limit",
             "gpu_nodes",
             "--check",
-            "--strategy",
-            "mitogen",
         ]
     )
     kwargs = run_kwargs(args)
@@ -56,7 +54,6 @@ def test_cli_maps_options_onto_run():
         "verify_tier": None,
         "runs_dir": "runs",
         "timeout": None,
-        "strategy": "mitogen",
         "extra_vars": None,
     }
     assert set(kwargs) <= set(api.run.__code__.co_varnames)
