@@ -140,8 +140,6 @@ $(NEWEST_VENV)/.stamp: pyproject.toml
 	$(NEWEST_BIN)/pip install --quiet --upgrade pip
 	$(NEWEST_BIN)/pip install --quiet pytest 'pytest-xdist>=3.5,<4' pytest-testinfra PyYAML 'ansible-runner>=2.4,<3' 'rich>=13' 'gguf==0.19.0'
 	$(NEWEST_BIN)/pip install --quiet --no-deps -e .
-	@# the opt-in mitogen strategy is tested on the newest ansible-core too, at pyproject.toml's pin
-	$(NEWEST_BIN)/pip install --quiet "$$($(NEWEST_BIN)/python -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["mitogen"][0])')"
 	@touch $@
 
 # The unit tests that run whole roles with ansible-playbook against localhost (the front with a real

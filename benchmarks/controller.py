@@ -145,9 +145,8 @@ def measured(
     return cpu, wall, proc
 
 
-def apply(inv: Path, runs: Path, env: dict, limit: str | None, strategy: str = "linear") -> dict:
+def apply(inv: Path, runs: Path, env: dict, limit: str | None) -> dict:
     args = [BIN / "gpufleet", "apply", "playbooks/site.yml", "-i", inv, "--runs-dir", runs, "--plain"]
-    args += ["--strategy", strategy]
     if limit:
         args += ["--limit", limit]
     before = set(runs.iterdir()) if runs.exists() else set()
@@ -171,14 +170,14 @@ def verify(inv: Path, env: dict, limit: str | None) -> dict:
 
 def line(name: str, one: dict, many: dict) -> str:
     per1, perN = one["cpu"] / one["hosts"], many["cpu"] / many["hosts"]
-    target = TARGETS[name.split()[0]]
+    target = TARGETS[name]
     changed = "" if one["changed"] is None else f"  changed {one['changed']}/{many['changed']}"
     # Each host past the first: what a larger fleet adds per host once the run's fixed cost (Ansible's
     # start, the inventory, the play) is paid.
     more = many["hosts"] - one["hosts"]
     added = (many["cpu"] - one["cpu"]) / more if more > 0 else perN
     return (
-        f"{name:15s} 1 host: {one['cpu']:6.1f} CPU-s ({per1:5.2f}/host, {one['wall']:5.1f} s wall)   "
+        f"{name:7s} 1 host: {one['cpu']:6.1f} CPU-s ({per1:5.2f}/host, {one['wall']:5.1f} s wall)   "
         f"{many['hosts']} hosts: {many['cpu']:6.1f} CPU-s ({perN:5.2f}/host, {many['wall']:5.1f} s wall)   "
         f"ratio per-host {many['hosts']}/1: {perN / per1:.2f}   "
         f"vs target {target}: {perN / target:.2f}   each added host: {added:.2f} CPU-s "
@@ -193,11 +192,6 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--only", choices=("apply", "verify"), help="measure one command only")
-    parser.add_argument(
-        "--mitogen",
-        action="store_true",
-        help="also measure apply with --strategy mitogen (gpufleet[mitogen]), against the linear runs",
-    )
     args = parser.parse_args()
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "PATH": f"{BIN}:{os.environ['PATH']}"}
     os.chdir(REPO)
@@ -222,11 +216,6 @@ def main() -> int:
                 warm = apply(inv_dir, runs, env, None)
                 print(f"  {warm['wall']:.0f} s, changed {warm['changed']}")
                 results["apply"] = (apply(inv_dir, runs, env, "node1"), apply(inv_dir, runs, env, None))
-                if args.mitogen:
-                    results["apply (mitogen)"] = (
-                        apply(inv_dir, runs, env, "node1", "mitogen"),
-                        apply(inv_dir, runs, env, None, "mitogen"),
-                    )
             if args.only != "apply":
                 results["verify"] = (verify(inv_dir, env, "node1"), verify(inv_dir, env, None))
         finally:
@@ -241,14 +230,6 @@ def main() -> int:
     )
     for name, (one, many) in results.items():
         print(line(name, one, many))
-    if "apply (mitogen)" in results:
-        (one, many), (m_one, m_many) = results["apply"], results["apply (mitogen)"]
-        print(
-            f"apply mitogen / linear, CPU-s: 1 host {m_one['cpu'] / one['cpu']:.2f}, "
-            f"{many['hosts']} hosts {m_many['cpu'] / many['cpu']:.2f}; "
-            f"wall: 1 host {m_one['wall'] / one['wall']:.2f}, "
-            f"{many['hosts']} hosts {m_many['wall'] / many['wall']:.2f}"
-        )
     if args.json:
         Path(args.json).write_text(
             json.dumps({k: {"one": a, "many": b} for k, (a, b) in results.items()}, indent=2)

@@ -182,38 +182,8 @@ def _ansible_playbook_dir() -> str:
     raise ApplyRunnerError("ansible-playbook not found: install ansible-core in this environment")
 
 
-# Execution strategies gpufleet can run a playbook with: Ansible's own ``linear`` (the default), or
-# Mitogen's ``mitogen_linear`` (opt-in, ``pip install 'gpufleet[mitogen]'``: one persistent Python
-# interpreter per host over the connection instead of a module shipped and a worker forked per task;
-# docs/apply.md says what it costs and saves on the lab).
-STRATEGIES = ("linear", "mitogen")
-MITOGEN_PIN = "mitogen==0.3.54"
-
-
-def strategy_env(strategy: str | None) -> dict[str, str]:
-    """The environment that selects ``strategy``; ApplyInputError for an unknown one, or for mitogen
-    when the pinned package is not installed (what to install)."""
-    if strategy in (None, "linear"):
-        return {}
-    if strategy != "mitogen":
-        raise ApplyInputError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    try:
-        import ansible_mitogen
-    except ImportError as exc:
-        raise ApplyInputError(
-            f"--strategy mitogen needs Mitogen for Ansible in this environment: pip install "
-            f"'gpufleet[mitogen]' (pins {MITOGEN_PIN}); not found: {exc}"
-        ) from None
-    plugins = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
-    existing = os.environ.get("ANSIBLE_STRATEGY_PLUGINS")
-    return {
-        "ANSIBLE_STRATEGY_PLUGINS": os.pathsep.join([str(plugins), *([existing] if existing else [])]),
-        "ANSIBLE_STRATEGY": "mitogen_linear",
-    }
-
-
-def runner_env(strategy: str | None = None) -> dict[str, str]:
-    """Environment for the playbook run (``strategy``: see ``strategy_env``).
+def runner_env() -> dict[str, str]:
+    """Environment for the playbook run.
 
     ansible-runner starts ansible-playbook in the run directory, so the ``ansible.cfg`` Ansible
     would find in the current directory is named explicitly: ``$ANSIBLE_CONFIG`` if set, else
@@ -237,7 +207,6 @@ def runner_env(strategy: str | None = None) -> dict[str, str]:
         ensure_importable()  # creates .collections/ansible_collections/gpufleet/cluster
         paths = os.environ.get("ANSIBLE_COLLECTIONS_PATH") or ANSIBLE_DEFAULT_COLLECTIONS_PATH
         env["ANSIBLE_COLLECTIONS_PATH"] = os.pathsep.join([str(_REPO / ".collections"), paths])
-    env.update(strategy_env(strategy))
     return env
 
 
@@ -301,7 +270,6 @@ def run(
     runs_dir: str = DEFAULT_RUNS_DIR,
     view=None,
     timeout: int | None = None,
-    strategy: str | None = None,
 ) -> ApplyResult:
     """Run ``playbook`` on the hosts of ``inventory`` through ansible-runner and return the result.
 
@@ -322,8 +290,6 @@ def run(
         view: what shows the run: an object with ``start(state)``, ``event(state, event, host)`` and
             ``stop()`` (``gpufleet.apply.view.LiveView`` or ``PlainView``); None shows nothing.
         timeout: seconds the whole run may take before ansible-runner stops it (exit code 3).
-        strategy: ``linear`` (Ansible's default; also None) or ``mitogen`` (``STRATEGIES``): Mitogen's
-            ``mitogen_linear``, opt-in, needs ``gpufleet[mitogen]``.
     """
     book = resolve_playbook(playbook)
     inv = resolve_inventory(inventory)
@@ -331,7 +297,7 @@ def run(
         raise ApplyInputError("extra_vars must be a mapping of variable names to values")
     if timeout is not None and timeout <= 0:
         raise ApplyInputError(f"timeout must be a positive number of seconds, not {timeout}")
-    envvars = runner_env(strategy)
+    envvars = runner_env()
     import ansible_runner
 
     run_id = _new_id()
@@ -347,7 +313,6 @@ def run(
         "limit": limit,
         "tags": tags,
         "check": check,
-        "strategy": strategy or "linear",
         "extra_vars": sorted(extra_vars or {}),
         "started": datetime.fromtimestamp(started, UTC).isoformat(),
         "artifacts": f"artifacts/{run_id}",

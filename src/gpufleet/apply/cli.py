@@ -62,16 +62,6 @@ OPTIONS: tuple[Option, ...] = (
         {"type": int, "metavar": "SECONDS", "help": "stop the run after this long (exit code 3)"},
     ),
     Option(
-        ("--strategy",),
-        "strategy",
-        {
-            "choices": api.STRATEGIES,
-            "default": None,
-            "help": "Ansible's linear strategy (default), or mitogen: Mitogen's mitogen_linear, far less "
-            f"controller CPU per host (opt-in: pip install 'gpufleet[mitogen]', pins {api.MITOGEN_PIN})",
-        },
-    ),
-    Option(
         ("--plain",),
         None,
         {"dest": "plain", "action": "store_true", "help": "plain lines, no live view, even on a terminal"},

@@ -212,32 +212,3 @@ def test_apply_and_upgrade_say_a_runner_failure_in_the_same_words(capsys, tmp_pa
         upgrade_line == f"gpufleet upgrade: {tail}{tmp_path / 'runs' / 'r1' / 'artifacts' / 'r1' / 'stdout'}"
     )
     assert upgrade_line == runner_failure("gpufleet upgrade", done)
-
-
-def test_the_strategy_environment_and_its_errors(monkeypatch):
-    assert api.strategy_env(None) == {} and api.strategy_env("linear") == {}
-    with pytest.raises(api.ApplyInputError, match="unknown strategy 'free'; choose one of linear, mitogen"):
-        api.strategy_env("free")
-    env = api.strategy_env("mitogen")
-    assert env["ANSIBLE_STRATEGY"] == "mitogen_linear"
-    first = env["ANSIBLE_STRATEGY_PLUGINS"].split(os.pathsep)[0]
-    assert os.path.isfile(os.path.join(first, "mitogen_linear.py"))
-    monkeypatch.setitem(sys.modules, "ansible_mitogen", None)  # not installed
-    with pytest.raises(
-        api.ApplyInputError, match=r"pip install 'gpufleet\[mitogen\]' \(pins mitogen==0.3.54\)"
-    ):
-        api.strategy_env("mitogen")
-
-
-def test_the_mitogen_pin_is_written_once():
-    import tomllib
-
-    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert extras["mitogen"] == [api.MITOGEN_PIN] and api.MITOGEN_PIN in extras["dev"]
-
-
-def test_an_unknown_strategy_is_exit_1_and_nothing_runs(capsys, tmp_path, runner_calls):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["apply", str(PLAYBOOK), "-i", str(INVENTORY), "--strategy", "free"])
-    assert exit_info.value.code == 1 and not runner_calls
-    assert "invalid choice: 'free'" in capsys.readouterr().err

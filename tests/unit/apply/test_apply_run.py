@@ -101,16 +101,3 @@ def test_final_table_names_the_failing_task_and_message(tiny_run):
     assert "beta is broken" in row and "failed" in row
     assert "alpha" not in text.split("2 hosts:")[0]  # only failing hosts are in the table
     assert "2 hosts: 1 done, 1 failed" in text
-
-
-def test_the_mitogen_strategy_runs_the_same_play_with_the_same_outcome(tmp_path):
-    """Opt-in ``--strategy mitogen`` (the pinned package, installed by [dev]): the same play, the same
-    per-host outcome, and the events still arrive through ansible-runner; the run records its strategy."""
-    result = apply.run(str(PLAYBOOK), str(INVENTORY), runs_dir=str(tmp_path), strategy="mitogen")
-    assert (result.exit_code, result.status) == (2, "failed")
-    alpha, beta = result.state.hosts["alpha"], result.state.hosts["beta"]
-    assert alpha.state == "done" and (alpha.counts["ok"], alpha.counts["changed"]) == (2, 1)
-    assert beta.state == "failed" and beta.failure.message == "beta is broken"
-    assert result.summary["strategy"] == "mitogen"
-    command = json.loads((result.run_dir / "artifacts" / result.id / "command").read_text())
-    assert command["env"]["ANSIBLE_STRATEGY"] == "mitogen_linear"
