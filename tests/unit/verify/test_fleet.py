@@ -111,6 +111,27 @@ def test_runner_sends_only_the_hosts_the_fleet_path_left_to_the_per_host_path(mo
     assert any("verified one by one" in line and "b" in line for line in lines)
 
 
+def test_a_fleet_run_that_breaks_leaves_the_hosts_it_did_not_judge_to_the_per_host_path(monkeypatch):
+    hosts = {"a": {}, "b": {}}
+    monkeypatch.setattr(runner, "prepare", lambda inv, **kw: (inv, hosts, {"a": {}, "b": {}}))
+
+    def broken(inventory, hosts_, overrides, tier, jobs, timeout_s, done):
+        done("a", {"host": "a", "reachable": True, "checks": [], "duration_s": 0.1})
+        raise OSError("constructed: ansible-runner could not start")
+
+    monkeypatch.setattr(fleet, "verify", broken)
+    each = []
+    monkeypatch.setattr(
+        runner,
+        "_verify_each",
+        lambda names, *a: (each.append(names), a[-1]("b", {"host": "b", "checks": []})),
+    )
+    lines = []
+    report = runner.run("inv", tier="quick", progress=lines.append)
+    assert each == [["b"]] and [h["host"] for h in report["hosts"]] == ["a", "b"]
+    assert any("constructed: ansible-runner could not start" in line for line in lines)
+
+
 def test_tiers_with_probes_take_the_per_host_path(monkeypatch):
     monkeypatch.setattr(runner, "prepare", lambda inv, **kw: (inv, {"a": {}}, {"a": {}}))
     monkeypatch.setattr(
