@@ -39,7 +39,7 @@ OPTIONS: tuple[Option, ...] = (
         {
             "type": int,
             "default": api.DEFAULT_JOBS,
-            "help": f"hosts verified at once (default: {api.DEFAULT_JOBS})",
+            "help": f"hosts verified at once: Ansible's forks in tier quick (default: {api.DEFAULT_JOBS})",
         },
     ),
     Option(
@@ -126,8 +126,9 @@ def add_parser(sub) -> None:
     ver = sub.add_parser(
         "verify",
         help="health checks and benchmark probes on every inventory host, with a verdict per host",
-        description="Run gpufleet's testinfra health checks (and, from tier full, the benchmark probes) on "
-        "every host of an Ansible inventory in parallel, judge them against per-GPU-SKU baselines and "
+        description="Run gpufleet's health checks (and, from tier full, the benchmark probes) on "
+        "every host of an Ansible inventory in parallel (tier quick: one Ansible run reads every host; the "
+        "tiers with probes: a testinfra session per host), judge them against per-GPU-SKU baselines and "
         "print a verdict per host: healthy, degraded, unhealthy, unreachable or (GPUs present but not "
         "measured by the probes) unverified, with the failing checks, "
         "measured and expected values, their source and a suggested action. Exit status 1 when any host "
