@@ -175,20 +175,33 @@ def module_args(
     timeouts: dict[str, int],
 ) -> str:
     """verify_collect's arguments as the JSON text ``host.ansible`` passes to ``ansible --args``."""
+    return json.dumps(module_arguments(hostvars, services, ib_counter_interval, named, timeouts))
+
+
+def module_arguments(
+    hostvars: dict,
+    services: list[str],
+    ib_counter_interval: int,
+    named: dict[str, str],
+    timeouts: dict[str, int],
+    unsafe=_unsafe,
+) -> dict[str, Any]:
+    """verify_collect's arguments; ``unsafe`` marks each string Ansible must not template (the ad hoc
+    command's JSON marker by default; the fleet path's play marks them with YAML's ``!unsafe``)."""
     args: dict[str, Any] = {
-        "commands": {name: _unsafe(command) for name, command in named.items()},
+        "commands": {name: unsafe(command) for name, command in named.items()},
         "command_timeouts": timeouts,
-        "services": [_unsafe(unit) for unit in services],
+        "services": [unsafe(unit) for unit in services],
     }
     if hostvars.get("gpufleet_sysfs_pci_root"):
-        args["sysfs_pci_root"] = _unsafe(hostvars["gpufleet_sysfs_pci_root"])
+        args["sysfs_pci_root"] = unsafe(hostvars["gpufleet_sysfs_pci_root"])
     if ib_counter_interval:
         args["counter_interval"] = int(ib_counter_interval)
     # tokens/s per served model through the front (serving_tokens); the probe key is read on the host
     tokens = int(hostvar(hostvars, "gpufleet_verify_serving_tokens") or 0)
     if tokens:
         args["serve_measure_tokens"] = tokens
-    return json.dumps(args)
+    return args
 
 
 def _read_natively(

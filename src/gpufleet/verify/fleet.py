@@ -78,18 +78,7 @@ def host_args(hostvars: dict, tier: str) -> dict:
     units = sorted(set(services) | set(collect.BASE_SERVICES))
     options = wiring.collect_options(tier)
     interval = options.get("ib_counter_interval", 0)
-    return json.loads(collect.module_args(hostvars, units, interval, named, timeouts))
-
-
-def _plain(value):
-    """module_args' JSON form (``{"__ansible_unsafe": text}`` for the ad hoc command) -> YAML's !unsafe."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return _Unsafe(value["__ansible_unsafe"])
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+    return collect.module_arguments(hostvars, units, interval, named, timeouts, unsafe=_Unsafe)
 
 
 def extra_vars(args_by_host: dict[str, dict]) -> str:
@@ -101,7 +90,7 @@ def extra_vars(args_by_host: dict[str, dict]) -> str:
         key = json.dumps(args, sort_keys=True)
         if key not in index:
             index[key] = len(sets)
-            sets.append(_plain(args))
+            sets.append(args)
         which[host] = index[key]
     data = {"gpufleet_verify_collect_sets": sets, "gpufleet_verify_collect_host": which}
     return yaml.dump(data, Dumper=_Dumper, default_flow_style=False, sort_keys=True)
