@@ -35,6 +35,9 @@ FORMAT = 1
 PATHS = (
     "/etc/apt",
     "/etc/yum.repos.d",
+    "/etc/dnf/dnf.conf",
+    "/etc/gpufleet-offline",
+    "/etc/pki/rpm-gpg",
     "/etc/ansible/facts.d",
     "/etc/modprobe.d",
     "/etc/modules-load.d",

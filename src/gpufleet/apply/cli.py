@@ -48,6 +48,17 @@ OPTIONS: tuple[Option, ...] = (
         },
     ),
     Option(
+        ("--fast",),
+        None,
+        {
+            "dest": "fast",
+            "action": "store_true",
+            "help": "site.yml: skip preflight and the GPU stack (driver, CUDA, NCCL, InfiniBand, container "
+            "engine) on hosts whose receipt from the last full --fast run still holds (nothing they manage "
+            "changed, same settings); other hosts run in full (sets gpufleet_fast_path=true)",
+        },
+    ),
+    Option(
         ("--runs-dir",),
         "runs_dir",
         {
@@ -102,7 +113,10 @@ def parse_extra_vars(items: list[str]) -> dict:
 def run_kwargs(args: argparse.Namespace) -> dict:
     """The ``api.run`` keywords for parsed ``args``."""
     kwargs = {o.param: getattr(args, o.param) for o in OPTIONS if o.param}
-    kwargs["extra_vars"] = parse_extra_vars(args.extra_vars) or None
+    extra = parse_extra_vars(args.extra_vars)
+    if getattr(args, "fast", False):
+        extra["gpufleet_fast_path"] = True
+    kwargs["extra_vars"] = extra or None
     return kwargs
 
 

@@ -9,7 +9,7 @@ from gpufleet.apply import api as apply_api
 from gpufleet.apply.cli import OPTIONS as APPLY_OPTIONS
 from gpufleet.apply.cli import add_options, exit_status_epilog, parse_extra_vars, runner_failure
 
-OPTIONS = tuple(o for o in APPLY_OPTIONS if o.flags[0] not in ("playbook", "-t"))
+OPTIONS = tuple(o for o in APPLY_OPTIONS if o.flags[0] not in ("playbook", "-t", "--fast"))
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
