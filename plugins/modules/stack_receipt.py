@@ -59,8 +59,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 converged:
-  description: O(state=check) only. True when the receipt holds (nothing it covers changed).
-  returned: always
+  description: True when the receipt holds (nothing it covers changed).
+  returned: O(state=check)
   type: bool
 reasons:
   description: Why the receipt does not hold, one phrase each; empty when it holds.
@@ -125,16 +125,16 @@ def main():
             os.unlink(path)
         gone = existing is not None
         msg = "receipt removed" if gone else "no receipt"
-        module.exit_json(changed=gone, converged=False, reasons=[], msg=msg)
+        module.exit_json(changed=gone, reasons=[], msg=msg)
     if state == "record":
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         try:
             text = sr.render(module.params["inputs"], paths, when)
         except ValueError as exc:
-            module.fail_json(msg=f"cannot record the receipt: {exc}", converged=False, reasons=[])
+            module.fail_json(msg=f"cannot record the receipt: {exc}", reasons=[])
         if not module.check_mode:
             _write(path, text)
-        module.exit_json(changed=True, converged=True, reasons=[], msg=f"receipt recorded in {path}")
+        module.exit_json(changed=True, reasons=[], msg=f"receipt recorded in {path}")
     try:
         converged, reasons = sr.check(existing, module.params["inputs"], paths)
     except ValueError as exc:

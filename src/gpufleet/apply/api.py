@@ -233,6 +233,7 @@ def _summary(result: dict, state: FleetState) -> dict:
             "counts": h.counts,
             "seconds": round(h.elapsed(), 3),
             "task": h.current or None,
+            "receipt": h.receipt,
             "failure": None
             if h.failure is None
             else {

@@ -33,6 +33,8 @@ _STATS_KEYS = {
     "rescued": "rescued",
     "ignored": "ignored",
 }
+# The check of site.yml --fast (module stack_receipt): its result says whether the host was trusted.
+RECEIPT_ACTIONS = ("gpufleet.cluster.stack_receipt", "stack_receipt")
 MESSAGE_LIMIT = 2000  # characters of a failure message kept (a module's stderr can be megabytes)
 
 
@@ -64,6 +66,8 @@ class HostState:
     ended: float | None = None  # epoch seconds when it failed, became unreachable or the run ended
     failure: Failure | None = None
     failures: list[Failure] = field(default_factory=list)  # every failed task (not ignored), in order
+    # site.yml --fast: "held" where the GPU stack receipt held, else "full run: <why>"; None: no check
+    receipt: str | None = None
 
     def elapsed(self, now: float | None = None) -> float:
         if self.started is None:
@@ -182,6 +186,9 @@ class FleetState:
             host.counts["ok"] += 1
             if res.get("changed"):
                 host.counts["changed"] += 1
+            if data.get("task_action") in RECEIPT_ACTIONS and "converged" in res:
+                why = "; ".join(str(r) for r in res.get("reasons") or [])
+                host.receipt = "held" if res["converged"] else f"full run: {why}"[:MESSAGE_LIMIT]
         elif kind == "runner_on_skipped":
             host.counts["skipped"] += 1
         elif kind == "runner_on_failed":
@@ -243,6 +250,12 @@ class FleetState:
         """Hosts that failed or were unreachable, unreachable first, then by name."""
         bad = [h for h in self.snapshot() if h.state in (FAILED, UNREACHABLE)]
         return sorted(bad, key=lambda h: (h.state != UNREACHABLE, h.host))
+
+    def receipts(self) -> tuple[int, int]:
+        """(hosts whose GPU stack receipt held, hosts it was checked on): site.yml --fast."""
+        with self._lock:
+            checked = [h.receipt for h in self.hosts.values() if h.receipt is not None]
+        return sum(r == "held" for r in checked), len(checked)
 
     def totals(self) -> dict[str, int]:
         """Counts summed over every host (``ok``, ``changed``, ``failed``...)."""

@@ -141,7 +141,11 @@ def recap_line(state: FleetState) -> str:
     by_state = state.by_state()
     total = sum(by_state.values())
     parts = [f"{n} {s}" for s, n in by_state.items() if n]
-    return f"{total} hosts: " + (", ".join(parts) if parts else "none matched")
+    line = f"{total} hosts: " + (", ".join(parts) if parts else "none matched")
+    held, checked = state.receipts()
+    if checked:
+        line += f"; --fast: GPU stack receipt held on {held} of {checked}, the others ran it in full"
+    return line
 
 
 def print_final(state: FleetState, console: Console, run_dir: str | None = None) -> None:
@@ -182,10 +186,11 @@ class PlainView:
         elif kind == "playbook_on_stats":
             for h in state.snapshot():
                 c = h.counts
+                receipt = {None: "", "held": " (receipt held)"}.get(h.receipt, f" ({h.receipt})")
                 self._say(
                     f"{h.host} {h.state} ok={c['ok']} changed={c['changed']} failed={c['failed']} "
                     f"skipped={c['skipped']} unreachable={c['unreachable']} rescued={c['rescued']} "
-                    f"ignored={c['ignored']} in {elapsed(h.elapsed())}"
+                    f"ignored={c['ignored']} in {elapsed(h.elapsed())}{receipt}"
                 )
 
     def stop(self) -> None:

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from gpufleet.apply.api import EXIT_FAILED, EXIT_OK, EXIT_RUNNER, EXIT_UNREACHABLE, exit_code_for
 from gpufleet.apply.state import FleetState, failure_message
-from gpufleet.apply.view import PlainView, final_table, fits, host_table, render
+from gpufleet.apply.view import PlainView, final_table, fits, host_table, recap_line, render
 
 T0 = "2026-12-01T04:50:00.000000+00:00"
 
@@ -242,3 +242,50 @@ def test_a_failure_in_the_rescue_itself_is_the_one_reported():
         "Re-raise in rescue",
         "still broken",
     )
+
+
+def receipt_check(host, converged, reasons=()):
+    res = {"changed": not converged, "converged": converged, "reasons": list(reasons)}
+    return ev(
+        "runner_on_ok",
+        host,
+        task="Compare the host with the receipt of its last full run",
+        role=None,
+        task_action="gpufleet.cluster.stack_receipt",
+        res=res,
+    )
+
+
+def test_fast_runs_say_where_the_receipt_held_and_why_the_others_ran_in_full():
+    state = FleetState()
+    state.feed(receipt_check("node1", True))
+    state.feed(receipt_check("node2", False, ["changed under /etc/nccl.conf", "the host rebooted since"]))
+    # The record at the end is the same module without "converged": it changes nothing here.
+    state.feed(
+        ev(
+            "runner_on_ok",
+            "node2",
+            task="Record",
+            task_action="gpufleet.cluster.stack_receipt",
+            res={"changed": True},
+        )
+    )
+    state.feed(ev("runner_on_ok", "node3", res={"converged": False}))  # another module's key: not a receipt
+    assert state.hosts["node1"].receipt == "held"
+    assert state.hosts["node2"].receipt == "full run: changed under /etc/nccl.conf; the host rebooted since"
+    assert state.hosts["node3"].receipt is None
+    assert state.receipts() == (1, 2)
+    state.feed(ev("playbook_on_stats", ok={"node1": 20, "node2": 200, "node3": 5}))
+    line = recap_line(state)
+    assert line.endswith("; --fast: GPU stack receipt held on 1 of 2, the others ran it in full")
+    stream = io.StringIO()
+    PlainView(stream).event(state, ev("playbook_on_stats"), None)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith("(receipt held)") and "(full run: changed under /etc/nccl.conf;" in lines[1]
+    assert lines[2].endswith("in 0s")
+
+
+def test_without_fast_the_recap_says_nothing_of_receipts():
+    state = FleetState()
+    state.feed(ev("runner_on_ok", "node1", res={}))
+    assert "receipt" not in recap_line(state)
