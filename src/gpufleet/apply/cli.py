@@ -53,9 +53,10 @@ OPTIONS: tuple[Option, ...] = (
         {
             "dest": "fast",
             "action": "store_true",
-            "help": "site.yml: skip preflight and the GPU stack (driver, CUDA, NCCL, InfiniBand, container "
-            "engine) on hosts whose receipt from the last full --fast run still holds (nothing they manage "
-            "changed, same settings); other hosts run in full (sets gpufleet_fast_path=true)",
+            "help": "site.yml: skip the offline sources, preflight and the GPU stack (driver, CUDA, NCCL, "
+            "InfiniBand, container engine) on hosts whose receipt from the last full --fast run still holds "
+            "(nothing they manage changed, same settings); other hosts run in full (sets "
+            "gpufleet_fast_path=true)",
         },
     ),
     Option(

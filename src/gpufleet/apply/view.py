@@ -144,7 +144,9 @@ def recap_line(state: FleetState) -> str:
     line = f"{total} hosts: " + (", ".join(parts) if parts else "none matched")
     held, checked = state.receipts()
     if checked:
-        line += f"; --fast: GPU stack receipt held on {held} of {checked}, the others ran it in full"
+        line += f"; --fast: GPU stack receipt held on {held} of {checked}"
+        if held < checked:
+            line += f", {checked - held} ran the stack in full"
     return line
 
 

@@ -17,7 +17,15 @@ from gpufleet.cli import main
 
 RECEIPT_HELD = "not (__gpufleet_receipt['converged'] | default(false))"
 # What the receipt covers (plugins/module_utils/stack_receipt.py); everything else always runs.
-COVERED = {"offline_repo", "preflight", "nvidia_driver", "cuda_toolkit", "nccl", "infiniband", "container_runtime"}
+COVERED = {
+    "offline_repo",
+    "preflight",
+    "nvidia_driver",
+    "cuda_toolkit",
+    "nccl",
+    "infiniband",
+    "container_runtime",
+}
 
 
 @pytest.fixture
