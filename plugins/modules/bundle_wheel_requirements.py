@@ -93,8 +93,6 @@ bundle:
   sample: lab
 """
 
-import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
@@ -104,23 +102,9 @@ from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_remote imp
     remote_manifest,
 )
 from ansible_collections.gpufleet.cluster.plugins.module_utils.bundle_wheels import wheel_requirements
+from ansible_collections.gpufleet.cluster.plugins.module_utils.host_files import write_atomically
 
 HEADER = "# Written by gpufleet from the bundle's signed manifest: pip install --require-hashes -r THIS\n"
-
-
-def write_atomically(dest, content):
-    directory = os.path.dirname(dest) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".gpufleet-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(content)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def main():

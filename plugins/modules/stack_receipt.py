@@ -75,11 +75,11 @@ msg:
 """
 
 import os
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.gpufleet.cluster.plugins.module_utils import stack_receipt as sr
+from ansible_collections.gpufleet.cluster.plugins.module_utils.host_files import write_atomically
 
 
 def _read(path):
@@ -88,23 +88,6 @@ def _read(path):
             return fh.read()
     except FileNotFoundError:
         return None
-
-
-def _write(path, text):
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".stack-receipt.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def main():
@@ -133,7 +116,7 @@ def main():
         except ValueError as exc:
             module.fail_json(msg=f"cannot record the receipt: {exc}", reasons=[])
         if not module.check_mode:
-            _write(path, text)
+            write_atomically(path, text)
         module.exit_json(changed=True, reasons=[], msg=f"receipt recorded in {path}")
     try:
         converged, reasons = sr.check(existing, module.params["inputs"], paths)
