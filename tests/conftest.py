@@ -34,3 +34,16 @@ def collection_filters():
             assert name not in found, f"filter {name} registered by both {found[name][0]} and {path.stem}"
             found[name] = (path.stem, func)
     return found
+
+
+def playbook_env(**settings):
+    """The environment for a test's own ansible-playbook run on this machine: the checkout's
+    ansible.cfg and collection, no warning about the implicit localhost, plus ``settings``
+    (``ANSIBLE_*`` names to values)."""
+    return {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        **settings,
+    }

@@ -1,7 +1,6 @@
 """``gpufleet apply --fast``: the option sets gpufleet_fast_path, and site.yml skips exactly the
 parts the GPU stack receipt covers, checks it before them and records it only after a full run."""
 
-import os
 import re
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from types import SimpleNamespace
 import ansible_runner
 import pytest
 import yaml
-from conftest import FIXTURES, REPO
+from conftest import FIXTURES, REPO, playbook_env
 
 from gpufleet.cli import main
 
@@ -147,16 +146,12 @@ def test_site_receipt_plays_skip_the_stack_only_while_the_receipt_holds(tmp_path
     }
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(yaml.safe_dump({"gpu_nodes": {"hosts": {"localhost": host}}}))
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        # The default callback: its json sibling left ansible.builtin in ansible-core 2.21.
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default",
-        "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "true",
-        "ANSIBLE_NOCOLOR": "true",
-    }
+    # The default callback: its json sibling left ansible.builtin in ansible-core 2.21.
+    env = playbook_env(
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
+        ANSIBLE_DISPLAY_SKIPPED_HOSTS="true",
+        ANSIBLE_NOCOLOR="true",
+    )
     status = re.compile(r"^(ok|changed|skipping): \[localhost\]", re.MULTILINE)
 
     def site(*args):

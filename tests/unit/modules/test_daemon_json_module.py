@@ -2,7 +2,6 @@
 in-process on temporary files, and once for real through ansible-playbook on this machine."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.gpufleet.cluster.plugins.modules import daemon_json
-from conftest import REPO
+from conftest import playbook_env
 from module_harness import AnsibleExitJson, AnsibleFailJson, _module_exits  # noqa: F401
 
 NVIDIA = {
@@ -145,12 +144,7 @@ def test_ansible_playbook_changes_once_then_not(site, tmp_path):
             ]
         )
     )
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-    }
+    env = playbook_env()
     argv = [
         str(PLAYBOOK),
         "-i",

@@ -2,7 +2,6 @@
 temporary receipt and tree, and once for real through ansible-playbook on this machine."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.gpufleet.cluster.plugins.module_utils import stack_receipt as sr
 from ansible_collections.gpufleet.cluster.plugins.modules import stack_receipt
-from conftest import REPO
+from conftest import playbook_env
 from module_harness import AnsibleExitJson, AnsibleFailJson, _module_exits  # noqa: F401
 
 INPUTS = "c" * 64
@@ -129,14 +128,9 @@ def test_ansible_playbook_records_checks_and_sees_drift(tmp_path):
                 [{"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [task, show]}]
             )
         )
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-            "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default",
-            "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
-        }
+        env = playbook_env(
+            ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json"
+        )
         argv = [str(PLAYBOOK), "-i", "localhost,", str(play)]
         argv += ["-e", f"ansible_python_interpreter={sys.executable}"]
         done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env, cwd=tmp_path)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import playbook_env
 
 PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 pytestmark = pytest.mark.skipif(
@@ -48,12 +48,7 @@ def run_play(tmp_path, tasks_from, extra, inventory=None, each=None):
     )
     hosts = tmp_path / "hosts.yml"
     hosts.write_text(yaml.safe_dump(inventory or {"all": {"hosts": {"localhost": None}}}))
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-    }
+    env = playbook_env()
     extra = {"ansible_python_interpreter": sys.executable, **extra}
     return subprocess.run(
         [str(PLAYBOOK), "-i", str(hosts), str(play), "-e", json.dumps(extra)],

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import yaml
+from conftest import playbook_env
 
 REPO = Path(__file__).resolve().parents[3]
 PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
@@ -75,12 +76,7 @@ def run_role(tmp, extra, tasks_from="main", tags="configure", check=False):
             sort_keys=False,
         )
     )
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-    }
+    env = playbook_env()
     extra = {"ansible_python_interpreter": sys.executable, **paths, **extra}
     options = (["--tags", tags] if tags else []) + (["--check"] if check else [])
     return subprocess.run(
