@@ -212,3 +212,20 @@ def test_apply_and_upgrade_say_a_runner_failure_in_the_same_words(capsys, tmp_pa
         upgrade_line == f"gpufleet upgrade: {tail}{tmp_path / 'runs' / 'r1' / 'artifacts' / 'r1' / 'stdout'}"
     )
     assert upgrade_line == runner_failure("gpufleet upgrade", done)
+
+
+def test_fast_sets_the_variable_and_keeps_other_extra_vars(capsys, tmp_path, runner_calls):
+    argv = ["apply", str(FIXTURES / "apply" / "tiny.yml"), "-i", str(FIXTURES / "apply" / "tiny_hosts.yml")]
+    argv += ["--runs-dir", str(tmp_path / "runs"), "--plain", "--fast", "-e", "gpufleet_offline=true"]
+    assert main(argv) == 0
+    assert runner_calls[0]["extravars"] == {"gpufleet_offline": "true", "gpufleet_fast_path": True}
+    runner_calls.clear()
+    assert main(argv[:-3]) == 0
+    assert runner_calls[0]["extravars"] is None
+
+
+def test_serve_rollback_has_no_fast(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "rollback", "-i", "hosts.yml", "--fast"])
+    assert exc.value.code != 0
+    assert "unrecognized arguments: --fast" in capsys.readouterr().err

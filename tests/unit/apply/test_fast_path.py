@@ -1,18 +1,14 @@
-"""``gpufleet apply --fast``: the option sets gpufleet_fast_path, and site.yml skips exactly the
-parts the GPU stack receipt covers, checks it before them and records it only after a full run."""
+"""``gpufleet apply --fast`` in site.yml: it skips exactly the parts the GPU stack receipt covers,
+checks the receipt before them and records it only after a full run (the option: test_apply_cli.py)."""
 
 import re
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
-import ansible_runner
 import pytest
 import yaml
-from conftest import FIXTURES, REPO, playbook_env
-
-from gpufleet.cli import main
+from conftest import REPO, playbook_env
 
 RECEIPT_HELD = "not (__gpufleet_receipt['converged'] | default(false))"
 # What the receipt covers (plugins/module_utils/stack_receipt.py); everything else always runs.
@@ -25,35 +21,6 @@ COVERED = {
     "infiniband",
     "container_runtime",
 }
-
-
-@pytest.fixture
-def runner_calls(monkeypatch):
-    calls = []
-
-    def fake_run(**kwargs):
-        calls.append(kwargs)
-        return SimpleNamespace(status="successful", rc=0)
-
-    monkeypatch.setattr(ansible_runner, "run", fake_run)
-    return calls
-
-
-def test_fast_sets_the_variable_and_keeps_other_extra_vars(capsys, tmp_path, runner_calls):
-    argv = ["apply", str(FIXTURES / "apply" / "tiny.yml"), "-i", str(FIXTURES / "apply" / "tiny_hosts.yml")]
-    argv += ["--runs-dir", str(tmp_path / "runs"), "--plain", "--fast", "-e", "gpufleet_offline=true"]
-    assert main(argv) == 0
-    assert runner_calls[0]["extravars"] == {"gpufleet_offline": "true", "gpufleet_fast_path": True}
-    runner_calls.clear()
-    assert main(argv[:-3]) == 0
-    assert runner_calls[0]["extravars"] is None
-
-
-def test_serve_rollback_has_no_fast(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["serve", "rollback", "-i", "hosts.yml", "--fast"])
-    assert exc.value.code != 0
-    assert "unrecognized arguments: --fast" in capsys.readouterr().err
 
 
 def plays(name):
