@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,10 @@ SCENARIOS = {"airgap": 1, "monitoring": 0, "model_s3": 0, "nvidia_driver": 0}
 LAYER_WAITS = {"nvidia_driver": ("airgap", "node")}
 BESIDE_THE_CONVERGE = 10  # niceness of lane 0's checks (Stage.nice)
 WAIT_POLL_S = 10
+# A failed stage's last lines of output and its failed tests are repeated under the timing table,
+# so the end of a long CI log says what failed without scrolling through the lanes' interleaving.
+TAIL_LINES = 25
+FAILURES_SHOWN = 10
 
 
 @dataclass
@@ -159,6 +164,8 @@ def stages() -> list[Stage]:
             group=lab,
             lane=0,
             nice=BESIDE_THE_CONVERGE,
+            junit="newest.xml",
+            env={"PYTEST_ADDOPTS": f"--junitxml={JUNIT_DIR}/newest.xml"},
         ),
     ]
     for name, lane in SCENARIOS.items():
@@ -186,14 +193,20 @@ def junit_counts(path: Path) -> dict:
     """passed/failed/skipped counts and seconds per test file from a pytest JUnit report."""
     counts = {"passed": 0, "failed": 0, "skipped": 0}
     files: dict[str, float] = {}
+    failures: list[str] = []
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError):
-        return {"counts": None, "files": {}}
+        return {"counts": None, "files": {}, "failures": []}
     for case in root.iter("testcase"):
         kinds = {child.tag for child in case}
         if kinds & {"failure", "error"}:
             counts["failed"] += 1
+            bad = next(child for child in case if child.tag in ("failure", "error"))
+            message = (bad.get("message") or bad.text or "").strip().splitlines()
+            failures.append(
+                f"{case.get('classname')}::{case.get('name')}: {message[0] if message else bad.tag}"
+            )
         elif "skipped" in kinds:
             counts["skipped"] += 1
         else:
@@ -201,7 +214,7 @@ def junit_counts(path: Path) -> dict:
         module = (case.get("classname") or "").split(".")
         name = next((f"{p}.py" for p in module if p.startswith("test_")), case.get("file") or "?")
         files[name] = files.get(name, 0.0) + float(case.get("time") or 0)
-    return {"counts": counts, "files": files}
+    return {"counts": counts, "files": files, "failures": failures}
 
 
 def _layer_ready(layer: str, env: dict) -> subprocess.CompletedProcess:
@@ -263,18 +276,24 @@ def run_stage(stage: Stage, results: list, lock: threading.Lock, finished: set |
         argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     assert proc.stdout is not None
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
     for line in proc.stdout:
         sys.stdout.write(prefix + line)
         sys.stdout.flush()
+        tail.append(line.rstrip("\n"))
     rc = proc.wait()
     seconds = time.monotonic() - started
     row = {"stage": stage.name, "item": "", "seconds": round(seconds, 1), "rc": rc, "group": stage.group}
+    if rc:
+        row["tail"] = list(tail)
     if stage.waits_for:
         row["waited_s"] = round(waited, 1)
     rows = [row]
     if stage.junit:
         parsed = junit_counts(JUNIT_DIR / stage.junit)
         row["tests"] = parsed["counts"]
+        if parsed["failures"]:
+            row["failures"] = parsed["failures"]
         if stage.rows_from_junit:
             for name, secs in sorted(parsed["files"].items(), key=lambda kv: -kv[1]):
                 rows.append({"stage": stage.name, "item": name, "seconds": round(secs, 1), "part": True})
@@ -320,6 +339,23 @@ def table(results: list, total: float) -> str:
     budget = f"{verdict} the budget of {_fmt(BUDGET_S)}"
     lines.append(f"{'total (wall clock)':<20} {'':<28} {_fmt(total):>7} 100.0%  {budget}")
     return "\n".join(lines)
+
+
+def why_failed(results: list) -> str:
+    """For each failed stage: its failed tests (from its JUnit report) or else its last lines."""
+    out = []
+    for r in results:
+        if r.get("part") or not r.get("rc"):
+            continue
+        out.append(f"--- {r['stage']}: exit {r['rc']}")
+        failures = r.get("failures") or []
+        for failure in failures[:FAILURES_SHOWN]:
+            out.append(f"    FAILED {failure}")
+        if len(failures) > FAILURES_SHOWN:
+            out.append(f"    ... and {len(failures) - FAILURES_SHOWN} more (reports/junit)")
+        if not failures:
+            out.extend(f"    | {line}" for line in r.get("tail") or ["(no output)"])
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         + "\n"
     )
     print("\n" + table(results, total))
+    if failed:
+        print("\nwhat failed:\n" + why_failed(results))
     print(f"timings written to {TIMINGS.relative_to(REPO)}")
     print(f"suite: {tally['passed']} passed, {tally['failed']} failed, {tally['skipped']} skipped")
     return 1 if failed else 0

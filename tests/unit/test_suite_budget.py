@@ -70,7 +70,31 @@ def test_junit_rows_per_file_and_counts(suite, tmp_path):
     parsed = suite.junit_counts(path)
     assert parsed["counts"] == {"passed": 1, "failed": 2, "skipped": 1}
     assert parsed["files"] == {"test_lab.py": 4.0, "test_bundle.py": 10.5}
-    assert suite.junit_counts(tmp_path / "missing.xml") == {"counts": None, "files": {}}
+    assert parsed["failures"] == ["test_bundle::test_c: boom", "test_bundle::test_d: teardown"]
+    assert suite.junit_counts(tmp_path / "missing.xml") == {"counts": None, "files": {}, "failures": []}
+
+
+def test_a_failed_stage_says_under_the_table_what_failed(suite, monkeypatch, tmp_path, capsys):
+    """The failed tests from the stage's JUnit report, or else the stage's last lines of output."""
+    import threading
+
+    monkeypatch.setattr(suite, "JUNIT_DIR", tmp_path)
+    (tmp_path / "x.xml").write_text(JUNIT)
+    results = []
+    lines = "; ".join(f"echo line{n}" for n in range(40))
+    tested = suite.Stage("tested", ["sh", "-c", "exit 1"], "", junit="x.xml")
+    untested = suite.Stage("untested", ["sh", "-c", f"{lines}; echo 'ansible-doc: broken' >&2; exit 2"], "")
+    passed = suite.Stage("passed", ["true"], "")
+    for stage in (tested, untested, passed):
+        suite.run_stage(stage, results, threading.Lock())
+    capsys.readouterr()
+    text = suite.why_failed(results)
+    assert (
+        "--- tested: exit 1\n    FAILED test_bundle::test_c: boom\n    FAILED test_bundle::test_d: teardown"
+        in text
+    )
+    assert "--- untested: exit 2\n    | line16\n" in text and text.endswith("    | ansible-doc: broken")
+    assert "line15" not in text and "passed" not in text
 
 
 def test_table_shows_shares_and_the_budget_verdict(suite):
