@@ -14,6 +14,7 @@ import base64
 import json
 import shlex
 import time
+import urllib.parse
 from datetime import UTC, datetime
 
 import pytest
@@ -25,6 +26,9 @@ from gpufleet.verify.report import render_prometheus
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 TEXTFILE = f"{TEXTFILE_DIR}/gpufleet-verify.prom"
 NODE_EXPORTER = "http://127.0.0.1:9100"
+DCGM_EXPORTER = "http://127.0.0.1:9400"
+# Fields only gpufleet's counters file has (the package's default counters leave them out).
+GPUFLEET_ONLY_FIELDS = ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "DCGM_FI_DEV_ROW_REMAP_PENDING")
 PROMETHEUS = "http://127.0.0.1:9090"
 ALERTMANAGER = "http://127.0.0.1:9093"
 VERIFIED_HOST = "node1"  # the host the verdict is about (its own 'host' label)
@@ -87,7 +91,9 @@ def verify_textfile(host):
     host.run(f"rm -f {TEXTFILE}")
 
 
-@pytest.mark.parametrize("service", ["prometheus-node-exporter", "prometheus", "prometheus-alertmanager"])
+@pytest.mark.parametrize(
+    "service", ["prometheus-node-exporter", "prometheus", "prometheus-alertmanager", "nvidia-dcgm-exporter"]
+)
 def test_service_active_and_enabled(host, service):
     svc = host.service(service)
     assert svc.is_running, service
@@ -180,3 +186,61 @@ def test_alertmanager_ready_with_private_configuration(host):
     assert loaded["route"]["receiver"] == "null"
     assert loaded["route"]["group_by"] == ["alertname", "host", "node"]
     assert loaded["inhibit_rules"][0]["equal"] == ["host", "node", "gpu"]
+
+
+# --- dcgm-exporter (TEST DOUBLES of NVIDIA's packages, prepare.yml) ------------------------------
+
+
+def test_dcgm_exporter_installed_with_apt_where_dcgm_is(host):
+    # The role installed the exporter (prepare only put it in a local APT repository); the DCGM
+    # double it depends on is what a site would have installed.
+    assert host.package("datacenter-gpu-manager-4-core").is_installed
+    exporter = host.package("datacenter-gpu-manager-exporter")
+    assert exporter.is_installed and "gpufleet.test.double" in exporter.version
+    # apt installed it (prepare installed only the DCGM double, with dpkg -i).
+    installs = [
+        x
+        for x in host.file("/var/log/apt/history.log").content_string.splitlines()
+        if x.startswith("Install:")
+    ]
+    assert any("datacenter-gpu-manager-exporter:" in x for x in installs), installs
+
+
+def test_dcgm_exporter_runs_gpufleets_counters_on_the_port(host):
+    dropin = host.file("/etc/systemd/system/nvidia-dcgm-exporter.service.d/gpufleet.conf")
+    assert dropin.exists and dropin.mode == 0o644
+    # systemd merged the drop-in: one command line, the package's own replaced.
+    execstart = host.check_output("systemctl show -p ExecStart --value nvidia-dcgm-exporter")
+    assert "/etc/dcgm-exporter/gpufleet-counters.csv" in execstart and "-a :9400" in execstart
+    assert "default-counters.csv" not in execstart
+    assert host.check_output("systemctl show -p TimeoutStopUSec --value nvidia-dcgm-exporter") == "20s"
+    counters = host.file("/etc/dcgm-exporter/gpufleet-counters.csv").content_string
+    assert all(field in counters for field in GPUFLEET_ONLY_FIELDS)
+
+    def serving():
+        status, body = fetch(host, f"{DCGM_EXPORTER}/metrics")
+        names = {line.split("{")[0] for line in body.splitlines() if line.startswith("DCGM_FI_")}
+        return status == 200 and set(GPUFLEET_ONLY_FIELDS) <= names, (status, sorted(names))
+
+    wait_for("dcgm-exporter serving gpufleet's counters", serving)
+
+
+def test_prometheus_scrapes_dcgm_exporter_and_has_the_alerts_fields(host):
+    def probe():
+        targets = fetch_json(host, f"{PROMETHEUS}/api/v1/targets")["data"]["activeTargets"]
+        dcgm = [t for t in targets if t["labels"].get("job") == "dcgm"]
+        return len(dcgm) == 1 and dcgm[0]["health"] == "up", dcgm
+
+    (target,) = wait_for("the dcgm job's target up", probe)
+    assert target["labels"]["gpufleet_role"] == "dcgm"
+    assert target["labels"]["node"] == host.backend.get_hostname()
+    assert target["labels"]["instance"].endswith(":9400")
+
+    def series():
+        query = 'DCGM_FI_DEV_ROW_REMAP_PENDING{gpufleet_role="dcgm"}'
+        url = f"{PROMETHEUS}/api/v1/query?query={urllib.parse.quote(query)}"
+        result = fetch_json(host, url)["data"]["result"]
+        return len(result) == 1, result
+
+    (sample,) = wait_for("DCGM_FI_DEV_ROW_REMAP_PENDING in Prometheus", series)
+    assert sample["metric"]["gpu"] == "0" and sample["value"][1] == "0"

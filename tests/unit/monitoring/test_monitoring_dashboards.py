@@ -31,19 +31,25 @@ NODE_EXPORTER = {
     "node_textfile_scrape_error",
 }
 PROMETHEUS = {"up", "ALERTS"}
-# dcgm-exporter (etc/default-counters.csv field names; ROW_REMAP_PENDING and ECC_DBE_VOL_TOTAL need
-# a counters file that enables them).
-DCGM = {
-    "DCGM_FI_DEV_GPU_TEMP",
-    "DCGM_FI_DEV_GPU_UTIL",
-    "DCGM_FI_DEV_FB_USED",
-    "DCGM_FI_DEV_POWER_USAGE",
-    "DCGM_FI_DEV_XID_ERRORS",
-    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
-    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
-    "DCGM_FI_DEV_ROW_REMAP_FAILURE",
-    "DCGM_FI_DEV_ROW_REMAP_PENDING",
-}
+# dcgm-exporter: the fields of the counters file the role starts it with (the role's own file, which
+# adds the volatile ECC totals and ROW_REMAP_PENDING that dcgm-exporter's default counters leave out).
+DCGM_COUNTERS = ROLE / "files" / "dcgm-exporter-counters.csv"
+
+
+def dcgm_counters():
+    """{field: metric type} from the counters file, in dcgm-exporter's format (field, type, help)."""
+    out = {}
+    for line in DCGM_COUNTERS.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            field, kind, help_text = (part.strip() for part in line.split(",", 2))
+            assert re.fullmatch(r"DCGM_FI_[A-Z0-9_]+", field) and help_text, line
+            assert kind in ("gauge", "counter"), line
+            assert field not in out, f"{field} twice"
+            out[field] = kind
+    return out
+
+
+DCGM = set(dcgm_counters())
 
 # PromQL words that are not metric names.
 KEYWORDS = {
@@ -90,6 +96,16 @@ def metric_names(expr):
             continue
         names.add(word)
     return names
+
+
+def test_the_dcgm_counters_carry_the_fields_the_alerts_need():
+    counters = dcgm_counters()
+    # Left out of dcgm-exporter's default counters: without them two alerts could never fire.
+    assert counters["DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"] == "counter"
+    assert counters["DCGM_FI_DEV_ROW_REMAP_PENDING"] == "gauge"
+    assert counters["DCGM_FI_DEV_XID_ERRORS"] == "gauge"  # the last XID: the rules count its changes
+    used = {name for rule in load_rules() for name in metric_names(rule["expr"]) if name.startswith("DCGM_")}
+    assert used and used <= set(counters)
 
 
 def test_metric_names_are_found_in_expressions():

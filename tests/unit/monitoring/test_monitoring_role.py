@@ -4,6 +4,7 @@ package installed): preflight refuses bad inputs naming each variable, and the A
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +19,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def run_play(tmp_path, tasks_from, extra, inventory=None, each=None):
-    """Run one task file of the role on localhost, once per entry of ``each`` (task vars), in one
-    ansible-playbook run: starting ansible-playbook costs seconds on a loaded machine."""
+def run_play(tmp_path, tasks_from, extra, inventory=None, each=None, then=None):
+    """Run one task file of the role on localhost, once per entry of ``each`` (task vars), each time
+    followed by the task ``then`` when given, in one ansible-playbook run: starting ansible-playbook
+    costs seconds on a loaded machine."""
     play = tmp_path / "play.yml"
     play.write_text(
         yaml.safe_dump(
@@ -31,15 +33,19 @@ def run_play(tmp_path, tasks_from, extra, inventory=None, each=None):
                     "connection": "local",
                     "gather_facts": False,
                     "tasks": [
-                        {
-                            "name": f"The role's task file ({n})",
-                            "ansible.builtin.include_role": {
-                                "name": "gpufleet.cluster.monitoring",
-                                "tasks_from": tasks_from,
-                            },
-                            "vars": task_vars,
-                        }
+                        task
                         for n, task_vars in enumerate(each or [{}])
+                        for task in [
+                            {
+                                "name": f"The role's task file ({n})",
+                                "ansible.builtin.include_role": {
+                                    "name": "gpufleet.cluster.monitoring",
+                                    "tasks_from": tasks_from,
+                                },
+                                "vars": task_vars,
+                            },
+                            *([{**then, "name": f"{then['name']} ({n})"}] if then else []),
+                        ]
                     ],
                 }
             ],
@@ -143,6 +149,33 @@ def test_node_exporter_args_keep_the_other_options(tmp_path):
             assert (tmp_path / case / "textfile").is_dir()
         if run == "second":
             assert "changed=0" in result.stdout, "the second run changes nothing"
+
+
+def test_dcgm_exporter_only_where_dpkg_has_dcgm_installed(tmp_path):
+    """The role's DCGM lookup on this machine's real dpkg: names dpkg does not know (a node without
+    DCGM) make a node to skip and say what to do; one installed package (dpkg itself here) is DCGM
+    present. With the install off, or on a host outside monitoring_node_group, nothing is asked."""
+    each = [  # the two that ask nothing first: the fact, once set, outranks task vars
+        {"monitoring_dcgm_exporter_install": False},
+        {"monitoring_node_group": "bastion"},
+        {"monitoring_dcgm_packages": ["gpufleet-no-such-dcgm-core", "gpufleet-no-such-dcgm"]},
+        {"monitoring_dcgm_packages": ["gpufleet-no-such-dcgm-core", "dpkg"]},
+    ]
+    show = {
+        "name": "Show",
+        "ansible.builtin.debug": {"msg": "RUNS={{ __monitoring_dcgm_exporter_runs | default('unset') }}"},
+    }
+    fleet = {
+        "all": {"children": {"gpu_nodes": {"hosts": {"localhost": None}}, "bastion": {"hosts": {"b1": None}}}}
+    }
+    result = run_play(tmp_path, "dcgm_find", {**DEBIAN, "monitoring_dcgm_exporter": True}, fleet, each, show)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.findall(r"msg: RUNS=(\w+)", result.stdout) == ["unset", "unset", "False", "True"]
+    words = " ".join(result.stdout.split())  # the YAML result format wraps long messages
+    said = re.findall(r"localhost: DCGM is not installed .*? itself\.", words)
+    assert len(said) == 1, result.stdout
+    assert "(none of gpufleet-no-such-dcgm-core, gpufleet-no-such-dcgm)" in said[0]
+    assert "monitoring_dcgm_exporter_install false" in said[0] and "apt.debs" in said[0]
 
 
 # --- gpufleet verify's timer (monitoring_verify_timer) ---------------------------------------------

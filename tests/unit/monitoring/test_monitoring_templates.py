@@ -128,6 +128,33 @@ def test_prometheus_adds_dcgm_and_serving_jobs_when_asked():
     assert config["global"]["scrape_interval"] == "15s"
 
 
+def test_prometheus_leaves_out_the_nodes_where_the_role_found_no_dcgm(monkeypatch):
+    """The role's install step sets __monitoring_dcgm_exporter_runs per node: false (no DCGM) is not
+    scraped, so DcgmExporterDown does not fire for a node that has no exporter; a node the run did
+    not reach (no fact) stays listed."""
+    hostvars = dict(INVENTORY["hostvars"])
+    hostvars["gpu01"] = {**hostvars["gpu01"], "__monitoring_dcgm_exporter_runs": True}
+    hostvars["gpu02"] = {**hostvars["gpu02"], "__monitoring_dcgm_exporter_runs": False}
+    monkeypatch.setitem(INVENTORY, "hostvars", hostvars)
+    jobs = scrape_jobs(render("prometheus.yml.j2", monitoring_dcgm_exporter=True))
+    assert [c["labels"]["node"] for c in jobs["dcgm"]["static_configs"]] == ["gpu01", "gpu03"]
+    for host in ("gpu01", "gpu03"):
+        hostvars[host] = {**hostvars[host], "__monitoring_dcgm_exporter_runs": False}
+    jobs = scrape_jobs(render("prometheus.yml.j2", monitoring_dcgm_exporter=True))
+    assert set(jobs) == {"prometheus", "node"}, "no node runs dcgm-exporter: no empty dcgm job"
+
+
+def test_dcgm_exporter_drop_in_runs_the_counters_file_on_the_port():
+    text = render("dcgm-exporter.conf.j2", monitoring_dcgm_exporter_port=9499)
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines[:3] == [
+        "[Service]",
+        "ExecStart=",  # the package's own command line (its default counters) is replaced, not added to
+        "ExecStart=/usr/bin/dcgm-exporter -f /etc/dcgm-exporter/gpufleet-counters.csv -a :9499",
+    ]
+    assert "TimeoutStopSec=20s" in lines and "Restart=on-failure" in lines
+
+
 def test_prometheus_labels_are_the_ones_the_rules_select():
     rules = (ROLE / "files" / "gpufleet-alerts.rules.yml").read_text()
     for role in ("node", "dcgm", "serving"):
