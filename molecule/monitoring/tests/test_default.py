@@ -244,3 +244,50 @@ def test_prometheus_scrapes_dcgm_exporter_and_has_the_alerts_fields(host):
 
     (sample,) = wait_for("DCGM_FI_DEV_ROW_REMAP_PENDING in Prometheus", series)
     assert sample["metric"]["gpu"] == "0" and sample["value"][1] == "0"
+
+
+# --- gpufleet verify's timer (its command a TEST DOUBLE, prepare.yml; last: it replaces the textfile)
+
+
+def test_verify_timer_is_scheduled_and_its_user_made(host):
+    timer = host.service("gpufleet-verify.timer")
+    assert timer.is_running and timer.is_enabled
+    assert host.check_output("systemctl show -p NextElapseUSecRealtime --value gpufleet-verify.timer")
+    user = host.user("gpufleet-verify")
+    assert user.home == "/var/lib/gpufleet-verify" and user.shell == "/usr/sbin/nologin"
+    assert user.uid < 1000, "a system user"
+
+
+def test_verify_service_runs_as_its_user_and_publishes_the_textfile(host):
+    """What the timer starts, started now: verify (the double) runs as the verify user in its state
+    directory, exits 1 (a host unhealthy: not a failed unit), and root moves its file into the textfile
+    directory, where node_exporter serves it."""
+    host.run_expect([0], "systemctl start gpufleet-verify.service")  # oneshot: returns when it ended
+    show = host.check_output("systemctl show -p Result -p ExecMainStatus gpufleet-verify.service")
+    assert dict(line.split("=", 1) for line in show.splitlines()) == {
+        "Result": "success",
+        "ExecMainStatus": "1",
+    }
+    ran = host.file("/var/lib/gpufleet-verify/gpufleet-double-args").content_string.split()
+    assert ran[0] == "gpufleet-verify"
+    assert ran[1:] == [
+        "verify",
+        "--inventory",
+        "/etc/gpufleet/inventory.yml",
+        "--tier",
+        "quick",
+        "--prometheus",
+        "/var/lib/gpufleet-verify/gpufleet-verify.prom",
+        "--quiet",
+    ]
+    published = host.file(TEXTFILE)
+    assert published.user == "root" and published.mode == 0o644
+    assert 'host="timer-double"' in published.content_string
+    assert not host.file(f"{TEXTFILE_DIR}/.gpufleet-verify.prom.tmp").exists
+
+    def served():
+        _, body = fetch(host, f"{NODE_EXPORTER}/metrics")
+        line = 'gpufleet_verify_host_verdict{host="timer-double",verdict="unhealthy"} 1'
+        return line in body.splitlines(), [x for x in body.splitlines() if x.startswith("gpufleet_verify")]
+
+    wait_for("node_exporter serving the timer's file", served)
